@@ -1,0 +1,277 @@
+//! Reads a Drover config repo into typed objects, with every problem located at
+//! `path:line:column`.
+//!
+//! Layout (docs/model.md): `clusters/**/*.yaml` hold `Cluster` documents;
+//! `environments/<env>/**/*.yaml` hold one `Environment` named `<env>` plus that
+//! environment's services, quotas and secrets. Files may hold many documents.
+//!
+//! Loading never stops at the first problem: every document of every file is read,
+//! and each broken one yields a diagnostic while the others still load.
+
+mod document;
+mod parse;
+mod read;
+
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
+use std::sync::Arc;
+
+use drover_diagnostics::{Code, Diagnostic, Location, SourceMap};
+use drover_model::{ClusterSpec, EnvironmentSpec, Kind, Manifest, QuotaSpec, SecretSpec, ServiceSpec};
+
+pub use read::{ReadError, SourceFile, read_dir};
+
+/// A typed object together with where it came from.
+#[derive(Debug, Clone)]
+pub struct Object<S> {
+    /// The document, parsed.
+    pub manifest: Manifest<S>,
+    /// Where each of its fields is, for diagnostics.
+    pub source: Arc<SourceMap>,
+}
+
+impl<S> Object<S> {
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.manifest.metadata.name
+    }
+
+    /// The object's spec.
+    pub fn spec(&self) -> &S {
+        &self.manifest.spec
+    }
+
+    /// Where the field at `path` (`spec.replicas`) is, or its closest parent.
+    pub fn locate(&self, path: &str) -> Location {
+        self.source.locate(path)
+    }
+}
+
+/// One `environments/<name>/` folder.
+#[derive(Debug, Clone, Default)]
+pub struct EnvironmentDir {
+    /// The folder name, which is the environment's name.
+    pub name: String,
+    /// Its `Environment` document (absent when the folder lacks one: an error).
+    pub environment: Option<Object<EnvironmentSpec>>,
+    /// Its services, in file order.
+    pub services: Vec<Object<ServiceSpec>>,
+    /// Its quotas.
+    pub quotas: Vec<Object<QuotaSpec>>,
+    /// Its secrets.
+    pub secrets: Vec<Object<SecretSpec>>,
+}
+
+/// Everything a config repo declares.
+#[derive(Debug, Clone, Default)]
+pub struct Repo {
+    /// Clusters, by file order.
+    pub clusters: Vec<Object<ClusterSpec>>,
+    /// Environments, sorted by name.
+    pub environments: Vec<EnvironmentDir>,
+}
+
+impl Repo {
+    /// The cluster with this name.
+    pub fn cluster(&self, name: &str) -> Option<&Object<ClusterSpec>> {
+        self.clusters.iter().find(|c| c.name() == name)
+    }
+
+    /// The environment with this name.
+    pub fn environment(&self, name: &str) -> Option<&EnvironmentDir> {
+        self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// Number of services over all environments.
+    pub fn service_count(&self) -> usize {
+        self.environments.iter().map(|e| e.services.len()).sum()
+    }
+}
+
+/// The result of loading: whatever parsed, and every problem found on the way.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// The objects that parsed.
+    pub repo: Repo,
+    /// Problems, unsorted.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Loads a repo from a directory on disk.
+pub fn load_dir(root: &std::path::Path) -> Result<Loaded, ReadError> {
+    let files = read_dir(root)?;
+    Ok(load(&files))
+}
+
+/// Where a file sits in the layout.
+enum Place<'a> {
+    Clusters,
+    Environment(&'a str),
+    /// Directly in `environments/`, outside any environment folder.
+    EnvironmentsRoot,
+}
+
+fn place_of(path: &str) -> Option<Place<'_>> {
+    if path.starts_with("clusters/") {
+        return Some(Place::Clusters);
+    }
+    let rest = path.strip_prefix("environments/")?;
+    Some(match rest.split_once('/') {
+        Some((env, _)) => Place::Environment(env),
+        None => Place::EnvironmentsRoot,
+    })
+}
+
+/// Loads a repo from files already in memory (a directory, or a Git revision).
+/// Paths are relative to the repo root, with `/` separators.
+pub fn load(files: &[SourceFile]) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut environments: BTreeMap<String, EnvironmentDir> = BTreeMap::new();
+    // First place each (kind, env, name) was seen, to point duplicates at it.
+    let mut seen: BTreeMap<(Kind, String, String), Location> = BTreeMap::new();
+
+    let has_layout = files.iter().any(|f| place_of(&f.path).is_some());
+    if !has_layout {
+        loaded.diagnostics.push(
+            Diagnostic::new(
+                Code::NotARepo,
+                Location { file: "environments".into(), line: 1, column: 1 },
+                "no `clusters/` or `environments/` folder with YAML files: this is not a Drover config repo",
+            )
+            .with_hint("put clusters in `clusters/*.yaml` and each environment in `environments/<name>/*.yaml` (see docs/model.md)"),
+        );
+        return loaded;
+    }
+
+    for file in files {
+        let Some(place) = place_of(&file.path) else { continue };
+        if let Place::Environment(env) = place {
+            environments.entry(env.to_owned()).or_insert_with(|| EnvironmentDir {
+                name: env.to_owned(),
+                ..EnvironmentDir::default()
+            });
+        }
+        let file_name: Arc<str> = file.path.as_str().into();
+        for chunk in document::split(&file.text) {
+            let doc = match parse::parse(&file_name, &chunk) {
+                Ok(Some(doc)) => doc,
+                Ok(None) => continue,
+                Err(diagnostic) => {
+                    loaded.diagnostics.push(*diagnostic);
+                    continue;
+                }
+            };
+            let kind = doc.kind();
+            let start = doc.source().start();
+            let env_name = match (&place, kind) {
+                (Place::Clusters, Kind::Cluster) => String::new(),
+                (Place::Environment(env), k) if k.is_environment_scoped() => (*env).to_owned(),
+                (Place::Clusters, _) => {
+                    loaded.diagnostics.push(misplaced(start, kind, "clusters/ holds only `Cluster` documents",
+                        "move it into `environments/<name>/`"));
+                    continue;
+                }
+                (Place::Environment(_), _) => {
+                    loaded.diagnostics.push(misplaced(start, kind, "environment folders hold no `Cluster` documents",
+                        "move it into `clusters/`"));
+                    continue;
+                }
+                (Place::EnvironmentsRoot, _) => {
+                    loaded.diagnostics.push(misplaced(start, kind, "documents in `environments/` belong in an environment's folder",
+                        "move it into `environments/<name>/`"));
+                    continue;
+                }
+            };
+            let name_at = doc.source().locate("metadata.name");
+            match seen.entry((kind, env_name.clone(), doc.name().to_owned())) {
+                Entry::Occupied(first) => {
+                    let scope = if kind == Kind::Cluster {
+                        "in this repo".to_owned()
+                    } else {
+                        format!("in environment `{env_name}`")
+                    };
+                    loaded.diagnostics.push(
+                        Diagnostic::new(
+                            Code::DuplicateObject,
+                            name_at,
+                            format!("{kind} `{}` is defined twice {scope}", doc.name()),
+                        )
+                        .with_hint(format!("the first definition is at {}; rename or remove one", first.get())),
+                    );
+                    continue;
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(name_at);
+                }
+            }
+            match doc {
+                parse::Doc::Cluster(o) => loaded.repo.clusters.push(o),
+                other => {
+                    let dir = environments.get_mut(&env_name).expect("folder registered above");
+                    match other {
+                        parse::Doc::Environment(o) => match &dir.environment {
+                            Some(first) => loaded.diagnostics.push(
+                                Diagnostic::new(
+                                    Code::EnvironmentDocument,
+                                    o.locate("metadata.name"),
+                                    format!("folder `environments/{env_name}/` has a second `Environment` document"),
+                                )
+                                .with_hint(format!(
+                                    "one folder is one environment; the first is at {}",
+                                    first.locate("metadata.name")
+                                )),
+                            ),
+                            None => dir.environment = Some(o),
+                        },
+                        parse::Doc::Service(o) => dir.services.push(o),
+                        parse::Doc::Quota(o) => dir.quotas.push(o),
+                        parse::Doc::Secret(o) => dir.secrets.push(o),
+                        parse::Doc::Cluster(_) => unreachable!("handled above"),
+                    }
+                }
+            }
+        }
+    }
+
+    for (name, dir) in &environments {
+        match &dir.environment {
+            None => {
+                let first_file = files
+                    .iter()
+                    .find(|f| matches!(place_of(&f.path), Some(Place::Environment(e)) if e == name))
+                    .map(|f| f.path.as_str())
+                    .unwrap_or("environments");
+                loaded.diagnostics.push(
+                    Diagnostic::new(
+                        Code::EnvironmentDocument,
+                        Location { file: first_file.into(), line: 1, column: 1 },
+                        format!("environment folder `environments/{name}/` has no `Environment` document"),
+                    )
+                    .with_hint(format!(
+                        "add `environments/{name}/environment.yaml` with `kind: Environment` and `metadata.name: {name}`"
+                    )),
+                );
+            }
+            Some(env) if env.name() != name => {
+                loaded.diagnostics.push(
+                    Diagnostic::new(
+                        Code::EnvironmentDocument,
+                        env.locate("metadata.name"),
+                        format!("Environment `{}` is in folder `environments/{name}/`", env.name()),
+                    )
+                    .with_hint(format!("name it `{name}`, or move it to `environments/{}/`", env.name())),
+                );
+            }
+            Some(_) => {}
+        }
+    }
+    loaded.repo.environments = environments.into_values().collect();
+    loaded
+}
+
+fn misplaced(at: Location, kind: Kind, why: &str, fix: &str) -> Diagnostic {
+    Diagnostic::new(Code::Misplaced, at, format!("a `{kind}` document cannot be here: {why}")).with_hint(fix)
+}
+
+#[cfg(test)]
+mod tests;

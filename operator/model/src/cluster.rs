@@ -1,0 +1,196 @@
+//! `Cluster`: where environments run — the local engine's nodes and proxy, or a
+//! Kubernetes context.
+
+use std::collections::BTreeMap;
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::defaults;
+use crate::quantity::{Cpu, Duration, Memory};
+
+/// The desired state of one cluster.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "drover.dev",
+    version = "v1alpha1",
+    kind = "Cluster",
+    plural = "clusters",
+    doc = "Where Drover environments run: the local engine's nodes and proxy, or a Kubernetes context."
+)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// `local` (default: Drover's own scheduler, node agents and proxy on this machine)
+    /// or `kubernetes`.
+    #[serde(default)]
+    pub engine: Engine,
+    /// Settings of the local engine; required when `engine: local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<LocalCluster>,
+    /// Settings of the Kubernetes engine; required when `engine: kubernetes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesCluster>,
+}
+
+/// Which engine drives a cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    #[default]
+    Local,
+    Kubernetes,
+}
+
+/// A cluster on this machine, run by Drover itself.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LocalCluster {
+    /// The nodes; each gets its own node agent process.
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub nodes: Vec<Node>,
+    /// The HTTP reverse proxy in front of the services.
+    #[serde(default)]
+    pub proxy: Proxy,
+    /// A node that misses heartbeats this long is marked down and its instances are
+    /// rescheduled (default 10s).
+    #[serde(default = "defaults::heartbeat_timeout")]
+    pub heartbeat_timeout: Duration,
+}
+
+/// One node of a local cluster.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Node {
+    /// Node name, unique in the cluster.
+    pub name: String,
+    /// `manager` or `worker` (default).
+    #[serde(default)]
+    pub role: NodeRole,
+    /// `active` (default: gets new instances), `pause` (keeps what runs, gets nothing
+    /// new) or `drain` (its instances move to active nodes).
+    #[serde(default)]
+    pub availability: Availability,
+    /// What the scheduler may reserve on this node.
+    pub capacity: Capacity,
+    /// Labels placement constraints match (`node.labels.zone == a`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::small_map()"))]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Schedulable capacity of a node.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Capacity {
+    /// Cores.
+    pub cpu: Cpu,
+    /// Bytes.
+    pub memory: Memory,
+}
+
+/// A node's role in the control plane.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeRole {
+    Manager,
+    #[default]
+    Worker,
+}
+
+/// Whether a node takes new instances (Docker Swarm's node availability).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum Availability {
+    /// Gets new instances.
+    #[default]
+    Active,
+    /// Keeps its instances, gets no new ones.
+    Pause,
+    /// Gets no new instances; its instances move to active nodes.
+    Drain,
+}
+
+/// The local engine's HTTP reverse proxy.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Proxy {
+    /// Addresses and ports the proxy accepts connections on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub listeners: Vec<Listener>,
+    /// Address ranges reserved for the proxy's own outgoing connections: one `active`
+    /// and at most one `backup` per region and network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub address_pools: Vec<AddressPool>,
+}
+
+/// One proxy listener.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Listener {
+    /// Listener name routes may refer to.
+    pub name: String,
+    /// IP address to bind (default `127.0.0.1`).
+    #[serde(default = "defaults::loopback")]
+    pub address: String,
+    /// TCP port; 0 picks a free one at start.
+    pub port: u16,
+}
+
+/// A proxy-only address range (a "proxy-only subnet").
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddressPool {
+    /// Pool name.
+    pub name: String,
+    /// The range, `/26` or shorter (at least 64 addresses); `/23` recommended. On the
+    /// local engine it must lie in 127.0.0.0/8.
+    pub cidr: String,
+    /// `active` (new connections use it) or `backup`.
+    pub role: PoolRole,
+    /// Region the pool serves (default `local`).
+    #[serde(default = "defaults::local_region")]
+    pub region: String,
+    /// Network the pool serves (default `default`).
+    #[serde(default = "defaults::default_network")]
+    pub network: String,
+    /// After a promotion, how long the demoted pool drains existing connections
+    /// (default 30s).
+    #[serde(default = "defaults::pool_drain_timeout")]
+    pub drain_timeout: Duration,
+}
+
+/// Role of an address pool.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum PoolRole {
+    #[default]
+    Active,
+    Backup,
+}
+
+/// A Kubernetes cluster reached through a kubeconfig.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesCluster {
+    /// kubeconfig context (default: the current context).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// Prefix of the namespaces Drover creates (default none).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace_prefix: String,
+}

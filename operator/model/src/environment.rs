@@ -1,0 +1,130 @@
+//! `Environment`: a named stage (staging, production, …) that runs on a cluster, with
+//! its sync, rollback and promotion policies.
+
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::defaults;
+use crate::quantity::Duration;
+
+/// The desired state of one environment.
+#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "drover.dev",
+    version = "v1alpha1",
+    kind = "Environment",
+    plural = "environments",
+    doc = "A named stage (staging, production, ...) that runs on a cluster, with its sync, rollback and promotion policies."
+)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvironmentSpec {
+    /// Name of the `Cluster` this environment runs on.
+    pub cluster: String,
+    /// Namespace its objects live in (default: the environment's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// How Git changes are applied.
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    /// What happens when a release fails its health checks.
+    #[serde(default)]
+    pub rollback: RollbackPolicy,
+    /// Where verified releases come from (production promotes from staging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion: Option<Promotion>,
+}
+
+/// How Git changes reach the environment.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncPolicy {
+    /// `automatic` (default: every new revision is applied) or `manual`.
+    #[serde(default)]
+    pub mode: SyncMode,
+    /// Delete objects Drover created that Git no longer has (default true).
+    #[serde(default = "defaults::yes")]
+    pub prune: bool,
+    /// Revert changes made outside Git (default true).
+    #[serde(default = "defaults::yes")]
+    pub self_heal: bool,
+    /// Allow a revision that would prune every object (default false: such a revision
+    /// is held, because an empty folder is more often a mistake than an intent).
+    #[serde(default, skip_serializing_if = "defaults::is_false")]
+    pub allow_empty: bool,
+}
+
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy { mode: SyncMode::Automatic, prune: true, self_heal: true, allow_empty: false }
+    }
+}
+
+/// Whether new revisions apply by themselves.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncMode {
+    #[default]
+    Automatic,
+    Manual,
+}
+
+/// What happens when a release fails its health checks.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RollbackPolicy {
+    /// Return the whole release to the last healthy revision (default true).
+    #[serde(default = "defaults::yes")]
+    pub automatic: bool,
+    /// Commit a revert of the failed revision to the config repo, so Git says what
+    /// runs (default true).
+    #[serde(default = "defaults::yes")]
+    pub revert_commit: bool,
+    /// A release not healthy within this time has failed (default 120s).
+    #[serde(default = "defaults::progress_deadline")]
+    pub progress_deadline: Duration,
+    /// Releases kept in history (default 20).
+    #[serde(default = "defaults::history_limit")]
+    pub history_limit: u32,
+}
+
+impl Default for RollbackPolicy {
+    fn default() -> Self {
+        RollbackPolicy {
+            automatic: true,
+            revert_commit: true,
+            progress_deadline: defaults::progress_deadline(),
+            history_limit: defaults::history_limit(),
+        }
+    }
+}
+
+/// Where verified releases come from.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Promotion {
+    /// The environment releases are promoted from.
+    pub from: String,
+    /// How long the source must have been healthy at the revision (default 5m).
+    #[serde(default = "defaults::soak")]
+    pub soak: Duration,
+    /// `commit` (default: commit to the tracked branch) or `pull-request` (a branch and
+    /// a preview to review).
+    #[serde(default)]
+    pub mode: PromotionMode,
+}
+
+/// How a promotion lands in Git.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "kebab-case")]
+pub enum PromotionMode {
+    #[default]
+    Commit,
+    PullRequest,
+}

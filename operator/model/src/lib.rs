@@ -1,0 +1,28 @@
+//! Drover's declarative model: the kinds a config repo holds (`Cluster`, `Environment`,
+//! `Service`, `Quota`, `Secret`), their defaults, and the CRDs and JSON Schemas
+//! generated from them.
+//!
+//! The spec structs are the single source of truth: serde reads and writes them,
+//! schemars describes them, and kube's `CustomResource` derive turns them into CRDs.
+
+pub mod cluster;
+mod defaults;
+pub mod environment;
+pub mod meta;
+mod port_ref;
+pub mod quantity;
+pub mod quota;
+pub mod schema;
+pub mod secret;
+pub mod service;
+
+#[cfg(feature = "proptest")]
+pub mod arb;
+
+pub use cluster::ClusterSpec;
+pub use environment::EnvironmentSpec;
+pub use meta::{API_VERSION, GROUP, Kind, Manifest, Metadata};
+pub use quantity::{Cpu, Duration, Memory};
+pub use quota::QuotaSpec;
+pub use secret::SecretSpec;
+pub use service::ServiceSpec;
