@@ -9,6 +9,7 @@ pub mod cluster;
 mod defaults;
 pub mod environment;
 pub mod meta;
+pub mod placement;
 mod port_ref;
 pub mod quantity;
 pub mod quota;

@@ -97,21 +97,18 @@ fn parse_decimal_scaled(text: &str, scale: u64) -> Option<u64> {
     if !whole.chars().all(|c| c.is_ascii_digit()) || !frac.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let whole: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-    let mut value = whole.checked_mul(scale)?;
-    let mut unit = scale;
-    for digit in frac.bytes() {
-        let d = u64::from(digit - b'0');
-        if unit % 10 != 0 {
-            if d != 0 {
-                return None;
-            }
-            continue;
-        }
-        unit /= 10;
-        value = value.checked_add(d * unit)?;
+    if frac.len() > 18 {
+        return None;
     }
-    Some(value)
+    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let frac_value: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let denominator = 10u128.pow(frac.len() as u32);
+    let scale = u128::from(scale);
+    let fraction = frac_value * scale;
+    if fraction % denominator != 0 {
+        return None;
+    }
+    u64::try_from(whole.checked_mul(scale)? + fraction / denominator).ok()
 }
 
 impl FromStr for Cpu {

@@ -1,1 +1,70 @@
+//! Semantic validation of a loaded config repo: the rules of docs/model.md that no
+//! schema can express (naming, references between objects, resources, probes,
+//! autoscaling, address pools, quotas), each reported at the field that breaks it.
+//!
+//! Validation is a pure function of the repo: it reads nothing else and changes
+//! nothing, so previews and the reconciler can run it anywhere.
 
+mod cluster;
+mod environment;
+mod names;
+mod quota;
+mod service;
+
+use drover_diagnostics::{Code, Diagnostic};
+use drover_load::{Object, Repo};
+
+/// Collects diagnostics for one object, located by field path.
+pub(crate) struct Findings<'a> {
+    out: &'a mut Vec<Diagnostic>,
+}
+
+impl Findings<'_> {
+    /// Reports `message` at `path` of `object`.
+    pub fn at<S>(&mut self, object: &Object<S>, path: &str, code: Code, message: String) -> &mut Diagnostic {
+        self.out.push(Diagnostic::new(code, object.locate(path), message));
+        self.out.last_mut().expect("just pushed")
+    }
+}
+
+/// Runs every rule over the repo. Errors make the repo invalid; warnings do not.
+pub fn validate(repo: &Repo) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut findings = Findings { out: &mut out };
+    for cluster in &repo.clusters {
+        names::object(&mut findings, cluster);
+        cluster::check(&mut findings, cluster);
+    }
+    for dir in &repo.environments {
+        environment::check(&mut findings, repo, dir);
+        for secret in &dir.secrets {
+            names::object(&mut findings, secret);
+            service::check_secret(&mut findings, secret);
+        }
+        for q in &dir.quotas {
+            names::object(&mut findings, q);
+        }
+        service::check_all(&mut findings, repo, dir);
+        quota::check(&mut findings, repo, dir);
+    }
+    out
+}
+
+/// True when the diagnostics hold at least one error.
+pub fn has_errors(diagnostics: &[Diagnostic]) -> bool {
+    diagnostics.iter().any(Diagnostic::is_error)
+}
+
+/// `add a hint` helper, so rules read as one expression.
+pub(crate) trait Hint {
+    fn hint(&mut self, hint: impl Into<String>);
+}
+
+impl Hint for Diagnostic {
+    fn hint(&mut self, hint: impl Into<String>) {
+        self.hint = Some(hint.into());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,158 @@
+//! Cluster rules: engine settings, nodes, listeners and proxy address pools (§6, §7).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use drover_diagnostics::Code;
+use drover_load::Object;
+use drover_model::ClusterSpec;
+use drover_model::cluster::{Engine, PoolRole};
+
+use crate::{Findings, Hint, names};
+
+/// The smallest pool allowed has 64 addresses: a /26 for IPv4.
+const MIN_POOL_ADDRESSES_LOG2: u8 = 6;
+
+pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
+    let spec = cluster.spec();
+    match spec.engine {
+        Engine::Local => {
+            if spec.local.is_none() {
+                f.at(cluster, "spec.engine", Code::EngineSettings, "a `local` cluster needs `spec.local` with its nodes".into())
+                    .hint("add `local: {nodes: [{name: node-1, capacity: {cpu: 2, memory: 4Gi}}]}`");
+            }
+            if spec.kubernetes.is_some() {
+                f.at(cluster, "spec.kubernetes", Code::EngineSettings, "`spec.kubernetes` is set but the engine is `local`".into())
+                    .hint("remove it, or set `engine: kubernetes`");
+            }
+        }
+        Engine::Kubernetes => {
+            if spec.kubernetes.is_none() {
+                f.at(cluster, "spec.engine", Code::EngineSettings, "a `kubernetes` cluster needs `spec.kubernetes`".into())
+                    .hint("add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)");
+            }
+            if spec.local.is_some() {
+                f.at(cluster, "spec.local", Code::EngineSettings, "`spec.local` is set but the engine is `kubernetes`".into())
+                    .hint("remove it, or set `engine: local`");
+            }
+        }
+    }
+    let Some(local) = &spec.local else { return };
+    if local.nodes.is_empty() {
+        f.at(cluster, "spec.local.nodes", Code::InvalidNode, "a local cluster needs at least one node".into())
+            .hint("add `- name: node-1` with its `capacity`");
+    }
+    let mut node_names = BTreeSet::new();
+    for (i, node) in local.nodes.iter().enumerate() {
+        let path = format!("spec.local.nodes[{i}]");
+        names::check(f, cluster, &format!("{path}.name"), "node name", &node.name);
+        if !node_names.insert(node.name.as_str()) {
+            f.at(cluster, &format!("{path}.name"), Code::InvalidNode, format!("node `{}` is defined twice", node.name));
+        }
+        if node.capacity.cpu.millis() == 0 || node.capacity.memory.bytes() == 0 {
+            f.at(cluster, &format!("{path}.capacity"), Code::InvalidNode, format!("node `{}` has no CPU or no memory to schedule on", node.name))
+                .hint("give it a capacity such as `{cpu: 2, memory: 4Gi}`");
+        }
+        for key in node.labels.keys() {
+            names::reserved_label(f, cluster, &format!("{path}.labels.{key}"), key);
+        }
+    }
+
+    let mut bound = BTreeSet::new();
+    for (i, listener) in local.proxy.listeners.iter().enumerate() {
+        let path = format!("spec.local.proxy.listeners[{i}]");
+        names::check(f, cluster, &format!("{path}.name"), "listener name", &listener.name);
+        if listener.address.parse::<IpAddr>().is_err() {
+            f.at(cluster, &format!("{path}.address"), Code::InvalidAddress, format!("listener address `{}` is not an IP address", listener.address))
+                .hint("for example `127.0.0.1`");
+        }
+        if listener.port != 0 && !bound.insert((listener.address.as_str(), listener.port)) {
+            f.at(cluster, &format!("{path}.port"), Code::InvalidAddress, format!("{}:{} is used by two listeners", listener.address, listener.port));
+        }
+    }
+
+    // One active and at most one backup pool per (region, network).
+    let mut roles: BTreeMap<(&str, &str), (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    for (i, pool) in local.proxy.address_pools.iter().enumerate() {
+        let path = format!("spec.local.proxy.addressPools[{i}]");
+        names::check(f, cluster, &format!("{path}.name"), "address pool name", &pool.name);
+        let entry = roles.entry((pool.region.as_str(), pool.network.as_str())).or_default();
+        match pool.role {
+            PoolRole::Active => entry.0.push(i),
+            PoolRole::Backup => entry.1.push(i),
+        }
+        match parse_cidr(&pool.cidr) {
+            Err(why) => {
+                f.at(cluster, &format!("{path}.cidr"), Code::InvalidAddress, format!("`{}` is not a CIDR range: {why}", pool.cidr))
+                    .hint("for example `127.0.1.0/24`");
+            }
+            Ok((addr, prefix)) => {
+                let bits = if addr.is_ipv4() { 32 } else { 128 };
+                if bits - prefix < MIN_POOL_ADDRESSES_LOG2 {
+                    let largest = bits - MIN_POOL_ADDRESSES_LOG2;
+                    f.at(cluster, &format!("{path}.cidr"), Code::AddressPoolTooSmall,
+                        format!("address pool `{}` is a /{prefix} ({} addresses); a pool needs at least 64 (/{largest} or shorter)", pool.name, 1u64 << (bits - prefix)))
+                        .hint(format!("use a /{largest} or shorter prefix; /{} is recommended", bits - 9));
+                }
+                let loopback = match addr {
+                    IpAddr::V4(v4) => v4.is_loopback() && prefix >= 8,
+                    IpAddr::V6(v6) => v6.is_loopback(),
+                };
+                if spec.engine == Engine::Local && !loopback {
+                    f.at(cluster, &format!("{path}.cidr"), Code::InvalidAddress,
+                        format!("address pool `{}` ({}) is outside 127.0.0.0/8; the local engine's proxy uses loopback addresses only", pool.name, pool.cidr))
+                        .hint("choose a range inside 127.0.0.0/8, for example `127.0.1.0/24`");
+                }
+            }
+        }
+    }
+    for ((region, network), (active, backup)) in roles {
+        let scope = format!("region `{region}`, network `{network}`");
+        if active.is_empty() {
+            let first = backup[0];
+            f.at(cluster, &format!("spec.local.proxy.addressPools[{first}].role"), Code::AddressPoolRoles, format!("{scope} has a backup address pool but no active one"))
+                .hint("mark one pool `role: active`");
+        }
+        for extra in active.iter().skip(1) {
+            f.at(cluster, &format!("spec.local.proxy.addressPools[{extra}].role"), Code::AddressPoolRoles, format!("{scope} has more than one active address pool"))
+                .hint("keep one `active`; make another the `backup`");
+        }
+        for extra in backup.iter().skip(1) {
+            f.at(cluster, &format!("spec.local.proxy.addressPools[{extra}].role"), Code::AddressPoolRoles, format!("{scope} has more than one backup address pool"))
+                .hint("at most one backup pool per region and network");
+        }
+    }
+}
+
+/// Parses `a.b.c.d/n` (or IPv6); the address must be the range's first address.
+fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = text.split_once('/').ok_or("the `/prefix` is missing")?;
+    let addr: IpAddr = addr.parse().map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= bits).ok_or(format!("the prefix must be 0 to {bits}"))?;
+    let host_bits = u32::from(bits - prefix);
+    let host_part = match addr {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) & ((1u128 << host_bits) - 1),
+        IpAddr::V6(v6) => {
+            if host_bits == 128 { u128::from(v6) } else { u128::from(v6) & ((1u128 << host_bits) - 1) }
+        }
+    };
+    if host_part != 0 {
+        return Err("host bits are set below the prefix".to_owned());
+    }
+    Ok((addr, prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_cidr;
+
+    #[test]
+    fn cidr_ranges_must_start_at_their_first_address() {
+        assert_eq!(parse_cidr("127.0.1.0/24").unwrap().1, 24);
+        assert!(parse_cidr("127.0.1.5/24").is_err());
+        assert!(parse_cidr("127.0.1.0").is_err());
+        assert!(parse_cidr("127.0.1.0/33").is_err());
+        assert_eq!(parse_cidr("::1/128").unwrap().1, 128);
+    }
+}

@@ -1,0 +1,68 @@
+//! Rule tests on small in-memory repos.
+
+use drover_load::{SourceFile, load};
+
+use super::*;
+
+const CLUSTER: &str = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: local\nspec:\n  local:\n    nodes:\n      - name: n1\n        capacity: {cpu: 4, memory: 8Gi}\n      - name: n2\n        capacity: {cpu: 4, memory: 8Gi}\n        availability: drain\n";
+const ENV: &str = "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec:\n  cluster: local\n";
+
+fn service(name: &str, body: &str) -> String {
+    format!("---\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  command: [run]\n{body}")
+}
+
+fn check(env_files: &[(&str, String)]) -> Vec<String> {
+    let mut files = vec![
+        SourceFile { path: "clusters/local.yaml".into(), text: CLUSTER.into() },
+        SourceFile { path: "environments/staging/environment.yaml".into(), text: ENV.into() },
+    ];
+    for (name, text) in env_files {
+        files.push(SourceFile { path: format!("environments/staging/{name}"), text: text.clone() });
+    }
+    let loaded = load(&files);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let mut d = validate(&loaded.repo);
+    drover_diagnostics::sort(&mut d);
+    d.iter().map(|d| format!("{}: {}: {}", d.location, d.code.id(), d.message)).collect()
+}
+
+#[test]
+fn a_dependency_cycle_is_printed_from_its_first_service() {
+    let text = [
+        service("a", "  dependsOn: [b]\n"),
+        service("b", "  dependsOn: [c]\n"),
+        service("c", "  dependsOn: [a]\n"),
+    ]
+    .concat();
+    assert_eq!(
+        check(&[("s.yaml", text)]),
+        ["environments/staging/s.yaml:8:15: E115: services depend on each other in a cycle: a → b → c → a"]
+    );
+}
+
+#[test]
+fn quota_totals_count_replicas_times_requests_and_name_the_biggest() {
+    let text = [
+        service("a", "  replicas: 3\n  resources:\n    requests: {cpu: 1}\n"),
+        service("b", "  resources:\n    requests: {cpu: 500m}\n"),
+    ]
+    .concat();
+    let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata:\n  name: q\nspec:\n  hard:\n    requests:\n      cpu: 3\n";
+    assert_eq!(
+        check(&[("s.yaml", text), ("quota.yaml", quota.into())]),
+        ["environments/staging/quota.yaml:8:7: E116: environment `staging` declares 3500m of requests.cpu in total (a 3, b 500m), above quota `q`'s 3"]
+    );
+}
+
+#[test]
+fn global_services_count_one_instance_per_node_that_is_not_drained() {
+    let text = service("agent", "  mode: global\n  resources:\n    requests: {cpu: 2}\n");
+    let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata:\n  name: q\nspec:\n  hard:\n    instances: 1\n    requests: {cpu: 2}\n";
+    assert!(check(&[("s.yaml", text), ("quota.yaml", quota.into())]).is_empty());
+}
+
+#[test]
+fn a_valid_service_with_every_section_has_no_findings() {
+    let body = "  ports: [{name: http}]\n  readinessProbe:\n    httpGet: {path: /ready, port: http}\n  livenessProbe:\n    tcpSocket: {}\n  resources:\n    requests: {cpu: 250m, memory: 128Mi}\n    limits: {cpu: 1, memory: 128Mi}\n  autoscaling:\n    maxReplicas: 4\n    metrics: [{type: cpu, target: 60}]\n  routes: [{host: shop.example.com, path: /}]\n  placement:\n    constraints: [node.labels.zone == a]\n";
+    assert_eq!(check(&[("s.yaml", service("web", body))]), Vec::<String>::new());
+}
