@@ -1,1 +1,71 @@
-fn main(){}
+//! `drover`: the command-line entry point. Each subcommand lives in its own module;
+//! this file only parses arguments and maps results to exit codes.
+
+mod crds;
+mod validate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Drover reconciles clusters, services and routes to what a Git repository declares.
+#[derive(Debug, Parser)]
+#[command(name = "drover", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check a config repo: exit 0 when valid (warnings allowed), 1 when invalid,
+    /// 2 when it cannot be read.
+    Validate {
+        /// The config repo's root folder.
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+        /// `human` (default) or `json`.
+        #[arg(long, short, value_enum, default_value_t = Output::Human)]
+        output: Output,
+        /// Colour the human output: `auto` (on a terminal, unless NO_COLOR is set),
+        /// `always` or `never`.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Print the CustomResourceDefinitions generated from the model, or write them
+    /// (with the editor JSON Schema) into a folder.
+    Crds {
+        /// Write the files into this folder instead of printing the CRDs.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Output {
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate { dir, output, color } => validate::run(&dir, output, color),
+        Command::Crds { write } => crds::run(write.as_deref()),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}

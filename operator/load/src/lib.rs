@@ -135,7 +135,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         loaded.diagnostics.push(
             Diagnostic::new(
                 Code::NotARepo,
-                Location { file: "environments".into(), line: 1, column: 1 },
+                Location { file: "environments/".into(), line: 1, column: 1 },
                 "no `clusters/` or `environments/` folder with YAML files: this is not a Drover config repo",
             )
             .with_hint("put clusters in `clusters/*.yaml` and each environment in `environments/<name>/*.yaml` (see docs/model.md)"),

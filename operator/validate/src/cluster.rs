@@ -47,7 +47,8 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
         let path = format!("spec.local.nodes[{i}]");
         names::check(f, cluster, &format!("{path}.name"), "node name", &node.name);
         if !node_names.insert(node.name.as_str()) {
-            f.at(cluster, &format!("{path}.name"), Code::InvalidNode, format!("node `{}` is defined twice", node.name));
+            f.at(cluster, &format!("{path}.name"), Code::InvalidNode, format!("node `{}` is defined twice", node.name))
+                .hint("node names are unique within a cluster; rename one");
         }
         if node.capacity.cpu.millis() == 0 || node.capacity.memory.bytes() == 0 {
             f.at(cluster, &format!("{path}.capacity"), Code::InvalidNode, format!("node `{}` has no CPU or no memory to schedule on", node.name))

@@ -40,6 +40,10 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
     let mut current = source;
     while let Some(next) = current.environment.as_ref().and_then(|e| e.spec().promotion.as_ref()) {
         if next.from == env.name() {
+            // Report the cycle once, at its alphabetically first environment.
+            if chain.iter().any(|e| e.as_str() < env.name()) {
+                return;
+            }
             chain.push(next.from.clone());
             f.at(env, "spec.promotion.from", Code::InvalidPromotion, format!("promotions form a cycle: {}", chain.join(" ← ")))
                 .hint("releases must flow one way, for example staging → production");

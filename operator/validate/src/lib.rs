@@ -12,7 +12,7 @@ mod quota;
 mod service;
 
 use drover_diagnostics::{Code, Diagnostic};
-use drover_load::{Object, Repo};
+use drover_load::{Object, Repo, SourceFile};
 
 /// Collects diagnostics for one object, located by field path.
 pub(crate) struct Findings<'a> {
@@ -48,6 +48,32 @@ pub fn validate(repo: &Repo) -> Vec<Diagnostic> {
         quota::check(&mut findings, repo, dir);
     }
     out
+}
+
+/// A repo read and checked: what loaded, and every finding sorted by place.
+#[derive(Debug)]
+pub struct Checked {
+    /// The objects that parsed.
+    pub repo: Repo,
+    /// Parse and rule findings, sorted by file, line and column.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    /// No errors (warnings allowed).
+    pub fn is_valid(&self) -> bool {
+        !has_errors(&self.diagnostics)
+    }
+}
+
+/// Loads `files` and runs every rule. Rules run even when some documents failed to
+/// parse, so one run reports everything that can be known.
+pub fn check(files: &[SourceFile]) -> Checked {
+    let loaded = drover_load::load(files);
+    let mut diagnostics = loaded.diagnostics;
+    diagnostics.extend(validate(&loaded.repo));
+    drover_diagnostics::sort(&mut diagnostics);
+    Checked { repo: loaded.repo, diagnostics }
 }
 
 /// True when the diagnostics hold at least one error.

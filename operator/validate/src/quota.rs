@@ -160,13 +160,14 @@ impl<'a> Totals<'a> {
         }
         let cpu = |m: u64| Cpu(m).to_string();
         let mem = |b: u64| Memory(b).to_string();
-        let sums: [(&str, Option<u64>, &Vec<(&str, u64)>, &dyn Fn(u64) -> String); 4] = [
-            ("requests.cpu", hard.requests.cpu.map(Cpu::millis), &self.cpu_requests, &cpu),
-            ("requests.memory", hard.requests.memory.map(Memory::bytes), &self.memory_requests, &mem),
-            ("limits.cpu", hard.limits.cpu.map(Cpu::millis), &self.cpu_limits, &cpu),
-            ("limits.memory", hard.limits.memory.map(Memory::bytes), &self.memory_limits, &mem),
+        type Show<'f> = &'f dyn Fn(u64) -> String;
+        let sums: [(&str, &str, Option<u64>, &Vec<(&str, u64)>, Show<'_>); 4] = [
+            ("requests.cpu", "requests {} CPU", hard.requests.cpu.map(Cpu::millis), &self.cpu_requests, &cpu),
+            ("requests.memory", "requests {} of memory", hard.requests.memory.map(Memory::bytes), &self.memory_requests, &mem),
+            ("limits.cpu", "has CPU limits of {}", hard.limits.cpu.map(Cpu::millis), &self.cpu_limits, &cpu),
+            ("limits.memory", "has memory limits of {}", hard.limits.memory.map(Memory::bytes), &self.memory_limits, &mem),
         ];
-        for (what, allowed, parts, show) in sums {
+        for (what, phrase, allowed, parts, show) in sums {
             let Some(allowed) = allowed else { continue };
             let total: u64 = parts.iter().map(|(_, v)| v).sum();
             if total > allowed {
@@ -174,9 +175,10 @@ impl<'a> Totals<'a> {
                 top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
                 let listed: Vec<String> = top.iter().take(3).map(|(n, v)| format!("{n} {}", show(*v))).collect();
                 let more = if top.len() > 3 { format!(", +{} more", top.len() - 3) } else { String::new() };
+                let declared = phrase.replace("{}", &show(total));
                 f.at(quota, &format!("spec.hard.{what}"), Code::QuotaExceeded,
-                    format!("environment `{env}` declares {} of {what} in total ({}{more}), above quota `{q}`'s {}", show(total), listed.join(", "), show(allowed)))
-                    .hint(format!("reduce replicas or {what}, or raise `hard.{what}`"));
+                    format!("environment `{env}` {declared} in total ({}{more}), above quota `{q}`'s `{what}: {}`", listed.join(", "), show(allowed)))
+                    .hint(format!("reduce replicas or per-instance {what}, or raise the quota"));
             }
         }
         let unlimited = [

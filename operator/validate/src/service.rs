@@ -37,8 +37,9 @@ pub(crate) fn check_all(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir)
                 f.at(service, &format!("spec.dependsOn[{i}]"), Code::DependencyCycle, format!("service `{dep}` depends on itself"));
             } else if !services.contains(dep.as_str()) {
                 let d = f.at(service, &format!("spec.dependsOn[{i}]"), Code::UnknownDependency, format!("service `{}` depends on `{dep}`, which environment `{}` does not define", service.name(), dir.name));
-                if let Some(s) = closest(dep, services.iter().copied()) {
-                    d.hint(format!("did you mean `{s}`?"));
+                match closest(dep, services.iter().copied()) {
+                    Some(s) => d.hint(format!("did you mean `{s}`?")),
+                    None => d.hint(format!("define service `{dep}` in environments/{}/, or remove the entry", dir.name)),
                 }
             }
         }
@@ -80,7 +81,8 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
         let path = format!("spec.ports[{i}]");
         names::check(f, service, &format!("{path}.name"), "port name", &port.name);
         if !port_names.insert(port.name.as_str()) {
-            f.at(service, &format!("{path}.name"), Code::InvalidPort, format!("port `{}` is declared twice", port.name));
+            f.at(service, &format!("{path}.name"), Code::InvalidPort, format!("port `{}` is declared twice", port.name))
+                .hint("port names are unique within a service; rename or remove one");
         }
         if port.target == Some(0) {
             f.at(service, &format!("{path}.target"), Code::InvalidPort, "port 0 is not a port".into()).hint("leave `target` unset to have one assigned");
@@ -289,7 +291,8 @@ fn port_reference(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &st
 
 fn check_update(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, update: &UpdateConfig, is_rollback: bool) {
     if !(0.0..=1.0).contains(&update.max_failure_ratio) {
-        f.at(service, &format!("{path}.maxFailureRatio"), Code::InvalidUpdateConfig, format!("`maxFailureRatio` is a fraction from 0 to 1, not {}", update.max_failure_ratio));
+        f.at(service, &format!("{path}.maxFailureRatio"), Code::InvalidUpdateConfig, format!("`maxFailureRatio` is a fraction from 0 to 1, not {}", update.max_failure_ratio))
+            .hint("0 tolerates no failed instance; 0.2 tolerates one in five");
     }
     if is_rollback && update.failure_action == FailureAction::Rollback {
         f.at(service, &format!("{path}.failureAction"), Code::InvalidUpdateConfig, "a rollback cannot itself roll back on failure".into())

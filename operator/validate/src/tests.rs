@@ -50,7 +50,7 @@ fn quota_totals_count_replicas_times_requests_and_name_the_biggest() {
     let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata:\n  name: q\nspec:\n  hard:\n    requests:\n      cpu: 3\n";
     assert_eq!(
         check(&[("s.yaml", text), ("quota.yaml", quota.into())]),
-        ["environments/staging/quota.yaml:8:7: E116: environment `staging` declares 3500m of requests.cpu in total (a 3, b 500m), above quota `q`'s 3"]
+        ["environments/staging/quota.yaml:8:7: E116: environment `staging` requests 3500m CPU in total (a 3, b 500m), above quota `q`'s `requests.cpu: 3`"]
     );
 }
 

@@ -1,0 +1,41 @@
+//! `drover validate`: load a config repo, run every rule, print the findings.
+
+use std::io::{IsTerminal, Write};
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use drover_diagnostics::{RenderOptions, render_human, render_json, summary};
+
+use crate::{Color, Output};
+
+pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode> {
+    let files = drover_load::read_dir(dir).with_context(|| format!("cannot validate {}", dir.display()))?;
+    let checked = drover_validate::check(&files);
+    let valid = checked.is_valid();
+    let mut stdout = std::io::stdout().lock();
+    match output {
+        Output::Json => stdout.write_all(render_json(&checked.diagnostics, valid).as_bytes())?,
+        Output::Human => {
+            let color = match color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+            };
+            stdout.write_all(render_human(&checked.diagnostics, RenderOptions { color }).as_bytes())?;
+            let repo = &checked.repo;
+            let verdict = if valid { "valid" } else { "invalid" };
+            let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+            writeln!(
+                stdout,
+                "{}: {verdict} ({}; {}, {}, {})",
+                dir.display(),
+                summary(&checked.diagnostics),
+                count(repo.clusters.len(), "cluster"),
+                count(repo.environments.len(), "environment"),
+                count(repo.service_count(), "service"),
+            )?;
+        }
+    }
+    Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

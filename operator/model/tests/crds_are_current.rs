@@ -1,0 +1,48 @@
+//! `crds/` must hold exactly what the model generates. When this fails, run
+//! `cargo run -p drover -- crds --write crds` and commit the result.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn files_under(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir).expect("crds/ is readable") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            files_under(&path, root, out);
+        } else {
+            out.insert(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+#[test]
+fn checked_in_crds_match_the_model() {
+    let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../crds");
+    let generated = drover_model::schema::crd_files();
+    let mut stale = Vec::new();
+    for file in &generated {
+        let on_disk = std::fs::read_to_string(crds.join(&file.path)).unwrap_or_default();
+        if on_disk != file.content {
+            stale.push(file.path.clone());
+        }
+    }
+    let mut present = BTreeSet::new();
+    files_under(&crds, &crds, &mut present);
+    let expected: BTreeSet<String> = generated.iter().map(|f| f.path.clone()).collect();
+    let extra: Vec<&String> = present.difference(&expected).collect();
+    assert!(
+        stale.is_empty() && extra.is_empty(),
+        "crds/ is out of date (changed: {stale:?}, not generated: {extra:?}).\n\
+         Regenerate with: cargo run -p drover -- crds --write crds"
+    );
+}
+
+#[test]
+fn every_crd_is_structural_with_no_unknown_fields_allowed_silently() {
+    for crd in drover_model::schema::crds() {
+        let json = serde_json::to_string(&crd).unwrap();
+        // Kubernetes rejects `additionalProperties: false` next to `properties`.
+        assert!(!json.contains("\"additionalProperties\":false"), "{}", crd.metadata.name.unwrap());
+        assert!(json.contains("openAPIV3Schema"));
+    }
+}

@@ -1,0 +1,8 @@
+//! End-to-end tests: every test here drives the real `drover` binary, as a user or CI
+//! would, against real files. Golden files are regenerated with
+//! `DROVER_BLESS=1 cargo test -p drover --test e2e`.
+
+mod support;
+
+mod crds;
+mod validate;

@@ -1,0 +1,141 @@
+//! `drover validate` on the example repos: the valid one, one broken repo per rule,
+//! and the warnings-only ones.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use drover_diagnostics::{Code, Severity};
+
+use crate::support::{golden, repo_root, run_in, stdout};
+
+fn example_dirs(group: &str) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(repo_root().join("examples").join(group))
+        .expect("examples folder exists")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Runs every example of a group, checks the exit code and the golden output, and
+/// returns the codes the outputs mention.
+fn check_group(group: &str, expected_exit: i32) -> BTreeSet<String> {
+    let mut failures = Vec::new();
+    let mut codes = BTreeSet::new();
+    for dir in example_dirs(group) {
+        let output = run_in(&dir, &["validate", ".", "--color", "never"]);
+        let text = stdout(&output);
+        if output.status.code() != Some(expected_exit) {
+            failures.push(format!("{}: exit {:?}, expected {expected_exit}\n{text}", dir.display(), output.status.code()));
+        }
+        if let Some(mismatch) = golden(&dir.join("expected.txt"), &text) {
+            failures.push(mismatch);
+        }
+        for word in text.split(['[', ']']) {
+            if word.len() == 4 && (word.starts_with('E') || word.starts_with('W')) {
+                codes.insert(word.to_owned());
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    codes
+}
+
+#[test]
+fn the_example_repo_is_valid_without_warnings() {
+    let output = run_in(&repo_root(), &["validate", "examples/repo"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        "examples/repo: valid (0 errors, 0 warnings; 2 clusters, 2 environments, 6 services)\n"
+    );
+}
+
+#[test]
+fn every_invalid_example_exits_1_and_prints_its_expected_message() {
+    let codes = check_group("invalid", 1);
+    // One broken repo per rule: every error code has an example.
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .filter(|c| c.severity() == Severity::Error && !codes.contains(c.id()))
+        .map(|c| c.id())
+        .collect();
+    assert!(missing.is_empty(), "no example in examples/invalid/ shows {missing:?}");
+}
+
+#[test]
+fn warning_examples_exit_0_and_print_their_warning() {
+    let codes = check_group("warnings", 0);
+    let missing: Vec<&str> = Code::ALL
+        .iter()
+        .filter(|c| c.severity() == Severity::Warning && !codes.contains(c.id()))
+        .map(|c| c.id())
+        .collect();
+    assert!(missing.is_empty(), "no example in examples/warnings/ shows {missing:?}");
+}
+
+#[test]
+fn json_output_gives_machines_the_same_findings() {
+    let dir = repo_root().join("examples/invalid/unknown-field");
+    let output = run_in(&dir, &["validate", "--output", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["errors"], 1);
+    let d = &report["diagnostics"][0];
+    assert_eq!(d["code"], "E002");
+    assert_eq!(d["severity"], "error");
+    assert_eq!(d["location"]["file"], "environments/staging/api.yaml");
+    assert_eq!(d["location"]["line"], 8);
+    assert_eq!(d["location"]["column"], 3);
+    assert_eq!(d["hint"], "did you mean `readinessProbe`?");
+}
+
+#[test]
+fn all_errors_of_a_repo_are_reported_in_one_run_sorted_by_file_and_line() {
+    let repo = tempfile::tempdir().unwrap();
+    let base = repo_root().join("examples/invalid/unknown-variant");
+    copy_dir(&base, repo.path());
+    let env = repo.path().join("environments/staging");
+    std::fs::write(env.join("zz.yaml"), "apiVersion: drover.dev/v1alpha1\nkind: Servce\n").unwrap();
+    std::fs::write(env.join("aa.yaml"), "apiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: Bad_Name}\nspec: {command: [x]}\n").unwrap();
+    let output = run_in(repo.path(), &["validate", "--color", "never"]);
+    assert_eq!(output.status.code(), Some(1));
+    let lines: Vec<String> = stdout(&output).lines().filter(|l| l.contains("error[")).map(String::from).collect();
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[0].starts_with("environments/staging/aa.yaml:3:"), "{lines:?}");
+    assert!(lines[1].starts_with("environments/staging/api.yaml:7:9"), "{lines:?}");
+    assert!(lines[2].starts_with("environments/staging/zz.yaml:2:1"), "{lines:?}");
+}
+
+#[test]
+fn colour_is_used_only_when_asked_or_on_a_terminal() {
+    let dir = repo_root().join("examples/invalid/unknown-field");
+    let plain = stdout(&run_in(&dir, &["validate"]));
+    assert!(!plain.contains('\x1b'), "piped output must not be coloured");
+    let coloured = stdout(&run_in(&dir, &["validate", "--color", "always"]));
+    assert!(coloured.contains("\x1b[1;31merror[E002]"), "{coloured}");
+}
+
+#[test]
+fn a_missing_folder_is_a_usage_error_with_exit_2() {
+    let output = run_in(&repo_root(), &["validate", "does/not/exist"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does/not/exist is not a directory"));
+    let output = run_in(&repo_root(), &["validate", "--output", "yaml"]);
+    assert_eq!(output.status.code(), Some(2), "clap usage errors exit 2");
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
