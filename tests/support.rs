@@ -5,7 +5,10 @@ use std::process::{Command, Output};
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root exists")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repo root exists")
 }
 
 /// A command running the `drover` binary built for this test run.
@@ -17,7 +20,11 @@ pub fn drover() -> Command {
 
 /// Runs `drover ARGS` in `dir` and returns its output.
 pub fn run_in(dir: &Path, args: &[&str]) -> Output {
-    drover().args(args).current_dir(dir).output().expect("drover runs")
+    drover()
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("drover runs")
 }
 
 /// Standard output as text.
@@ -39,6 +46,9 @@ pub fn golden(path: &Path, actual: &str) -> Option<String> {
     }
     let expected = std::fs::read_to_string(path).unwrap_or_default();
     (expected != actual).then(|| {
-        format!("{}\n--- expected\n{expected}--- actual\n{actual}", path.display())
+        format!(
+            "{}\n--- expected\n{expected}--- actual\n{actual}",
+            path.display()
+        )
     })
 }

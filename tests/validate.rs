@@ -27,7 +27,11 @@ fn check_group(group: &str, expected_exit: i32) -> BTreeSet<String> {
         let output = run_in(&dir, &["validate", ".", "--color", "never"]);
         let text = stdout(&output);
         if output.status.code() != Some(expected_exit) {
-            failures.push(format!("{}: exit {:?}, expected {expected_exit}\n{text}", dir.display(), output.status.code()));
+            failures.push(format!(
+                "{}: exit {:?}, expected {expected_exit}\n{text}",
+                dir.display(),
+                output.status.code()
+            ));
         }
         if let Some(mismatch) = golden(&dir.join("expected.txt"), &text) {
             failures.push(mismatch);
@@ -61,7 +65,10 @@ fn every_invalid_example_exits_1_and_prints_its_expected_message() {
         .filter(|c| c.severity() == Severity::Error && !codes.contains(c.id()))
         .map(|c| c.id())
         .collect();
-    assert!(missing.is_empty(), "no example in examples/invalid/ shows {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "no example in examples/invalid/ shows {missing:?}"
+    );
 }
 
 #[test]
@@ -72,7 +79,10 @@ fn warning_examples_exit_0_and_print_their_warning() {
         .filter(|c| c.severity() == Severity::Warning && !codes.contains(c.id()))
         .map(|c| c.id())
         .collect();
-    assert!(missing.is_empty(), "no example in examples/warnings/ shows {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "no example in examples/warnings/ shows {missing:?}"
+    );
 }
 
 #[test]
@@ -98,15 +108,32 @@ fn all_errors_of_a_repo_are_reported_in_one_run_sorted_by_file_and_line() {
     let base = repo_root().join("examples/invalid/unknown-variant");
     copy_dir(&base, repo.path());
     let env = repo.path().join("environments/staging");
-    std::fs::write(env.join("zz.yaml"), "apiVersion: drover.dev/v1alpha1\nkind: Servce\n").unwrap();
+    std::fs::write(
+        env.join("zz.yaml"),
+        "apiVersion: drover.dev/v1alpha1\nkind: Servce\n",
+    )
+    .unwrap();
     std::fs::write(env.join("aa.yaml"), "apiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: Bad_Name}\nspec: {command: [x]}\n").unwrap();
     let output = run_in(repo.path(), &["validate", "--color", "never"]);
     assert_eq!(output.status.code(), Some(1));
-    let lines: Vec<String> = stdout(&output).lines().filter(|l| l.contains("error[")).map(String::from).collect();
+    let lines: Vec<String> = stdout(&output)
+        .lines()
+        .filter(|l| l.contains("error["))
+        .map(String::from)
+        .collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    assert!(lines[0].starts_with("environments/staging/aa.yaml:3:"), "{lines:?}");
-    assert!(lines[1].starts_with("environments/staging/api.yaml:7:9"), "{lines:?}");
-    assert!(lines[2].starts_with("environments/staging/zz.yaml:2:1"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("environments/staging/aa.yaml:3:"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("environments/staging/api.yaml:7:9"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[2].starts_with("environments/staging/zz.yaml:2:1"),
+        "{lines:?}"
+    );
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! Errors and warnings about a config repo, each located at `path:line:column`, with
 //! a stable code and a hint, rendered for people (optionally coloured) or as JSON.
 
-use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
 
@@ -66,7 +65,13 @@ pub struct Diagnostic {
 impl Diagnostic {
     /// A diagnostic with the code's severity.
     pub fn new(code: Code, location: Location, message: impl Into<String>) -> Self {
-        Diagnostic { code, severity: code.severity(), location, message: message.into(), hint: None }
+        Diagnostic {
+            code,
+            severity: code.severity(),
+            location,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     /// The same, with a hint.
@@ -83,72 +88,8 @@ impl Diagnostic {
 
 /// Sorts by file, line, column, then code, so output is stable and reads top-down.
 pub fn sort(diagnostics: &mut [Diagnostic]) {
-    diagnostics.sort_by(|a, b| {
-        (&a.location, a.code, &a.message).cmp(&(&b.location, b.code, &b.message))
-    });
-}
-
-/// Where each field of one YAML document is, keyed by its path
-/// (`spec.routes[0].host`). Built while parsing; used to point semantic errors at
-/// the exact key that causes them.
-#[derive(Debug, Clone, Default)]
-pub struct SourceMap {
-    file: Arc<str>,
-    /// Line and column (from 1) where the document starts.
-    start: (u32, u32),
-    positions: HashMap<Box<str>, (u32, u32)>,
-}
-
-impl SourceMap {
-    /// An empty map for a document starting at `line:column` of `file`.
-    pub fn new(file: Arc<str>, line: u32, column: u32) -> Self {
-        SourceMap { file, start: (line, column), positions: HashMap::new() }
-    }
-
-    /// Records where the node at `path` is.
-    pub fn insert(&mut self, path: &str, line: u32, column: u32) {
-        self.positions.entry(path.into()).or_insert((line, column));
-    }
-
-    /// The file the document is in.
-    pub fn file(&self) -> &Arc<str> {
-        &self.file
-    }
-
-    /// Where the document starts.
-    pub fn start(&self) -> Location {
-        self.location(self.start)
-    }
-
-    /// Where `path` is; when it is absent (a missing field), where its closest
-    /// present parent is, so the error still points into the right block.
-    pub fn locate(&self, path: &str) -> Location {
-        let mut path = path;
-        loop {
-            if let Some(pos) = self.positions.get(path) {
-                return self.location(*pos);
-            }
-            match path.rfind(['.', '[']) {
-                Some(cut) => path = &path[..cut],
-                None => return self.start(),
-            }
-        }
-    }
-
-    /// The path of the field at or just before `line:column` in the same block:
-    /// the last field that starts no later and no further right. Serde reports a
-    /// value's position, or a repeated key's; this finds the field it belongs to.
-    pub fn path_at(&self, line: u32, column: u32) -> Option<String> {
-        self.positions
-            .iter()
-            .filter(|(_, pos)| **pos <= (line, column) && pos.1 <= column)
-            .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.len().cmp(&a.0.len())))
-            .map(|(path, _)| path.to_string())
-    }
-
-    fn location(&self, (line, column): (u32, u32)) -> Location {
-        Location { file: self.file.clone(), line, column }
-    }
+    diagnostics
+        .sort_by(|a, b| (&a.location, a.code, &a.message).cmp(&(&b.location, b.code, &b.message)));
 }
 
 /// Options for human-readable output.
@@ -168,7 +109,11 @@ pub struct RenderOptions {
 /// followed by a one-line summary.
 pub fn render_human(diagnostics: &[Diagnostic], options: RenderOptions) -> String {
     let paint = |code: &str, text: &str| {
-        if options.color { format!("\x1b[{code}m{text}\x1b[0m") } else { text.to_owned() }
+        if options.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_owned()
+        }
     };
     let mut out = String::new();
     for d in diagnostics {
@@ -176,7 +121,13 @@ pub fn render_human(diagnostics: &[Diagnostic], options: RenderOptions) -> Strin
             Severity::Error => paint("1;31", &format!("error[{}]", d.code.id())),
             Severity::Warning => paint("1;33", &format!("warning[{}]", d.code.id())),
         };
-        let _ = writeln!(out, "{}: {}: {}", paint("1", &d.location.to_string()), severity, d.message);
+        let _ = writeln!(
+            out,
+            "{}: {}: {}",
+            paint("1", &d.location.to_string()),
+            severity,
+            d.message
+        );
         if let Some(hint) = &d.hint {
             let _ = writeln!(out, "  {} {}", paint("1;36", "= hint:"), hint);
         }
@@ -189,7 +140,11 @@ pub fn summary(diagnostics: &[Diagnostic]) -> String {
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = diagnostics.len() - errors;
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    format!("{}, {}", plural(errors, "error"), plural(warnings, "warning"))
+    format!(
+        "{}, {}",
+        plural(errors, "error"),
+        plural(warnings, "warning")
+    )
 }
 
 /// Renders diagnostics as one JSON document for machines.
@@ -202,7 +157,12 @@ pub fn render_json(diagnostics: &[Diagnostic], valid: bool) -> String {
         diagnostics: &'a [Diagnostic],
     }
     let errors = diagnostics.iter().filter(|d| d.is_error()).count();
-    let report = Report { valid, errors, warnings: diagnostics.len() - errors, diagnostics };
+    let report = Report {
+        valid,
+        errors,
+        warnings: diagnostics.len() - errors,
+        diagnostics,
+    };
     serde_json::to_string_pretty(&report).expect("diagnostics serialize to JSON") + "\n"
 }
 
@@ -227,7 +187,11 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = if ca == *cb { diagonal } else { 1 + diagonal.min(above).min(row[j]) };
+            row[j + 1] = if ca == *cb {
+                diagonal
+            } else {
+                1 + diagonal.min(above).min(row[j])
+            };
             diagonal = above;
         }
     }
@@ -239,7 +203,11 @@ mod tests {
     use super::*;
 
     fn at(line: u32) -> Location {
-        Location { file: "a.yaml".into(), line, column: 3 }
+        Location {
+            file: "a.yaml".into(),
+            line,
+            column: 3,
+        }
     }
 
     #[test]
@@ -251,18 +219,9 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_path_locates_at_its_closest_parent() {
-        let mut map = SourceMap::new("a.yaml".into(), 1, 1);
-        map.insert("spec", 4, 1);
-        map.insert("spec.routes[0]", 6, 5);
-        assert_eq!(map.locate("spec.routes[0].host").line, 6);
-        assert_eq!(map.locate("spec.replicas").line, 4);
-        assert_eq!(map.locate("status").line, 1);
-    }
-
-    #[test]
     fn human_output_names_file_line_column_code_and_hint() {
-        let d = Diagnostic::new(Code::UnknownField, at(7), "unknown field `x`").with_hint("remove it");
+        let d =
+            Diagnostic::new(Code::UnknownField, at(7), "unknown field `x`").with_hint("remove it");
         assert_eq!(
             render_human(&[d], RenderOptions::default()),
             "a.yaml:7:3: error[E002]: unknown field `x`\n  = hint: remove it\n"

@@ -19,9 +19,11 @@ pub fn run(write: Option<&Path>) -> anyhow::Result<ExitCode> {
     for file in crd_files() {
         let path = dir.join(&file.path);
         if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(&path, &file.content).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, &file.content)
+            .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -10,7 +10,8 @@ use drover_diagnostics::{RenderOptions, render_human, render_json, summary};
 use crate::{Color, Output};
 
 pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode> {
-    let files = drover_load::read_dir(dir).with_context(|| format!("cannot validate {}", dir.display()))?;
+    let files =
+        drover_load::read_dir(dir).with_context(|| format!("cannot validate {}", dir.display()))?;
     let checked = drover_validate::check(&files);
     let valid = checked.is_valid();
     let mut stdout = std::io::stdout().lock();
@@ -20,12 +21,17 @@ pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode>
             let color = match color {
                 Color::Always => true,
                 Color::Never => false,
-                Color::Auto => std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+                Color::Auto => {
+                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+                }
             };
-            stdout.write_all(render_human(&checked.diagnostics, RenderOptions { color }).as_bytes())?;
+            stdout.write_all(
+                render_human(&checked.diagnostics, RenderOptions { color }).as_bytes(),
+            )?;
             let repo = &checked.repo;
             let verdict = if valid { "valid" } else { "invalid" };
-            let count = |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
+            let count =
+                |n: usize, noun: &str| format!("{n} {noun}{}", if n == 1 { "" } else { "s" });
             writeln!(
                 stdout,
                 "{}: {verdict} ({}; {}, {}, {})",
@@ -37,5 +43,14 @@ pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode>
             )?;
         }
     }
-    Ok(if valid { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    stdout.flush()?;
+    // The process exits next; freeing every document's tree would only cost time
+    // (over 100 ms for 10,000 services).
+    std::mem::forget(checked);
+    std::mem::forget(files);
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

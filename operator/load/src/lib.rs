@@ -8,18 +8,56 @@
 //! Loading never stops at the first problem: every document of every file is read,
 //! and each broken one yields a diagnostic while the others still load.
 
+mod de;
 mod document;
 mod parse;
 mod read;
+mod yaml;
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
 use std::sync::Arc;
 
-use drover_diagnostics::{Code, Diagnostic, Location, SourceMap};
-use drover_model::{ClusterSpec, EnvironmentSpec, Kind, Manifest, QuotaSpec, SecretSpec, ServiceSpec};
+use drover_diagnostics::{Code, Diagnostic, Location};
+use drover_model::{
+    ClusterSpec, EnvironmentSpec, Kind, Manifest, QuotaSpec, SecretSpec, ServiceSpec,
+};
 
 pub use read::{ReadError, SourceFile, read_dir};
+
+/// Where a document came from: its file and its node tree, which knows the position
+/// of every field.
+#[derive(Debug, Clone)]
+pub struct Source {
+    file: Arc<str>,
+    root: yaml::Node,
+}
+
+impl Source {
+    /// The file the document is in (relative to the repo root).
+    pub fn file(&self) -> &Arc<str> {
+        &self.file
+    }
+
+    /// Where the document starts.
+    pub fn start(&self) -> Location {
+        self.at((self.root.line, self.root.column))
+    }
+
+    /// Where the field at `path` (`spec.routes[0].host`) is; for a missing field,
+    /// where its closest present parent is.
+    pub fn locate(&self, path: &str) -> Location {
+        self.at(self.root.locate(path))
+    }
+
+    fn at(&self, (line, column): (u32, u32)) -> Location {
+        Location {
+            file: self.file.clone(),
+            line,
+            column,
+        }
+    }
+}
 
 /// A typed object together with where it came from.
 #[derive(Debug, Clone)]
@@ -27,7 +65,7 @@ pub struct Object<S> {
     /// The document, parsed.
     pub manifest: Manifest<S>,
     /// Where each of its fields is, for diagnostics.
-    pub source: Arc<SourceMap>,
+    pub source: Arc<Source>,
 }
 
 impl<S> Object<S> {
@@ -143,19 +181,22 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         return loaded;
     }
 
-    for file in files {
-        let Some(place) = place_of(&file.path) else { continue };
+    let parsed = parse_files(files);
+    for (file, docs) in files.iter().zip(parsed) {
+        let Some(place) = place_of(&file.path) else {
+            continue;
+        };
         if let Place::Environment(env) = place {
-            environments.entry(env.to_owned()).or_insert_with(|| EnvironmentDir {
-                name: env.to_owned(),
-                ..EnvironmentDir::default()
-            });
+            environments
+                .entry(env.to_owned())
+                .or_insert_with(|| EnvironmentDir {
+                    name: env.to_owned(),
+                    ..EnvironmentDir::default()
+                });
         }
-        let file_name: Arc<str> = file.path.as_str().into();
-        for chunk in document::split(&file.text) {
-            let doc = match parse::parse(&file_name, &chunk) {
-                Ok(Some(doc)) => doc,
-                Ok(None) => continue,
+        for doc in docs {
+            let doc = match doc {
+                Ok(doc) => doc,
                 Err(diagnostic) => {
                     loaded.diagnostics.push(*diagnostic);
                     continue;
@@ -167,18 +208,30 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                 (Place::Clusters, Kind::Cluster) => String::new(),
                 (Place::Environment(env), k) if k.is_environment_scoped() => (*env).to_owned(),
                 (Place::Clusters, _) => {
-                    loaded.diagnostics.push(misplaced(start, kind, "clusters/ holds only `Cluster` documents",
-                        "move it into `environments/<name>/`"));
+                    loaded.diagnostics.push(misplaced(
+                        start,
+                        kind,
+                        "clusters/ holds only `Cluster` documents",
+                        "move it into `environments/<name>/`",
+                    ));
                     continue;
                 }
                 (Place::Environment(_), _) => {
-                    loaded.diagnostics.push(misplaced(start, kind, "environment folders hold no `Cluster` documents",
-                        "move it into `clusters/`"));
+                    loaded.diagnostics.push(misplaced(
+                        start,
+                        kind,
+                        "environment folders hold no `Cluster` documents",
+                        "move it into `clusters/`",
+                    ));
                     continue;
                 }
                 (Place::EnvironmentsRoot, _) => {
-                    loaded.diagnostics.push(misplaced(start, kind, "documents in `environments/` belong in an environment's folder",
-                        "move it into `environments/<name>/`"));
+                    loaded.diagnostics.push(misplaced(
+                        start,
+                        kind,
+                        "documents in `environments/` belong in an environment's folder",
+                        "move it into `environments/<name>/`",
+                    ));
                     continue;
                 }
             };
@@ -196,7 +249,10 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                             name_at,
                             format!("{kind} `{}` is defined twice {scope}", doc.name()),
                         )
-                        .with_hint(format!("the first definition is at {}; rename or remove one", first.get())),
+                        .with_hint(format!(
+                            "the first definition is at {}; rename or remove one",
+                            first.get()
+                        )),
                     );
                     continue;
                 }
@@ -207,7 +263,9 @@ pub fn load(files: &[SourceFile]) -> Loaded {
             match doc {
                 parse::Doc::Cluster(o) => loaded.repo.clusters.push(o),
                 other => {
-                    let dir = environments.get_mut(&env_name).expect("folder registered above");
+                    let dir = environments
+                        .get_mut(&env_name)
+                        .expect("folder registered above");
                     match other {
                         parse::Doc::Environment(o) => match &dir.environment {
                             Some(first) => loaded.diagnostics.push(
@@ -223,7 +281,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                             ),
                             None => dir.environment = Some(o),
                         },
-                        parse::Doc::Service(o) => dir.services.push(o),
+                        parse::Doc::Service(o) => dir.services.push(*o),
                         parse::Doc::Quota(o) => dir.quotas.push(o),
                         parse::Doc::Secret(o) => dir.secrets.push(o),
                         parse::Doc::Cluster(_) => unreachable!("handled above"),
@@ -257,9 +315,15 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                     Diagnostic::new(
                         Code::EnvironmentDocument,
                         env.locate("metadata.name"),
-                        format!("Environment `{}` is in folder `environments/{name}/`", env.name()),
+                        format!(
+                            "Environment `{}` is in folder `environments/{name}/`",
+                            env.name()
+                        ),
                     )
-                    .with_hint(format!("name it `{name}`, or move it to `environments/{}/`", env.name())),
+                    .with_hint(format!(
+                        "name it `{name}`, or move it to `environments/{}/`",
+                        env.name()
+                    )),
                 );
             }
             Some(_) => {}
@@ -269,8 +333,60 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     loaded
 }
 
+type Parsed = Vec<Result<parse::Doc, Box<Diagnostic>>>;
+
+/// Parses every document of every file in the layout, on all cores: files are
+/// independent, and parsing is most of the time `validate` takes. Results come back
+/// in file order, so output does not depend on scheduling.
+fn parse_files(files: &[SourceFile]) -> Vec<Parsed> {
+    fn parse_file(file: &SourceFile) -> Parsed {
+        if place_of(&file.path).is_none() {
+            return Vec::new();
+        }
+        let name: Arc<str> = file.path.as_str().into();
+        document::split(&file.text)
+            .iter()
+            .filter_map(|chunk| parse::parse(&name, chunk).transpose())
+            .collect()
+    }
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(files.len().div_ceil(64))
+        .max(1);
+    if threads == 1 {
+        return files.iter().map(parse_file).collect();
+    }
+    // Contiguous slices of roughly equal bytes, one per thread.
+    let total: usize = files.iter().map(|f| f.text.len()).sum();
+    let mut slices = Vec::with_capacity(threads);
+    let (mut start, mut acc) = (0, 0);
+    for (i, file) in files.iter().enumerate() {
+        acc += file.text.len();
+        if acc * threads >= total * (slices.len() + 1) && slices.len() + 1 < threads {
+            slices.push(&files[start..=i]);
+            start = i + 1;
+        }
+    }
+    slices.push(&files[start..]);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = slices
+            .into_iter()
+            .map(|slice| scope.spawn(move || slice.iter().map(parse_file).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("a parser thread does not panic"))
+            .collect()
+    })
+}
+
 fn misplaced(at: Location, kind: Kind, why: &str, fix: &str) -> Diagnostic {
-    Diagnostic::new(Code::Misplaced, at, format!("a `{kind}` document cannot be here: {why}")).with_hint(fix)
+    Diagnostic::new(
+        Code::Misplaced,
+        at,
+        format!("a `{kind}` document cannot be here: {why}"),
+    )
+    .with_hint(fix)
 }
 
 #[cfg(test)]

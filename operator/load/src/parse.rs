@@ -1,24 +1,26 @@
-//! Parsing one document into its typed kind, turning serde's errors into diagnostics
+//! Parsing one document into its typed kind, turning reader errors into diagnostics
 //! that name the field, the file position and the likely fix.
 
 use std::sync::Arc;
 
-use drover_diagnostics::{Code, Diagnostic, Location, SourceMap, closest};
+use drover_diagnostics::{Code, Diagnostic, Location, closest};
 use drover_model::{
     API_VERSION, ClusterSpec, EnvironmentSpec, Kind, Manifest, QuotaSpec, SecretSpec, ServiceSpec,
 };
 use serde::de::DeserializeOwned;
-use serde_saphyr::Error as YamlError;
 
-use crate::Object;
-use crate::document::{self, Chunk};
+use crate::de::{self, Problem};
+use crate::document::Chunk;
+use crate::yaml::{self, TreeError};
+use crate::{Object, Source};
 
 /// One parsed document of a known kind.
 #[derive(Debug)]
 pub(crate) enum Doc {
     Cluster(Object<ClusterSpec>),
     Environment(Object<EnvironmentSpec>),
-    Service(Object<ServiceSpec>),
+    // Boxed: a service spec is far larger than the other kinds.
+    Service(Box<Object<ServiceSpec>>),
     Quota(Object<QuotaSpec>),
     Secret(Object<SecretSpec>),
 }
@@ -44,7 +46,7 @@ impl Doc {
         }
     }
 
-    pub fn source(&self) -> &SourceMap {
+    pub fn source(&self) -> &Source {
         match self {
             Doc::Cluster(o) => &o.source,
             Doc::Environment(o) => &o.source,
@@ -55,38 +57,79 @@ impl Doc {
     }
 }
 
+fn at(file: &Arc<str>, line: u32, column: u32) -> Location {
+    Location {
+        file: file.clone(),
+        line,
+        column,
+    }
+}
+
 /// Parses one document. `Ok(None)` for a document with nothing in it.
 pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, Box<Diagnostic>> {
-    let indexed = document::index(file, chunk).map_err(|e| {
-        Box::new(
-            Diagnostic::new(
-                Code::YamlSyntax,
-                Location { file: file.clone(), line: e.line, column: e.column },
-                format!("invalid YAML: {}", e.message),
-            )
-            .with_hint("check indentation, and quote values that contain `: ` or start with a special character"),
-        )
-    })?;
-    if indexed.empty {
-        return Ok(None);
-    }
-    let map = Arc::new(indexed.map);
-    match indexed.api_version.as_deref() {
+    let root = match yaml::parse(chunk.text, chunk.line_offset) {
+        Ok(Some(root)) => root,
+        Ok(None) => return Ok(None),
+        Err(TreeError::Syntax {
+            line,
+            column,
+            message,
+        }) => {
+            return Err(Box::new(
+                Diagnostic::new(Code::YamlSyntax, at(file, line, column), format!("invalid YAML: {message}"))
+                    .with_hint("check indentation, and quote values that contain `: ` or start with a special character"),
+            ));
+        }
+        Err(TreeError::DuplicateKey {
+            line,
+            column,
+            key,
+            path,
+        }) => {
+            return Err(Box::new(
+                Diagnostic::new(
+                    Code::DuplicateKey,
+                    at(file, line, column),
+                    format!("duplicate key `{key}` {}", in_block(&path)),
+                )
+                .with_hint("a key may appear once per mapping; remove or merge the repeated one"),
+            ));
+        }
+        Err(TreeError::TooLarge { line, column }) => {
+            return Err(Box::new(Diagnostic::new(
+                Code::InvalidValue,
+                at(file, line, column),
+                "aliases expand this document beyond a million nodes",
+            )));
+        }
+    };
+    let source = Arc::new(Source {
+        file: file.clone(),
+        root,
+    });
+    let root = &source.root;
+    match root.get("apiVersion").and_then(yaml::Node::as_str) {
         Some(API_VERSION) => {}
         Some(other) => {
             return Err(Box::new(
                 Diagnostic::new(
                     Code::UnknownKind,
-                    map.locate("apiVersion"),
+                    source.locate("apiVersion"),
                     format!("unsupported apiVersion `{other}`"),
                 )
                 .with_hint(format!("use `apiVersion: {API_VERSION}`")),
             ));
         }
-        None => return Err(missing_header(&map, "apiVersion", &format!("apiVersion: {API_VERSION}"))),
+        None => {
+            return Err(missing_header(
+                &source,
+                "apiVersion",
+                &format!("apiVersion: {API_VERSION}"),
+            ));
+        }
     }
-    let kind = match indexed.kind.as_deref() {
-        None => return Err(missing_header(&map, "kind", "kind: Service")),
+    let kind = match root.get("kind").and_then(yaml::Node::as_str) {
+        None => return Err(missing_header(&source, "kind", "kind: Service")),
         Some(text) => Kind::parse(text).ok_or_else(|| {
             let names = Kind::ALL.map(Kind::as_str);
             let hint = match closest(text, names) {
@@ -94,42 +137,53 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, B
                 None => format!("expected one of {}", list(&names)),
             };
             Box::new(
-                Diagnostic::new(Code::UnknownKind, map.locate("kind"), format!("unknown kind `{text}`"))
-                    .with_hint(hint),
+                Diagnostic::new(
+                    Code::UnknownKind,
+                    source.locate("kind"),
+                    format!("unknown kind `{text}`"),
+                )
+                .with_hint(hint),
             )
         })?,
     };
     Ok(Some(match kind {
-        Kind::Cluster => Doc::Cluster(typed(chunk, map, kind)?),
-        Kind::Environment => Doc::Environment(typed(chunk, map, kind)?),
-        Kind::Service => Doc::Service(typed(chunk, map, kind)?),
-        Kind::Quota => Doc::Quota(typed(chunk, map, kind)?),
-        Kind::Secret => Doc::Secret(typed(chunk, map, kind)?),
+        Kind::Cluster => Doc::Cluster(typed(source, kind)?),
+        Kind::Environment => Doc::Environment(typed(source, kind)?),
+        Kind::Service => Doc::Service(Box::new(typed(source, kind)?)),
+        Kind::Quota => Doc::Quota(typed(source, kind)?),
+        Kind::Secret => Doc::Secret(typed(source, kind)?),
     }))
 }
 
-fn missing_header(map: &SourceMap, field: &str, example: &str) -> Box<Diagnostic> {
+fn missing_header(source: &Source, field: &str, example: &str) -> Box<Diagnostic> {
     Box::new(
-        Diagnostic::new(Code::MissingField, map.start(), format!("document has no `{field}`"))
-            .with_hint(format!("every document starts with `apiVersion` and `kind`, e.g. `{example}`")),
+        Diagnostic::new(
+            Code::MissingField,
+            source.start(),
+            format!("document has no `{field}`"),
+        )
+        .with_hint(format!(
+            "every document starts with `apiVersion` and `kind`, e.g. `{example}`"
+        )),
     )
 }
 
 fn typed<S: DeserializeOwned>(
-    chunk: &Chunk<'_>,
-    map: Arc<SourceMap>,
+    source: Arc<Source>,
     kind: Kind,
 ) -> Result<Object<S>, Box<Diagnostic>> {
-    // Legacy octal (`0644` = 420) as kubectl reads it; duplicate keys stay errors.
-    let options = serde_saphyr::options! { legacy_octal_numbers: true };
-    match serde_saphyr::from_str_with_options::<Manifest<S>>(chunk.text, options) {
-        Ok(manifest) => Ok(Object { manifest, source: map }),
-        Err(error) => Err(Box::new(describe(&error, chunk, &map, kind))),
+    match de::from_node::<Manifest<S>>(&source.root) {
+        Ok(manifest) => Ok(Object { manifest, source }),
+        Err(error) => Err(Box::new(describe(error, &source, kind))),
     }
 }
 
 fn list(items: &[&str]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn parent_of(path: &str) -> &str {
@@ -137,91 +191,103 @@ fn parent_of(path: &str) -> &str {
 }
 
 fn in_block(parent: &str) -> String {
-    if parent.is_empty() { "at the top level".to_owned() } else { format!("in `{parent}`") }
-}
-
-/// Says in words what a scalar type expects.
-fn describe_type(ty: &str) -> String {
-    match ty {
-        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
-        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
-        "f32" | "f64" => "a number".to_owned(),
-        "bool" => "`true` or `false`".to_owned(),
-        other => format!("a value of type {other}"),
+    if parent.is_empty() {
+        "at the top level".to_owned()
+    } else {
+        format!("in `{parent}`")
     }
 }
 
-/// Turns a serde-saphyr error into a diagnostic naming the field and the fix.
-fn describe(error: &YamlError, chunk: &Chunk<'_>, map: &SourceMap, kind: Kind) -> Diagnostic {
-    let (line, column) = error
-        .location()
-        .map(|l| (l.line() as u32 + chunk.line_offset, l.column() as u32))
-        .unwrap_or_else(|| {
-            let start = map.start();
-            (start.line, start.column)
-        });
-    let at = Location { file: map.file().clone(), line, column };
-    let path = map.path_at(line, column).unwrap_or_default();
+/// Says what serde's "expected" text means in a repo author's words.
+fn expected_words(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number (0 or more)".to_owned(),
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".to_owned(),
+        "f32" | "f64" => "a number".to_owned(),
+        "a boolean" => "`true` or `false`".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        "a map" => "a mapping".to_owned(),
+        "a string" => "text".to_owned(),
+        other if other.starts_with("struct ") => "a mapping of fields".to_owned(),
+        other if other.starts_with("u32") || other.starts_with("u16") => {
+            "a whole number (0 or more)".to_owned()
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// Turns a reader error into a diagnostic naming the field and the fix.
+fn describe(error: de::Error, source: &Source, kind: Kind) -> Diagnostic {
+    let (location, path) = match error.at {
+        Some((line, column, path)) => (at(source.file(), line, column), path),
+        None => (source.start(), String::new()),
+    };
     // Secrets: never echo a value from the document.
     let show_values = kind != Kind::Secret;
-    match error.without_snippet() {
-        YamlError::SerdeUnknownField { field, expected, .. } => {
-            let hint = match closest(field, expected.iter().copied()) {
+    match error.problem {
+        Problem::UnknownField { field, expected } => {
+            let hint = match closest(&field, expected.iter().copied()) {
                 Some(f) => format!("did you mean `{f}`?"),
                 None if expected.is_empty() => "remove it".to_owned(),
                 None => format!("expected one of {}", list(expected)),
             };
             Diagnostic::new(
                 Code::UnknownField,
-                at,
-                format!("unknown field `{field}` {} of {kind}", in_block(parent_of(&path))),
+                location,
+                format!(
+                    "unknown field `{field}` {} of {kind}",
+                    in_block(parent_of(&path))
+                ),
             )
             .with_hint(hint)
         }
-        YamlError::SerdeMissingField { field, .. } => {
-            // The error points at the first key of the incomplete mapping.
-            let block = parent_of(&path);
-            Diagnostic::new(
-                Code::MissingField,
-                at,
-                format!("missing required field `{field}` {} of {kind}", in_block(block)),
-            )
-            .with_hint(format!("add `{field}:` (docs/model.md lists every field of {kind})"))
-        }
-        YamlError::SerdeUnknownVariant { variant, expected, .. } => {
-            let hint = match closest(variant, expected.iter().copied()) {
+        Problem::MissingField(field) => Diagnostic::new(
+            Code::MissingField,
+            location,
+            format!(
+                "missing required field `{field}` {} of {kind}",
+                in_block(&path)
+            ),
+        )
+        .with_hint(format!(
+            "add `{field}:` (docs/model.md lists every field of {kind})"
+        )),
+        Problem::UnknownVariant { variant, expected } => {
+            let hint = match closest(&variant, expected.iter().copied()) {
                 Some(v) => format!("did you mean `{v}`?"),
                 None => format!("expected one of {}", list(expected)),
             };
-            let shown = if show_values { format!("`{variant}`") } else { "the value".to_owned() };
-            Diagnostic::new(Code::UnknownVariant, at, format!("{shown} is not allowed for `{path}`"))
-                .with_hint(hint)
-        }
-        YamlError::DuplicateMappingKey { key, .. } => {
-            let key = key.as_deref().unwrap_or("?");
+            let shown = if show_values {
+                format!("`{variant}`")
+            } else {
+                "the value".to_owned()
+            };
             Diagnostic::new(
-                Code::DuplicateKey,
-                at,
-                format!("duplicate key `{key}` {}", in_block(parent_of(&path))),
+                Code::UnknownVariant,
+                location,
+                format!("{shown} is not allowed for `{path}`"),
             )
-            .with_hint("a key may appear once per mapping; remove or merge the repeated one")
+            .with_hint(hint)
         }
-        YamlError::InvalidScalar { ty, .. } => Diagnostic::new(
-            Code::InvalidValue,
-            at,
-            format!("`{path}` must be {}", describe_type(ty)),
-        ),
-        YamlError::SerdeInvalidType { unexpected, expected, .. }
-        | YamlError::SerdeInvalidValue { unexpected, expected, .. } => {
-            let found = if show_values { format!(", found {unexpected}") } else { String::new() };
-            Diagnostic::new(Code::InvalidValue, at, format!("`{path}` must be {expected}{found}"))
+        Problem::Mismatch { expected, found } => {
+            let found = if show_values {
+                format!(", found {found}")
+            } else {
+                String::new()
+            };
+            Diagnostic::new(
+                Code::InvalidValue,
+                location,
+                format!("`{path}` must be {}{found}", expected_words(&expected)),
+            )
         }
-        other => {
-            // Anything else: serde-saphyr's own words, minus its position suffix.
-            let text = other.to_string();
-            let text = text.rfind(" at line ").map_or(text.as_str(), |cut| &text[..cut]);
-            let text = if show_values { text.to_owned() } else { "invalid value".to_owned() };
-            Diagnostic::new(Code::InvalidValue, at, format!("{text} (at `{path}`)"))
+        Problem::Custom(text) => {
+            let text = if show_values {
+                text
+            } else {
+                "invalid value".to_owned()
+            };
+            Diagnostic::new(Code::InvalidValue, location, format!("`{path}`: {text}"))
         }
     }
 }

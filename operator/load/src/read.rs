@@ -30,7 +30,10 @@ pub enum ReadError {
 }
 
 fn is_yaml(path: &Path) -> bool {
-    matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
 }
 
 /// Reads every `.yaml`/`.yml` file under `clusters/` and `environments/`, sorted by
@@ -39,38 +42,65 @@ pub fn read_dir(root: &Path) -> Result<Vec<SourceFile>, ReadError> {
     if !root.is_dir() {
         return Err(ReadError::NotADirectory(root.to_owned()));
     }
-    let mut files = Vec::new();
+    let mut paths = Vec::new();
     for top in ["clusters", "environments"] {
         let dir = root.join(top);
         if dir.is_dir() {
-            walk(root, &dir, &mut files)?;
+            walk(&dir, &mut paths)?;
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
+    paths.sort();
+    // Reading thousands of small files is latency-bound: do it on all cores.
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len().div_ceil(256))
+        .max(1);
+    let chunk = paths.len().div_ceil(threads).max(1);
+    let read = |path: &PathBuf| -> Result<SourceFile, ReadError> {
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8(path.clone()))?;
+        let relative = path.strip_prefix(root).unwrap_or(path);
+        let parts: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        Ok(SourceFile {
+            path: parts.join("/"),
+            text,
+        })
+    };
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = paths
+            .chunks(chunk)
+            .map(|slice| scope.spawn(move || slice.iter().map(read).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut files = Vec::with_capacity(paths.len());
+        for handle in handles {
+            files.extend(handle.join().expect("a reader thread does not panic")?);
+        }
+        Ok(files)
+    })
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ReadError + '_ {
-    move |source| ReadError::Io { path: path.to_owned(), source }
+    move |source| ReadError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
-fn walk(root: &Path, dir: &Path, files: &mut Vec<SourceFile>) -> Result<(), ReadError> {
+/// Collects the YAML files below `dir`, skipping hidden entries.
+fn walk(dir: &Path, paths: &mut Vec<PathBuf>) -> Result<(), ReadError> {
     for entry in std::fs::read_dir(dir).map_err(io(dir))? {
         let entry = entry.map_err(io(dir))?;
         let path = entry.path();
         if entry.file_name().to_string_lossy().starts_with('.') {
             continue;
         }
-        let file_type = entry.file_type().map_err(io(&path))?;
-        if file_type.is_dir() {
-            walk(root, &path, files)?;
+        if entry.file_type().map_err(io(&path))?.is_dir() {
+            walk(&path, paths)?;
         } else if is_yaml(&path) {
-            let bytes = std::fs::read(&path).map_err(io(&path))?;
-            let text = String::from_utf8(bytes).map_err(|_| ReadError::NotUtf8(path.clone()))?;
-            let relative = path.strip_prefix(root).unwrap_or(&path);
-            let rel: Vec<String> =
-                relative.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
-            files.push(SourceFile { path: rel.join("/"), text });
+            paths.push(path);
         }
     }
     Ok(())

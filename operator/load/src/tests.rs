@@ -6,7 +6,10 @@ const CLUSTER: &str = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:
 const ENV: &str = "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec:\n  cluster: local\n";
 
 fn file(path: &str, text: &str) -> SourceFile {
-    SourceFile { path: path.to_owned(), text: text.to_owned() }
+    SourceFile {
+        path: path.to_owned(),
+        text: text.to_owned(),
+    }
 }
 
 fn service(body: &str) -> String {
@@ -25,7 +28,15 @@ fn rendered(loaded: &Loaded) -> Vec<String> {
     let mut d = loaded.diagnostics.clone();
     drover_diagnostics::sort(&mut d);
     d.iter()
-        .map(|d| format!("{}: {}: {} | {}", d.location, d.code.id(), d.message, d.hint.clone().unwrap_or_default()))
+        .map(|d| {
+            format!(
+                "{}: {}: {} | {}",
+                d.location,
+                d.code.id(),
+                d.message,
+                d.hint.clone().unwrap_or_default()
+            )
+        })
         .collect()
 }
 
@@ -49,26 +60,39 @@ fn an_unknown_field_suggests_the_field_meant() {
     );
     assert_eq!(
         rendered(&loaded),
-        ["environments/staging/api.yaml:7:3: E002: unknown field `readinesProbe` in `spec` of Service | did you mean `readinessProbe`?"]
+        [
+            "environments/staging/api.yaml:7:3: E002: unknown field `readinesProbe` in `spec` of Service | did you mean `readinessProbe`?"
+        ]
     );
 }
 
 #[test]
 fn errors_in_later_documents_carry_their_file_line() {
-    let text = format!("{}---\n{}", service("  command: [a]\n"), service("  mode: globl\n").replace("name: api", "name: web"));
+    let text = format!(
+        "{}---\n{}",
+        service("  command: [a]\n"),
+        service("  mode: globl\n").replace("name: api", "name: web")
+    );
     let loaded = load_with("environments/staging/two.yaml", &text);
     assert_eq!(
         rendered(&loaded),
-        ["environments/staging/two.yaml:13:9: E009: `globl` is not allowed for `spec.mode` | did you mean `global`?"]
+        [
+            "environments/staging/two.yaml:13:9: E009: `globl` is not allowed for `spec.mode` | did you mean `global`?"
+        ]
     );
 }
 
 #[test]
 fn duplicate_keys_are_errors_not_last_one_wins() {
-    let loaded = load_with("environments/staging/api.yaml", &service("  replicas: 1\n  replicas: 2\n"));
+    let loaded = load_with(
+        "environments/staging/api.yaml",
+        &service("  replicas: 1\n  replicas: 2\n"),
+    );
     assert_eq!(
         rendered(&loaded),
-        ["environments/staging/api.yaml:7:3: E006: duplicate key `replicas` in `spec` | a key may appear once per mapping; remove or merge the repeated one"]
+        [
+            "environments/staging/api.yaml:7:3: E006: duplicate key `replicas` in `spec` | a key may appear once per mapping; remove or merge the repeated one"
+        ]
     );
 }
 
@@ -83,9 +107,14 @@ fn the_same_service_twice_in_one_environment_is_an_error_pointing_at_both() {
     ]);
     assert_eq!(
         rendered(&loaded),
-        ["environments/staging/b.yaml:4:3: E008: Service `api` is defined twice in environment `staging` | the first definition is at environments/staging/a.yaml:4:3; rename or remove one"]
+        [
+            "environments/staging/b.yaml:4:3: E008: Service `api` is defined twice in environment `staging` | the first definition is at environments/staging/a.yaml:4:3; rename or remove one"
+        ]
     );
-    assert_eq!(loaded.repo.environment("staging").unwrap().services.len(), 1);
+    assert_eq!(
+        loaded.repo.environment("staging").unwrap().services.len(),
+        1
+    );
 }
 
 #[test]
@@ -94,8 +123,14 @@ fn a_syntax_error_in_one_document_does_not_hide_the_next() {
     let loaded = load_with("environments/staging/x.yaml", &text);
     let lines = rendered(&loaded);
     assert_eq!(lines.len(), 2, "{lines:?}");
-    assert!(lines[0].starts_with("environments/staging/x.yaml:1:7: E001: invalid YAML"), "{lines:?}");
-    assert!(lines[1].starts_with("environments/staging/x.yaml:8:3: E002: unknown field `colour`"), "{lines:?}");
+    assert!(
+        lines[0].starts_with("environments/staging/x.yaml:1:7: E001: invalid YAML"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("environments/staging/x.yaml:8:3: E002: unknown field `colour`"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -103,13 +138,18 @@ fn kinds_in_the_wrong_folder_are_misplaced() {
     let loaded = load_with("clusters/api.yaml", &service("  command: [a]\n"));
     assert_eq!(
         rendered(&loaded),
-        ["clusters/api.yaml:1:1: E007: a `Service` document cannot be here: clusters/ holds only `Cluster` documents | move it into `environments/<name>/`"]
+        [
+            "clusters/api.yaml:1:1: E007: a `Service` document cannot be here: clusters/ holds only `Cluster` documents | move it into `environments/<name>/`"
+        ]
     );
 }
 
 #[test]
 fn an_unknown_kind_suggests_the_kind_meant() {
-    let loaded = load_with("environments/staging/x.yaml", &service("").replace("kind: Service", "kind: Servce"));
+    let loaded = load_with(
+        "environments/staging/x.yaml",
+        &service("").replace("kind: Service", "kind: Servce"),
+    );
     assert_eq!(
         rendered(&loaded),
         ["environments/staging/x.yaml:2:1: E005: unknown kind `Servce` | did you mean `Service`?"]
@@ -124,7 +164,9 @@ fn an_environment_folder_needs_its_environment_document() {
     ]);
     assert_eq!(
         rendered(&loaded),
-        ["environments/prod/api.yaml:1:1: E011: environment folder `environments/prod/` has no `Environment` document | add `environments/prod/environment.yaml` with `kind: Environment` and `metadata.name: prod`"]
+        [
+            "environments/prod/api.yaml:1:1: E011: environment folder `environments/prod/` has no `Environment` document | add `environments/prod/environment.yaml` with `kind: Environment` and `metadata.name: prod`"
+        ]
     );
 }
 
@@ -137,7 +179,7 @@ fn a_bad_quantity_says_what_a_good_one_looks_like() {
     let lines = rendered(&loaded);
     assert_eq!(lines.len(), 1, "{lines:?}");
     assert!(
-        lines[0].starts_with("environments/staging/api.yaml:9:7: E004: `spec.resources.requests.cpu` must be a CPU amount such as `2`, `0.25` or `250m`"),
+        lines[0].starts_with("environments/staging/api.yaml:9:12: E004: `spec.resources.requests.cpu` must be a CPU amount such as `2`, `0.25` or `250m`"),
         "{lines:?}"
     );
 }

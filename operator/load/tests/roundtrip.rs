@@ -21,9 +21,16 @@ fn to_yaml<S: serde::Serialize>(m: &Manifest<S>) -> String {
 }
 
 fn reload(path: &str, text: String) -> drover_load::Loaded {
-    let loaded = load(&[SourceFile { path: path.to_owned(), text }]);
-    let errors: Vec<String> =
-        loaded.diagnostics.iter().filter(|d| d.code.id() != "E011").map(|d| format!("{}: {}", d.location, d.message)).collect();
+    let loaded = load(&[SourceFile {
+        path: path.to_owned(),
+        text,
+    }]);
+    let errors: Vec<String> = loaded
+        .diagnostics
+        .iter()
+        .filter(|d| d.code.id() != "E011")
+        .map(|d| format!("{}: {}", d.location, d.message))
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     loaded
 }

@@ -58,7 +58,12 @@ pub struct SyncPolicy {
 
 impl Default for SyncPolicy {
     fn default() -> Self {
-        SyncPolicy { mode: SyncMode::Automatic, prune: true, self_heal: true, allow_empty: false }
+        SyncPolicy {
+            mode: SyncMode::Automatic,
+            prune: true,
+            self_heal: true,
+            allow_empty: false,
+        }
     }
 }
 

@@ -23,8 +23,13 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order objects of one environment are applied.
-    pub const ALL: [Kind; 5] =
-        [Kind::Cluster, Kind::Environment, Kind::Quota, Kind::Secret, Kind::Service];
+    pub const ALL: [Kind; 5] = [
+        Kind::Cluster,
+        Kind::Environment,
+        Kind::Quota,
+        Kind::Secret,
+        Kind::Service,
+    ];
 
     /// The `kind:` text.
     pub fn as_str(self) -> &'static str {
@@ -94,7 +99,10 @@ impl<S> Manifest<S> {
         Manifest {
             api_version: API_VERSION.to_owned(),
             kind: kind.as_str().to_owned(),
-            metadata: Metadata { name: name.into(), ..Metadata::default() },
+            metadata: Metadata {
+                name: name.into(),
+                ..Metadata::default()
+            },
             spec,
         }
     }

@@ -50,7 +50,9 @@ impl Constraint {
         };
         let (left, value) = (left.trim(), right.trim());
         if value.is_empty() {
-            return Err(ConstraintError(format!("`{text}` has nothing to compare with")));
+            return Err(ConstraintError(format!(
+                "`{text}` has nothing to compare with"
+            )));
         }
         let subject = match left {
             "node.name" => Subject::Name,
@@ -71,7 +73,11 @@ impl Constraint {
                 }
             },
         };
-        Ok(Constraint { subject, equals, value: value.to_owned() })
+        Ok(Constraint {
+            subject,
+            equals,
+            value: value.to_owned(),
+        })
     }
 
     /// Does a node with this name, role and labels satisfy the constraint?
@@ -106,9 +112,24 @@ mod tests {
 
     #[test]
     fn malformed_constraints_say_what_is_wrong() {
-        assert!(Constraint::parse("node.labels.env = a").unwrap_err().0.contains("no `==`"));
-        assert!(Constraint::parse("node.role == boss").unwrap_err().0.contains("manager"));
-        assert!(Constraint::parse("host == a").unwrap_err().0.contains("node.labels.KEY"));
+        assert!(
+            Constraint::parse("node.labels.env = a")
+                .unwrap_err()
+                .0
+                .contains("no `==`")
+        );
+        assert!(
+            Constraint::parse("node.role == boss")
+                .unwrap_err()
+                .0
+                .contains("manager")
+        );
+        assert!(
+            Constraint::parse("host == a")
+                .unwrap_err()
+                .0
+                .contains("node.labels.KEY")
+        );
         assert!(Constraint::parse("node.name == ").is_err());
     }
 }

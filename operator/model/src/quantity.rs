@@ -41,7 +41,8 @@ pub struct Memory(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Duration(pub u64);
 
-const CPU_EXPECTED: &str = "a CPU amount such as `2`, `0.25` or `250m` (cores, or millicores with `m`)";
+const CPU_EXPECTED: &str =
+    "a CPU amount such as `2`, `0.25` or `250m` (cores, or millicores with `m`)";
 const MEMORY_EXPECTED: &str =
     "a memory amount such as `512Mi`, `1Gi` or `1G` (bytes, or a suffix Ki/Mi/Gi/Ti/k/M/G/T)";
 const DURATION_EXPECTED: &str = "a duration such as `500ms`, `5s`, `1m30s` or `2h`";
@@ -100,12 +101,20 @@ fn parse_decimal_scaled(text: &str, scale: u64) -> Option<u64> {
     if frac.len() > 18 {
         return None;
     }
-    let whole: u128 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-    let frac_value: u128 = if frac.is_empty() { 0 } else { frac.parse().ok()? };
+    let whole: u128 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac_value: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().ok()?
+    };
     let denominator = 10u128.pow(frac.len() as u32);
     let scale = u128::from(scale);
     let fraction = frac_value * scale;
-    if fraction % denominator != 0 {
+    if !fraction.is_multiple_of(denominator) {
         return None;
     }
     u64::try_from(whole.checked_mul(scale)? + fraction / denominator).ok()
@@ -114,7 +123,10 @@ fn parse_decimal_scaled(text: &str, scale: u64) -> Option<u64> {
 impl FromStr for Cpu {
     type Err = QuantityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || QuantityError { input: s.to_owned(), expected: CPU_EXPECTED };
+        let err = || QuantityError {
+            input: s.to_owned(),
+            expected: CPU_EXPECTED,
+        };
         let t = s.trim();
         let parsed = match t.strip_suffix('m') {
             Some(m) if !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()) => m.parse().ok(),
@@ -127,7 +139,7 @@ impl FromStr for Cpu {
 
 impl fmt::Display for Cpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 1000 == 0 {
+        if self.0.is_multiple_of(1000) {
             write!(f, "{}", self.0 / 1000)
         } else {
             write!(f, "{}m", self.0)
@@ -149,13 +161,18 @@ const MEMORY_SUFFIXES: [(&str, u64); 8] = [
 impl FromStr for Memory {
     type Err = QuantityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || QuantityError { input: s.to_owned(), expected: MEMORY_EXPECTED };
+        let err = || QuantityError {
+            input: s.to_owned(),
+            expected: MEMORY_EXPECTED,
+        };
         let t = s.trim();
         let (number, scale) = MEMORY_SUFFIXES
             .iter()
             .find_map(|(suffix, scale)| t.strip_suffix(suffix).map(|n| (n, *scale)))
             .unwrap_or((t, 1));
-        parse_decimal_scaled(number, scale).map(Memory).ok_or_else(err)
+        parse_decimal_scaled(number, scale)
+            .map(Memory)
+            .ok_or_else(err)
     }
 }
 
@@ -163,7 +180,7 @@ impl fmt::Display for Memory {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The largest binary unit that divides exactly, so the text is exact and short.
         for (suffix, scale) in MEMORY_SUFFIXES[..4].iter().rev() {
-            if self.0 != 0 && self.0 % scale == 0 {
+            if self.0 != 0 && self.0.is_multiple_of(*scale) {
                 return write!(f, "{}{}", self.0 / scale, suffix);
             }
         }
@@ -171,13 +188,15 @@ impl fmt::Display for Memory {
     }
 }
 
-const DURATION_UNITS: [(&str, u64); 4] =
-    [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
+const DURATION_UNITS: [(&str, u64); 4] = [("h", 3_600_000), ("m", 60_000), ("s", 1_000), ("ms", 1)];
 
 impl FromStr for Duration {
     type Err = QuantityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || QuantityError { input: s.to_owned(), expected: DURATION_EXPECTED };
+        let err = || QuantityError {
+            input: s.to_owned(),
+            expected: DURATION_EXPECTED,
+        };
         let mut rest = s.trim();
         if rest.is_empty() {
             return Err(err());
@@ -198,7 +217,10 @@ impl FromStr for Duration {
                 .find(|(name, _)| *name == unit)
                 .map(|(_, scale)| *scale)
                 .ok_or_else(err)?;
-            total = n.checked_mul(scale).and_then(|v| total.checked_add(v)).ok_or_else(err)?;
+            total = n
+                .checked_mul(scale)
+                .and_then(|v| total.checked_add(v))
+                .ok_or_else(err)?;
         }
         Ok(Duration(total))
     }
@@ -229,7 +251,8 @@ impl<T: FromStr<Err = QuantityError>> Visitor<'_> for QuantityVisitor<T> {
         f.write_str(self.1)
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
-        v.parse().map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
+        v.parse()
+            .map_err(|_| E::invalid_value(de::Unexpected::Str(v), &self))
     }
     fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
         self.visit_str(&v.to_string())
@@ -285,7 +308,13 @@ macro_rules! quantity_serde {
     };
 }
 
-quantity_serde!(Cpu, CPU_EXPECTED, "Cpu", "^([0-9]+m|[0-9]*\\.?[0-9]+)$", true);
+quantity_serde!(
+    Cpu,
+    CPU_EXPECTED,
+    "Cpu",
+    "^([0-9]+m|[0-9]*\\.?[0-9]+)$",
+    true
+);
 quantity_serde!(
     Memory,
     MEMORY_EXPECTED,
@@ -293,7 +322,13 @@ quantity_serde!(
     "^[0-9]*\\.?[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$",
     true
 );
-quantity_serde!(Duration, DURATION_EXPECTED, "Duration", "^([0-9]+(ms|h|m|s))+$", false);
+quantity_serde!(
+    Duration,
+    DURATION_EXPECTED,
+    "Duration",
+    "^([0-9]+(ms|h|m|s))+$",
+    false
+);
 
 #[cfg(feature = "proptest")]
 mod arbitrary {
@@ -312,7 +347,11 @@ mod arbitrary {
         type Parameters = ();
         type Strategy = BoxedStrategy<Self>;
         fn arbitrary_with(_: ()) -> Self::Strategy {
-            prop_oneof![(0u64..1 << 44).prop_map(Memory), (0u64..4096).prop_map(Memory::mib)].boxed()
+            prop_oneof![
+                (0u64..1 << 44).prop_map(Memory),
+                (0u64..4096).prop_map(Memory::mib)
+            ]
+            .boxed()
         }
     }
     impl Arbitrary for Duration {
@@ -364,7 +403,10 @@ mod tests {
         assert_eq!(Duration(90_000).to_string(), "1m30s");
         assert_eq!(Duration(3_600_500).to_string(), "1h500ms");
         for bad in ["", "5", "5x", "s", "-1s", "1.5s"] {
-            assert!(bad.parse::<Duration>().is_err(), "{bad:?} should be rejected");
+            assert!(
+                bad.parse::<Duration>().is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::service::ResourceList;
 
 /// The desired state of one quota.
-#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(
+    CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default,
+)]
 #[kube(
     group = "drover.dev",
     version = "v1alpha1",

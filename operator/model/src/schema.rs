@@ -19,7 +19,8 @@ pub struct GeneratedFile {
 }
 
 /// The CustomResourceDefinitions of every kind, in apply order.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     vec![
         cluster::Cluster::crd(),
@@ -67,11 +68,26 @@ fn allow_fractional_quantities(value: &mut Value) {
 /// One schema for any Drover document, choosing the kind's schema by `kind:`.
 pub fn editor_schema() -> Value {
     let kinds = [
-        (Kind::Cluster, document_schema::<cluster::ClusterSpec>(Kind::Cluster)),
-        (Kind::Environment, document_schema::<environment::EnvironmentSpec>(Kind::Environment)),
-        (Kind::Quota, document_schema::<quota::QuotaSpec>(Kind::Quota)),
-        (Kind::Secret, document_schema::<secret::SecretSpec>(Kind::Secret)),
-        (Kind::Service, document_schema::<service::ServiceSpec>(Kind::Service)),
+        (
+            Kind::Cluster,
+            document_schema::<cluster::ClusterSpec>(Kind::Cluster),
+        ),
+        (
+            Kind::Environment,
+            document_schema::<environment::EnvironmentSpec>(Kind::Environment),
+        ),
+        (
+            Kind::Quota,
+            document_schema::<quota::QuotaSpec>(Kind::Quota),
+        ),
+        (
+            Kind::Secret,
+            document_schema::<secret::SecretSpec>(Kind::Secret),
+        ),
+        (
+            Kind::Service,
+            document_schema::<service::ServiceSpec>(Kind::Service),
+        ),
     ];
     let all_of: Vec<Value> = kinds
         .iter()
@@ -82,8 +98,10 @@ pub fn editor_schema() -> Value {
             })
         })
         .collect();
-    let defs: serde_json::Map<String, Value> =
-        kinds.into_iter().map(|(kind, schema)| (kind.as_str().to_owned(), schema)).collect();
+    let defs: serde_json::Map<String, Value> = kinds
+        .into_iter()
+        .map(|(kind, schema)| (kind.as_str().to_owned(), schema))
+        .collect();
     let mut defs = Value::Object(defs);
     hoist_defs(&mut defs);
     json!({
@@ -106,7 +124,9 @@ fn hoist_defs(defs: &mut Value) {
     let mut shared = serde_json::Map::new();
     if let Value::Object(kinds) = defs {
         for schema in kinds.values_mut() {
-            if let Some(Value::Object(inner)) = schema.as_object_mut().and_then(|s| s.remove("$defs")) {
+            if let Some(Value::Object(inner)) =
+                schema.as_object_mut().and_then(|s| s.remove("$defs"))
+            {
                 shared.extend(inner);
             }
             if let Some(s) = schema.as_object_mut() {
@@ -135,6 +155,9 @@ pub fn crd_files() -> Vec<GeneratedFile> {
         })
         .collect();
     let schema = serde_json::to_string_pretty(&editor_schema()).expect("schema is JSON");
-    files.push(GeneratedFile { path: "schema/drover.schema.json".to_owned(), content: schema + "\n" });
+    files.push(GeneratedFile {
+        path: "schema/drover.schema.json".to_owned(),
+        content: schema + "\n",
+    });
     files
 }

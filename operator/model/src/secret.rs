@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 /// The desired state of one secret. Values stay encrypted in Git; Drover decrypts them
 /// only to deliver them to instances.
-#[derive(CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(
+    CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default,
+)]
 #[kube(
     group = "drover.dev",
     version = "v1alpha1",

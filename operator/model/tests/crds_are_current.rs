@@ -10,7 +10,12 @@ fn files_under(dir: &Path, root: &Path, out: &mut BTreeSet<String>) {
         if path.is_dir() {
             files_under(&path, root, out);
         } else {
-            out.insert(path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"));
+            out.insert(
+                path.strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .replace('\\', "/"),
+            );
         }
     }
 }
@@ -42,7 +47,11 @@ fn every_crd_is_structural_with_no_unknown_fields_allowed_silently() {
     for crd in drover_model::schema::crds() {
         let json = serde_json::to_string(&crd).unwrap();
         // Kubernetes rejects `additionalProperties: false` next to `properties`.
-        assert!(!json.contains("\"additionalProperties\":false"), "{}", crd.metadata.name.unwrap());
+        assert!(
+            !json.contains("\"additionalProperties\":false"),
+            "{}",
+            crd.metadata.name.unwrap()
+        );
         assert!(json.contains("openAPIV3Schema"));
     }
 }

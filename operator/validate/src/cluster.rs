@@ -18,12 +18,22 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
     match spec.engine {
         Engine::Local => {
             if spec.local.is_none() {
-                f.at(cluster, "spec.engine", Code::EngineSettings, "a `local` cluster needs `spec.local` with its nodes".into())
-                    .hint("add `local: {nodes: [{name: node-1, capacity: {cpu: 2, memory: 4Gi}}]}`");
+                f.at(
+                    cluster,
+                    "spec.engine",
+                    Code::EngineSettings,
+                    "a `local` cluster needs `spec.local` with its nodes".into(),
+                )
+                .hint("add `local: {nodes: [{name: node-1, capacity: {cpu: 2, memory: 4Gi}}]}`");
             }
             if spec.kubernetes.is_some() {
-                f.at(cluster, "spec.kubernetes", Code::EngineSettings, "`spec.kubernetes` is set but the engine is `local`".into())
-                    .hint("remove it, or set `engine: kubernetes`");
+                f.at(
+                    cluster,
+                    "spec.kubernetes",
+                    Code::EngineSettings,
+                    "`spec.kubernetes` is set but the engine is `local`".into(),
+                )
+                .hint("remove it, or set `engine: kubernetes`");
             }
         }
         Engine::Kubernetes => {
@@ -32,27 +42,50 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
                     .hint("add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)");
             }
             if spec.local.is_some() {
-                f.at(cluster, "spec.local", Code::EngineSettings, "`spec.local` is set but the engine is `kubernetes`".into())
-                    .hint("remove it, or set `engine: local`");
+                f.at(
+                    cluster,
+                    "spec.local",
+                    Code::EngineSettings,
+                    "`spec.local` is set but the engine is `kubernetes`".into(),
+                )
+                .hint("remove it, or set `engine: local`");
             }
         }
     }
     let Some(local) = &spec.local else { return };
     if local.nodes.is_empty() {
-        f.at(cluster, "spec.local.nodes", Code::InvalidNode, "a local cluster needs at least one node".into())
-            .hint("add `- name: node-1` with its `capacity`");
+        f.at(
+            cluster,
+            "spec.local.nodes",
+            Code::InvalidNode,
+            "a local cluster needs at least one node".into(),
+        )
+        .hint("add `- name: node-1` with its `capacity`");
     }
     let mut node_names = BTreeSet::new();
     for (i, node) in local.nodes.iter().enumerate() {
         let path = format!("spec.local.nodes[{i}]");
         names::check(f, cluster, &format!("{path}.name"), "node name", &node.name);
         if !node_names.insert(node.name.as_str()) {
-            f.at(cluster, &format!("{path}.name"), Code::InvalidNode, format!("node `{}` is defined twice", node.name))
-                .hint("node names are unique within a cluster; rename one");
+            f.at(
+                cluster,
+                &format!("{path}.name"),
+                Code::InvalidNode,
+                format!("node `{}` is defined twice", node.name),
+            )
+            .hint("node names are unique within a cluster; rename one");
         }
         if node.capacity.cpu.millis() == 0 || node.capacity.memory.bytes() == 0 {
-            f.at(cluster, &format!("{path}.capacity"), Code::InvalidNode, format!("node `{}` has no CPU or no memory to schedule on", node.name))
-                .hint("give it a capacity such as `{cpu: 2, memory: 4Gi}`");
+            f.at(
+                cluster,
+                &format!("{path}.capacity"),
+                Code::InvalidNode,
+                format!(
+                    "node `{}` has no CPU or no memory to schedule on",
+                    node.name
+                ),
+            )
+            .hint("give it a capacity such as `{cpu: 2, memory: 4Gi}`");
         }
         for key in node.labels.keys() {
             names::reserved_label(f, cluster, &format!("{path}.labels.{key}"), key);
@@ -62,30 +95,65 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
     let mut bound = BTreeSet::new();
     for (i, listener) in local.proxy.listeners.iter().enumerate() {
         let path = format!("spec.local.proxy.listeners[{i}]");
-        names::check(f, cluster, &format!("{path}.name"), "listener name", &listener.name);
+        names::check(
+            f,
+            cluster,
+            &format!("{path}.name"),
+            "listener name",
+            &listener.name,
+        );
         if listener.address.parse::<IpAddr>().is_err() {
-            f.at(cluster, &format!("{path}.address"), Code::InvalidAddress, format!("listener address `{}` is not an IP address", listener.address))
-                .hint("for example `127.0.0.1`");
+            f.at(
+                cluster,
+                &format!("{path}.address"),
+                Code::InvalidAddress,
+                format!(
+                    "listener address `{}` is not an IP address",
+                    listener.address
+                ),
+            )
+            .hint("for example `127.0.0.1`");
         }
         if listener.port != 0 && !bound.insert((listener.address.as_str(), listener.port)) {
-            f.at(cluster, &format!("{path}.port"), Code::InvalidAddress, format!("{}:{} is used by two listeners", listener.address, listener.port));
+            f.at(
+                cluster,
+                &format!("{path}.port"),
+                Code::InvalidAddress,
+                format!(
+                    "{}:{} is used by two listeners",
+                    listener.address, listener.port
+                ),
+            );
         }
     }
 
     // One active and at most one backup pool per (region, network).
-    let mut roles: BTreeMap<(&str, &str), (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+    let mut roles: BTreeMap<(&str, &str), PoolsByRole> = BTreeMap::new();
     for (i, pool) in local.proxy.address_pools.iter().enumerate() {
         let path = format!("spec.local.proxy.addressPools[{i}]");
-        names::check(f, cluster, &format!("{path}.name"), "address pool name", &pool.name);
-        let entry = roles.entry((pool.region.as_str(), pool.network.as_str())).or_default();
+        names::check(
+            f,
+            cluster,
+            &format!("{path}.name"),
+            "address pool name",
+            &pool.name,
+        );
+        let entry = roles
+            .entry((pool.region.as_str(), pool.network.as_str()))
+            .or_default();
         match pool.role {
-            PoolRole::Active => entry.0.push(i),
-            PoolRole::Backup => entry.1.push(i),
+            PoolRole::Active => entry.active.push(i),
+            PoolRole::Backup => entry.backup.push(i),
         }
         match parse_cidr(&pool.cidr) {
             Err(why) => {
-                f.at(cluster, &format!("{path}.cidr"), Code::InvalidAddress, format!("`{}` is not a CIDR range: {why}", pool.cidr))
-                    .hint("for example `127.0.1.0/24`");
+                f.at(
+                    cluster,
+                    &format!("{path}.cidr"),
+                    Code::InvalidAddress,
+                    format!("`{}` is not a CIDR range: {why}", pool.cidr),
+                )
+                .hint("for example `127.0.1.0/24`");
             }
             Ok((addr, prefix)) => {
                 let bits = if addr.is_ipv4() { 32 } else { 128 };
@@ -107,35 +175,67 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
             }
         }
     }
-    for ((region, network), (active, backup)) in roles {
+    for ((region, network), PoolsByRole { active, backup }) in roles {
         let scope = format!("region `{region}`, network `{network}`");
         if active.is_empty() {
             let first = backup[0];
-            f.at(cluster, &format!("spec.local.proxy.addressPools[{first}].role"), Code::AddressPoolRoles, format!("{scope} has a backup address pool but no active one"))
-                .hint("mark one pool `role: active`");
+            f.at(
+                cluster,
+                &format!("spec.local.proxy.addressPools[{first}].role"),
+                Code::AddressPoolRoles,
+                format!("{scope} has a backup address pool but no active one"),
+            )
+            .hint("mark one pool `role: active`");
         }
         for extra in active.iter().skip(1) {
-            f.at(cluster, &format!("spec.local.proxy.addressPools[{extra}].role"), Code::AddressPoolRoles, format!("{scope} has more than one active address pool"))
-                .hint("keep one `active`; make another the `backup`");
+            f.at(
+                cluster,
+                &format!("spec.local.proxy.addressPools[{extra}].role"),
+                Code::AddressPoolRoles,
+                format!("{scope} has more than one active address pool"),
+            )
+            .hint("keep one `active`; make another the `backup`");
         }
         for extra in backup.iter().skip(1) {
-            f.at(cluster, &format!("spec.local.proxy.addressPools[{extra}].role"), Code::AddressPoolRoles, format!("{scope} has more than one backup address pool"))
-                .hint("at most one backup pool per region and network");
+            f.at(
+                cluster,
+                &format!("spec.local.proxy.addressPools[{extra}].role"),
+                Code::AddressPoolRoles,
+                format!("{scope} has more than one backup address pool"),
+            )
+            .hint("at most one backup pool per region and network");
         }
     }
+}
+
+/// Indexes of the pools of one region and network, by role.
+#[derive(Default)]
+struct PoolsByRole {
+    active: Vec<usize>,
+    backup: Vec<usize>,
 }
 
 /// Parses `a.b.c.d/n` (or IPv6); the address must be the range's first address.
 fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
     let (addr, prefix) = text.split_once('/').ok_or("the `/prefix` is missing")?;
-    let addr: IpAddr = addr.parse().map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
     let bits = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = prefix.parse().ok().filter(|p| *p <= bits).ok_or(format!("the prefix must be 0 to {bits}"))?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= bits)
+        .ok_or(format!("the prefix must be 0 to {bits}"))?;
     let host_bits = u32::from(bits - prefix);
     let host_part = match addr {
         IpAddr::V4(v4) => u128::from(u32::from(v4)) & ((1u128 << host_bits) - 1),
         IpAddr::V6(v6) => {
-            if host_bits == 128 { u128::from(v6) } else { u128::from(v6) & ((1u128 << host_bits) - 1) }
+            if host_bits == 128 {
+                u128::from(v6)
+            } else {
+                u128::from(v6) & ((1u128 << host_bits) - 1)
+            }
         }
     };
     if host_part != 0 {

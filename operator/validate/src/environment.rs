@@ -12,24 +12,51 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
     let spec = env.spec();
     if repo.cluster(&spec.cluster).is_none() {
         let known: Vec<&str> = repo.clusters.iter().map(|c| c.name()).collect();
-        let d = f.at(env, "spec.cluster", Code::UnknownCluster, format!("environment `{}` runs on cluster `{}`, which no file in clusters/ defines", env.name(), spec.cluster));
+        let d = f.at(
+            env,
+            "spec.cluster",
+            Code::UnknownCluster,
+            format!(
+                "environment `{}` runs on cluster `{}`, which no file in clusters/ defines",
+                env.name(),
+                spec.cluster
+            ),
+        );
         match closest(&spec.cluster, known.iter().copied()) {
             Some(c) => d.hint(format!("did you mean `{c}`?")),
-            None if known.is_empty() => d.hint("define it in `clusters/<name>.yaml` with `kind: Cluster`"),
+            None if known.is_empty() => {
+                d.hint("define it in `clusters/<name>.yaml` with `kind: Cluster`")
+            }
             None => d.hint(format!("known clusters: {}", known.join(", "))),
         }
     }
     if let Some(ns) = &spec.namespace {
         names::check(f, env, "spec.namespace", "namespace", ns);
     }
-    let Some(promotion) = &spec.promotion else { return };
+    let Some(promotion) = &spec.promotion else {
+        return;
+    };
     if promotion.from == env.name() {
-        f.at(env, "spec.promotion.from", Code::InvalidPromotion, format!("environment `{}` cannot promote from itself", env.name()));
+        f.at(
+            env,
+            "spec.promotion.from",
+            Code::InvalidPromotion,
+            format!("environment `{}` cannot promote from itself", env.name()),
+        );
         return;
     }
     let Some(source) = repo.environment(&promotion.from) else {
         let known: Vec<&str> = repo.environments.iter().map(|e| e.name.as_str()).collect();
-        let d = f.at(env, "spec.promotion.from", Code::InvalidPromotion, format!("environment `{}` promotes from `{}`, which is not an environment of this repo", env.name(), promotion.from));
+        let d = f.at(
+            env,
+            "spec.promotion.from",
+            Code::InvalidPromotion,
+            format!(
+                "environment `{}` promotes from `{}`, which is not an environment of this repo",
+                env.name(),
+                promotion.from
+            ),
+        );
         if let Some(e) = closest(&promotion.from, known.iter().copied()) {
             d.hint(format!("did you mean `{e}`?"));
         }
@@ -38,15 +65,24 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
     // Follow the chain of sources; coming back here is a cycle.
     let mut chain = vec![env.name().to_owned(), source.name.clone()];
     let mut current = source;
-    while let Some(next) = current.environment.as_ref().and_then(|e| e.spec().promotion.as_ref()) {
+    while let Some(next) = current
+        .environment
+        .as_ref()
+        .and_then(|e| e.spec().promotion.as_ref())
+    {
         if next.from == env.name() {
             // Report the cycle once, at its alphabetically first environment.
             if chain.iter().any(|e| e.as_str() < env.name()) {
                 return;
             }
             chain.push(next.from.clone());
-            f.at(env, "spec.promotion.from", Code::InvalidPromotion, format!("promotions form a cycle: {}", chain.join(" ← ")))
-                .hint("releases must flow one way, for example staging → production");
+            f.at(
+                env,
+                "spec.promotion.from",
+                Code::InvalidPromotion,
+                format!("promotions form a cycle: {}", chain.join(" ← ")),
+            )
+            .hint("releases must flow one way, for example staging → production");
             return;
         }
         match repo.environment(&next.from) {

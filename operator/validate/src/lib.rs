@@ -21,8 +21,15 @@ pub(crate) struct Findings<'a> {
 
 impl Findings<'_> {
     /// Reports `message` at `path` of `object`.
-    pub fn at<S>(&mut self, object: &Object<S>, path: &str, code: Code, message: String) -> &mut Diagnostic {
-        self.out.push(Diagnostic::new(code, object.locate(path), message));
+    pub fn at<S>(
+        &mut self,
+        object: &Object<S>,
+        path: &str,
+        code: Code,
+        message: String,
+    ) -> &mut Diagnostic {
+        self.out
+            .push(Diagnostic::new(code, object.locate(path), message));
         self.out.last_mut().expect("just pushed")
     }
 }
@@ -73,7 +80,10 @@ pub fn check(files: &[SourceFile]) -> Checked {
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(validate(&loaded.repo));
     drover_diagnostics::sort(&mut diagnostics);
-    Checked { repo: loaded.repo, diagnostics }
+    Checked {
+        repo: loaded.repo,
+        diagnostics,
+    }
 }
 
 /// True when the diagnostics hold at least one error.

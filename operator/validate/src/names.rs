@@ -15,7 +15,10 @@ pub(crate) fn name_problem(name: &str) -> Option<&'static str> {
         Some("is empty")
     } else if name.len() > 63 {
         Some("is longer than 63 characters")
-    } else if !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
         Some("may only hold lowercase letters, digits and `-`")
     } else if !name.as_bytes()[0].is_ascii_lowercase() {
         Some("must start with a letter")
@@ -31,7 +34,13 @@ fn suggest(name: &str) -> String {
     let mut s: String = name
         .to_ascii_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     while s.starts_with(|c: char| !c.is_ascii_lowercase()) && !s.is_empty() {
         s.remove(0);
@@ -41,10 +50,21 @@ fn suggest(name: &str) -> String {
 }
 
 /// Checks a name at `path`; `what` says what is being named.
-pub(crate) fn check<S>(f: &mut Findings<'_>, object: &Object<S>, path: &str, what: &str, name: &str) {
+pub(crate) fn check<S>(
+    f: &mut Findings<'_>,
+    object: &Object<S>,
+    path: &str,
+    what: &str,
+    name: &str,
+) {
     if let Some(problem) = name_problem(name) {
         let suggestion = suggest(name);
-        let d = f.at(object, path, Code::InvalidName, format!("{what} `{name}` {problem}"));
+        let d = f.at(
+            object,
+            path,
+            Code::InvalidName,
+            format!("{what} `{name}` {problem}"),
+        );
         if suggestion.is_empty() || suggestion == name {
             d.hint("use lowercase letters, digits and `-`, starting with a letter, at most 63 characters");
         } else {
@@ -56,7 +76,13 @@ pub(crate) fn check<S>(f: &mut Findings<'_>, object: &Object<S>, path: &str, wha
 /// The object's own name and labels.
 pub(crate) fn object<S>(f: &mut Findings<'_>, object: &Object<S>) {
     let kind = object.manifest.kind.clone();
-    check(f, object, "metadata.name", &format!("{kind} name"), object.name());
+    check(
+        f,
+        object,
+        "metadata.name",
+        &format!("{kind} name"),
+        object.name(),
+    );
     for key in object.manifest.metadata.labels.keys() {
         reserved_label(f, object, &format!("metadata.labels.{key}"), key);
     }
@@ -65,8 +91,15 @@ pub(crate) fn object<S>(f: &mut Findings<'_>, object: &Object<S>) {
 /// Labels under `drover.dev/` are set by Drover and cannot be written.
 pub(crate) fn reserved_label<S>(f: &mut Findings<'_>, object: &Object<S>, path: &str, key: &str) {
     if key.starts_with(RESERVED_LABEL_PREFIX) {
-        f.at(object, path, Code::ReservedLabel, format!("label `{key}` is reserved for Drover"))
-            .hint(format!("labels under `{RESERVED_LABEL_PREFIX}` are set by Drover; choose another prefix"));
+        f.at(
+            object,
+            path,
+            Code::ReservedLabel,
+            format!("label `{key}` is reserved for Drover"),
+        )
+        .hint(format!(
+            "labels under `{RESERVED_LABEL_PREFIX}` are set by Drover; choose another prefix"
+        ));
     }
 }
 

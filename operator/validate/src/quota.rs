@@ -14,7 +14,10 @@ use crate::{Findings, Hint};
 
 /// How many instances a service declares: replicas (or the autoscaler's floor) for
 /// replicated services; one per eligible node for global ones.
-pub(crate) fn declared_instances(service: &ServiceSpec, eligible_nodes: impl Fn(&ServiceSpec) -> u64) -> u64 {
+pub(crate) fn declared_instances(
+    service: &ServiceSpec,
+    eligible_nodes: impl Fn(&ServiceSpec) -> u64,
+) -> u64 {
     match service.mode {
         Mode::Replicated => u64::from(
             service
@@ -40,26 +43,48 @@ fn effective(spec: &ServiceSpec, range: &LimitRange) -> Effective {
     let cpu_limit = lim.cpu.or(range.default_limit.cpu);
     let memory_limit = lim.memory.or(range.default_limit.memory);
     Effective {
-        cpu_request: req.cpu.or(lim.cpu).or(range.default_request.cpu).or(cpu_limit),
-        memory_request: req.memory.or(lim.memory).or(range.default_request.memory).or(memory_limit),
+        cpu_request: req
+            .cpu
+            .or(lim.cpu)
+            .or(range.default_request.cpu)
+            .or(cpu_limit),
+        memory_request: req
+            .memory
+            .or(lim.memory)
+            .or(range.default_request.memory)
+            .or(memory_limit),
         cpu_limit,
         memory_limit,
     }
 }
 
 pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
-    let cluster = dir.environment.as_ref().and_then(|e| repo.cluster(&e.spec().cluster));
+    let cluster = dir
+        .environment
+        .as_ref()
+        .and_then(|e| repo.cluster(&e.spec().cluster));
     let eligible_nodes = |service: &ServiceSpec| -> u64 {
-        let Some(local) = cluster.filter(|c| c.spec().engine == Engine::Local).and_then(|c| c.spec().local.as_ref()) else {
+        let Some(local) = cluster
+            .filter(|c| c.spec().engine == Engine::Local)
+            .and_then(|c| c.spec().local.as_ref())
+        else {
             return 1;
         };
-        let constraints: Vec<Constraint> =
-            service.placement.constraints.iter().filter_map(|c| Constraint::parse(c).ok()).collect();
+        let constraints: Vec<Constraint> = service
+            .placement
+            .constraints
+            .iter()
+            .filter_map(|c| Constraint::parse(c).ok())
+            .collect();
         local
             .nodes
             .iter()
             .filter(|n| n.availability != Availability::Drain)
-            .filter(|n| constraints.iter().all(|c| c.matches(&n.name, n.role, &n.labels)))
+            .filter(|n| {
+                constraints
+                    .iter()
+                    .all(|c| c.matches(&n.name, n.role, &n.labels))
+            })
             .count() as u64
     };
     for quota in &dir.quotas {
@@ -77,34 +102,80 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
     }
 }
 
-fn limit_range_bounds(f: &mut Findings<'_>, service: &Object<ServiceSpec>, range: &LimitRange, e: &Effective, quota: &str) {
+fn limit_range_bounds(
+    f: &mut Findings<'_>,
+    service: &Object<ServiceSpec>,
+    range: &LimitRange,
+    e: &Effective,
+    quota: &str,
+) {
     let name = service.name();
     if let (Some(min), Some(r)) = (range.min.cpu, e.cpu_request)
         && r < min
     {
-        f.at(service, "spec.resources.requests.cpu", Code::LimitRangeViolation, format!("service `{name}` requests {r} CPU, below quota `{quota}`'s minimum of {min}"))
-            .hint(format!("request at least {min}"));
+        f.at(
+            service,
+            "spec.resources.requests.cpu",
+            Code::LimitRangeViolation,
+            format!("service `{name}` requests {r} CPU, below quota `{quota}`'s minimum of {min}"),
+        )
+        .hint(format!("request at least {min}"));
     }
     if let (Some(min), Some(r)) = (range.min.memory, e.memory_request)
         && r < min
     {
-        f.at(service, "spec.resources.requests.memory", Code::LimitRangeViolation, format!("service `{name}` requests {r} memory, below quota `{quota}`'s minimum of {min}"))
-            .hint(format!("request at least {min}"));
+        f.at(
+            service,
+            "spec.resources.requests.memory",
+            Code::LimitRangeViolation,
+            format!(
+                "service `{name}` requests {r} memory, below quota `{quota}`'s minimum of {min}"
+            ),
+        )
+        .hint(format!("request at least {min}"));
     }
     if let Some(max) = range.max.cpu
         && e.cpu_limit.is_none_or(|l| l.millis() == 0 || l > max)
     {
-        let has = e.cpu_limit.filter(|l| l.millis() != 0).map_or("no CPU limit".to_owned(), |l| format!("a CPU limit of {l}"));
-        f.at(service, "spec.resources.limits.cpu", Code::LimitRangeViolation, format!("service `{name}` has {has}, above quota `{quota}`'s maximum of {max}"))
-            .hint(format!("set `limits.cpu` to at most {max}"));
+        let has = e
+            .cpu_limit
+            .filter(|l| l.millis() != 0)
+            .map_or("no CPU limit".to_owned(), |l| format!("a CPU limit of {l}"));
+        f.at(
+            service,
+            "spec.resources.limits.cpu",
+            Code::LimitRangeViolation,
+            format!("service `{name}` has {has}, above quota `{quota}`'s maximum of {max}"),
+        )
+        .hint(format!("set `limits.cpu` to at most {max}"));
     }
     if let Some(max) = range.max.memory
         && e.memory_limit.is_none_or(|l| l.bytes() == 0 || l > max)
     {
-        let has = e.memory_limit.filter(|l| l.bytes() != 0).map_or("no memory limit".to_owned(), |l| format!("a memory limit of {l}"));
-        f.at(service, "spec.resources.limits.memory", Code::LimitRangeViolation, format!("service `{name}` has {has}, above quota `{quota}`'s maximum of {max}"))
-            .hint(format!("set `limits.memory` to at most {max}"));
+        let has = e
+            .memory_limit
+            .filter(|l| l.bytes() != 0)
+            .map_or("no memory limit".to_owned(), |l| {
+                format!("a memory limit of {l}")
+            });
+        f.at(
+            service,
+            "spec.resources.limits.memory",
+            Code::LimitRangeViolation,
+            format!("service `{name}` has {has}, above quota `{quota}`'s maximum of {max}"),
+        )
+        .hint(format!("set `limits.memory` to at most {max}"));
     }
+}
+
+/// One total to compare with the quota: its name, how to say it, the bound, the
+/// contributions, and how to print an amount.
+struct Sum<'a> {
+    what: &'static str,
+    phrase: &'static str,
+    allowed: Option<u64>,
+    parts: &'a [(&'a str, u64)],
+    show: &'a dyn Fn(u64) -> String,
 }
 
 /// Sums over an environment, remembering who contributes what for the message.
@@ -127,8 +198,10 @@ impl<'a> Totals<'a> {
         self.services += 1;
         self.instances += n;
         self.volumes += volumes;
-        self.cpu_requests.push((name, n * e.cpu_request.map_or(0, Cpu::millis)));
-        self.memory_requests.push((name, n * e.memory_request.map_or(0, Memory::bytes)));
+        self.cpu_requests
+            .push((name, n * e.cpu_request.map_or(0, Cpu::millis)));
+        self.memory_requests
+            .push((name, n * e.memory_request.map_or(0, Memory::bytes)));
         match e.cpu_limit.filter(|l| l.millis() != 0) {
             Some(l) => self.cpu_limits.push((name, n * l.millis())),
             None => self.no_cpu_limit.push(name),
@@ -139,7 +212,13 @@ impl<'a> Totals<'a> {
         }
     }
 
-    fn check(&self, f: &mut Findings<'_>, quota: &Object<QuotaSpec>, spec: &QuotaSpec, dir: &EnvironmentDir) {
+    fn check(
+        &self,
+        f: &mut Findings<'_>,
+        quota: &Object<QuotaSpec>,
+        spec: &QuotaSpec,
+        dir: &EnvironmentDir,
+    ) {
         let env = &dir.name;
         let q = quota.name();
         let hard = &spec.hard;
@@ -160,21 +239,59 @@ impl<'a> Totals<'a> {
         }
         let cpu = |m: u64| Cpu(m).to_string();
         let mem = |b: u64| Memory(b).to_string();
-        type Show<'f> = &'f dyn Fn(u64) -> String;
-        let sums: [(&str, &str, Option<u64>, &Vec<(&str, u64)>, Show<'_>); 4] = [
-            ("requests.cpu", "requests {} CPU", hard.requests.cpu.map(Cpu::millis), &self.cpu_requests, &cpu),
-            ("requests.memory", "requests {} of memory", hard.requests.memory.map(Memory::bytes), &self.memory_requests, &mem),
-            ("limits.cpu", "has CPU limits of {}", hard.limits.cpu.map(Cpu::millis), &self.cpu_limits, &cpu),
-            ("limits.memory", "has memory limits of {}", hard.limits.memory.map(Memory::bytes), &self.memory_limits, &mem),
+        let sums = [
+            Sum {
+                what: "requests.cpu",
+                phrase: "requests {} CPU",
+                allowed: hard.requests.cpu.map(Cpu::millis),
+                parts: &self.cpu_requests,
+                show: &cpu,
+            },
+            Sum {
+                what: "requests.memory",
+                phrase: "requests {} of memory",
+                allowed: hard.requests.memory.map(Memory::bytes),
+                parts: &self.memory_requests,
+                show: &mem,
+            },
+            Sum {
+                what: "limits.cpu",
+                phrase: "has CPU limits of {}",
+                allowed: hard.limits.cpu.map(Cpu::millis),
+                parts: &self.cpu_limits,
+                show: &cpu,
+            },
+            Sum {
+                what: "limits.memory",
+                phrase: "has memory limits of {}",
+                allowed: hard.limits.memory.map(Memory::bytes),
+                parts: &self.memory_limits,
+                show: &mem,
+            },
         ];
-        for (what, phrase, allowed, parts, show) in sums {
+        for Sum {
+            what,
+            phrase,
+            allowed,
+            parts,
+            show,
+        } in sums
+        {
             let Some(allowed) = allowed else { continue };
             let total: u64 = parts.iter().map(|(_, v)| v).sum();
             if total > allowed {
                 let mut top: Vec<&(&str, u64)> = parts.iter().filter(|(_, v)| *v > 0).collect();
                 top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                let listed: Vec<String> = top.iter().take(3).map(|(n, v)| format!("{n} {}", show(*v))).collect();
-                let more = if top.len() > 3 { format!(", +{} more", top.len() - 3) } else { String::new() };
+                let listed: Vec<String> = top
+                    .iter()
+                    .take(3)
+                    .map(|(n, v)| format!("{n} {}", show(*v)))
+                    .collect();
+                let more = if top.len() > 3 {
+                    format!(", +{} more", top.len() - 3)
+                } else {
+                    String::new()
+                };
                 let declared = phrase.replace("{}", &show(total));
                 f.at(quota, &format!("spec.hard.{what}"), Code::QuotaExceeded,
                     format!("environment `{env}` {declared} in total ({}{more}), above quota `{q}`'s `{what}: {}`", listed.join(", "), show(allowed)))
@@ -183,13 +300,30 @@ impl<'a> Totals<'a> {
         }
         let unlimited = [
             ("limits.cpu", hard.limits.cpu.is_some(), &self.no_cpu_limit),
-            ("limits.memory", hard.limits.memory.is_some(), &self.no_memory_limit),
+            (
+                "limits.memory",
+                hard.limits.memory.is_some(),
+                &self.no_memory_limit,
+            ),
         ];
         for (what, bounded, services) in unlimited {
             if bounded && !services.is_empty() {
-                f.at(quota, &format!("spec.hard.{what}"), Code::QuotaExceeded,
-                    format!("quota `{q}` bounds total {what}, but {} set no limit (unlimited)", services.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")))
-                    .hint(format!("set `resources.{what}` on them, or `limitRange.defaultLimit` in the quota"));
+                f.at(
+                    quota,
+                    &format!("spec.hard.{what}"),
+                    Code::QuotaExceeded,
+                    format!(
+                        "quota `{q}` bounds total {what}, but {} set no limit (unlimited)",
+                        services
+                            .iter()
+                            .map(|s| format!("`{s}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .hint(format!(
+                    "set `resources.{what}` on them, or `limitRange.defaultLimit` in the quota"
+                ));
             }
         }
     }

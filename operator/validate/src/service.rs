@@ -25,21 +25,51 @@ pub(crate) fn check_all(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir)
         check_service(f, service, engine);
         for (i, mount) in service.spec().secrets.iter().enumerate() {
             if !secrets.contains(mount.name.as_str()) {
-                let d = f.at(service, &format!("spec.secrets[{i}].name"), Code::UnknownSecret, format!("service `{}` mounts secret `{}`, which environment `{}` does not define", service.name(), mount.name, dir.name));
+                let d = f.at(
+                    service,
+                    &format!("spec.secrets[{i}].name"),
+                    Code::UnknownSecret,
+                    format!(
+                        "service `{}` mounts secret `{}`, which environment `{}` does not define",
+                        service.name(),
+                        mount.name,
+                        dir.name
+                    ),
+                );
                 match closest(&mount.name, secrets.iter().copied()) {
                     Some(s) => d.hint(format!("did you mean `{s}`?")),
-                    None => d.hint(format!("add a `kind: Secret` named `{}` to environments/{}/", mount.name, dir.name)),
+                    None => d.hint(format!(
+                        "add a `kind: Secret` named `{}` to environments/{}/",
+                        mount.name, dir.name
+                    )),
                 }
             }
         }
         for (i, dep) in service.spec().depends_on.iter().enumerate() {
             if dep == service.name() {
-                f.at(service, &format!("spec.dependsOn[{i}]"), Code::DependencyCycle, format!("service `{dep}` depends on itself"));
+                f.at(
+                    service,
+                    &format!("spec.dependsOn[{i}]"),
+                    Code::DependencyCycle,
+                    format!("service `{dep}` depends on itself"),
+                );
             } else if !services.contains(dep.as_str()) {
-                let d = f.at(service, &format!("spec.dependsOn[{i}]"), Code::UnknownDependency, format!("service `{}` depends on `{dep}`, which environment `{}` does not define", service.name(), dir.name));
+                let d = f.at(
+                    service,
+                    &format!("spec.dependsOn[{i}]"),
+                    Code::UnknownDependency,
+                    format!(
+                        "service `{}` depends on `{dep}`, which environment `{}` does not define",
+                        service.name(),
+                        dir.name
+                    ),
+                );
                 match closest(dep, services.iter().copied()) {
                     Some(s) => d.hint(format!("did you mean `{s}`?")),
-                    None => d.hint(format!("define service `{dep}` in environments/{}/, or remove the entry", dir.name)),
+                    None => d.hint(format!(
+                        "define service `{dep}` in environments/{}/, or remove the entry",
+                        dir.name
+                    )),
                 }
             }
         }
@@ -53,8 +83,13 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     let name = service.name();
 
     if spec.command.is_empty() && spec.image.is_none() {
-        f.at(service, "spec", Code::NoWorkload, format!("service `{name}` has neither `command` nor `image`: nothing to run"))
-            .hint("set `command` (the local engine runs processes) or `image` (Kubernetes)");
+        f.at(
+            service,
+            "spec",
+            Code::NoWorkload,
+            format!("service `{name}` has neither `command` nor `image`: nothing to run"),
+        )
+        .hint("set `command` (the local engine runs processes) or `image` (Kubernetes)");
     } else if spec.command.is_empty() && engine == Some(Engine::Local) {
         f.at(service, "spec.image", Code::NoWorkload, format!("service `{name}` has only an `image`, but its cluster uses the local engine, which runs processes"))
             .hint("add `command: [program, args…]`");
@@ -81,14 +116,30 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
         let path = format!("spec.ports[{i}]");
         names::check(f, service, &format!("{path}.name"), "port name", &port.name);
         if !port_names.insert(port.name.as_str()) {
-            f.at(service, &format!("{path}.name"), Code::InvalidPort, format!("port `{}` is declared twice", port.name))
-                .hint("port names are unique within a service; rename or remove one");
+            f.at(
+                service,
+                &format!("{path}.name"),
+                Code::InvalidPort,
+                format!("port `{}` is declared twice", port.name),
+            )
+            .hint("port names are unique within a service; rename or remove one");
         }
         if port.target == Some(0) {
-            f.at(service, &format!("{path}.target"), Code::InvalidPort, "port 0 is not a port".into()).hint("leave `target` unset to have one assigned");
+            f.at(
+                service,
+                &format!("{path}.target"),
+                Code::InvalidPort,
+                "port 0 is not a port".into(),
+            )
+            .hint("leave `target` unset to have one assigned");
         }
         if port.published == Some(0) {
-            f.at(service, &format!("{path}.published"), Code::InvalidPort, "port 0 is not a port".into());
+            f.at(
+                service,
+                &format!("{path}.published"),
+                Code::InvalidPort,
+                "port 0 is not a port".into(),
+            );
         }
     }
 
@@ -99,20 +150,36 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
         && l.millis() != 0
         && l < r
     {
-        f.at(service, "spec.resources.limits.cpu", Code::LimitBelowRequest, format!("CPU limit {l} is below the request {r}"))
-            .hint(format!("raise the limit to at least {r}, or set it to 0 for no limit"));
+        f.at(
+            service,
+            "spec.resources.limits.cpu",
+            Code::LimitBelowRequest,
+            format!("CPU limit {l} is below the request {r}"),
+        )
+        .hint(format!(
+            "raise the limit to at least {r}, or set it to 0 for no limit"
+        ));
     }
     if let (Some(r), Some(l)) = (req.memory, lim.memory)
         && l.bytes() != 0
         && l < r
     {
-        f.at(service, "spec.resources.limits.memory", Code::LimitBelowRequest, format!("memory limit {l} is below the request {r}"))
-            .hint(format!("raise the limit to at least {r}, or set it to 0 for no limit"));
+        f.at(
+            service,
+            "spec.resources.limits.memory",
+            Code::LimitBelowRequest,
+            format!("memory limit {l} is below the request {r}"),
+        )
+        .hint(format!(
+            "raise the limit to at least {r}, or set it to 0 for no limit"
+        ));
     }
     if let Some(r) = req.memory
         && lim.memory != Some(r)
     {
-        let limit = lim.memory.map_or("no limit".to_owned(), |l| format!("limit {l}"));
+        let limit = lim
+            .memory
+            .map_or("no limit".to_owned(), |l| format!("limit {l}"));
         f.at(service, "spec.resources.requests.memory", Code::MemoryRequestNotLimit, format!("memory request {r} differs from the {limit}: an instance above its request may be killed"))
             .hint(format!("set `limits.memory: {r}` as well"));
     }
@@ -121,8 +188,16 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     if let Some(probe) = &spec.liveness_probe {
         check_probe(f, service, "spec.livenessProbe", probe);
         if probe.success_threshold != 1 {
-            f.at(service, "spec.livenessProbe.successThreshold", Code::LivenessSuccessThreshold, format!("a liveness probe's success threshold must be 1, not {}", probe.success_threshold))
-                .hint("remove `successThreshold`, or set it to 1");
+            f.at(
+                service,
+                "spec.livenessProbe.successThreshold",
+                Code::LivenessSuccessThreshold,
+                format!(
+                    "a liveness probe's success threshold must be 1, not {}",
+                    probe.success_threshold
+                ),
+            )
+            .hint("remove `successThreshold`, or set it to 1");
         }
     }
     if let Some(probe) = &spec.readiness_probe {
@@ -136,31 +211,75 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
             f.at(service, path, Code::InvalidAutoscaling, format!("service `{name}` is `global`: its instance count follows the nodes and cannot be autoscaled"));
         }
         if auto.min_replicas == 0 {
-            f.at(service, &format!("{path}.minReplicas"), Code::InvalidAutoscaling, "`minReplicas` must be at least 1".into());
+            f.at(
+                service,
+                &format!("{path}.minReplicas"),
+                Code::InvalidAutoscaling,
+                "`minReplicas` must be at least 1".into(),
+            );
         }
         if auto.min_replicas > auto.max_replicas {
-            f.at(service, &format!("{path}.minReplicas"), Code::InvalidAutoscaling, format!("`minReplicas` ({}) is above `maxReplicas` ({})", auto.min_replicas, auto.max_replicas))
-                .hint("make minReplicas <= maxReplicas");
+            f.at(
+                service,
+                &format!("{path}.minReplicas"),
+                Code::InvalidAutoscaling,
+                format!(
+                    "`minReplicas` ({}) is above `maxReplicas` ({})",
+                    auto.min_replicas, auto.max_replicas
+                ),
+            )
+            .hint("make minReplicas <= maxReplicas");
         } else if let Some(r) = spec.replicas
             && !(auto.min_replicas..=auto.max_replicas).contains(&r)
         {
-            f.at(service, "spec.replicas", Code::InvalidAutoscaling, format!("`replicas` ({r}) is outside the autoscaling bounds {}..={}", auto.min_replicas, auto.max_replicas))
-                .hint("set replicas within the bounds, or leave it unset to start at minReplicas");
+            f.at(
+                service,
+                "spec.replicas",
+                Code::InvalidAutoscaling,
+                format!(
+                    "`replicas` ({r}) is outside the autoscaling bounds {}..={}",
+                    auto.min_replicas, auto.max_replicas
+                ),
+            )
+            .hint("set replicas within the bounds, or leave it unset to start at minReplicas");
         }
         if auto.metrics.is_empty() {
-            f.at(service, &format!("{path}.metrics"), Code::InvalidAutoscaling, "autoscaling needs at least one metric".into())
-                .hint("for example `- {type: cpu, target: 60}`");
+            f.at(
+                service,
+                &format!("{path}.metrics"),
+                Code::InvalidAutoscaling,
+                "autoscaling needs at least one metric".into(),
+            )
+            .hint("for example `- {type: cpu, target: 60}`");
         }
         if !(0.0..1.0).contains(&auto.tolerance) {
-            f.at(service, &format!("{path}.tolerance"), Code::InvalidAutoscaling, format!("`tolerance` must be at least 0 and below 1, not {}", auto.tolerance));
+            f.at(
+                service,
+                &format!("{path}.tolerance"),
+                Code::InvalidAutoscaling,
+                format!(
+                    "`tolerance` must be at least 0 and below 1, not {}",
+                    auto.tolerance
+                ),
+            );
         }
         if auto.evaluation_period.millis() == 0 {
-            f.at(service, &format!("{path}.evaluationPeriod"), Code::InvalidAutoscaling, "`evaluationPeriod` must be longer than 0s".into());
+            f.at(
+                service,
+                &format!("{path}.evaluationPeriod"),
+                Code::InvalidAutoscaling,
+                "`evaluationPeriod` must be longer than 0s".into(),
+            );
         }
         for (i, metric) in auto.metrics.iter().enumerate() {
             let mpath = format!("{path}.metrics[{i}]");
             if metric.target == 0 {
-                f.at(service, &format!("{mpath}.target"), Code::InvalidAutoscaling, "a metric's target must be above 0".into());
+                f.at(
+                    service,
+                    &format!("{mpath}.target"),
+                    Code::InvalidAutoscaling,
+                    "a metric's target must be above 0".into(),
+                );
             }
             use drover_model::service::MetricKind;
             let (missing, resource) = match metric.kind {
@@ -180,8 +299,15 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
 
     for (i, text) in spec.placement.constraints.iter().enumerate() {
         if let Err(e) = Constraint::parse(text) {
-            f.at(service, &format!("spec.placement.constraints[{i}]"), Code::InvalidConstraint, format!("placement constraint {e}"))
-                .hint("write `node.labels.KEY == VALUE`, `node.role == manager` or `node.name != NAME`");
+            f.at(
+                service,
+                &format!("spec.placement.constraints[{i}]"),
+                Code::InvalidConstraint,
+                format!("placement constraint {e}"),
+            )
+            .hint(
+                "write `node.labels.KEY == VALUE`, `node.role == manager` or `node.name != NAME`",
+            );
         }
     }
 
@@ -189,8 +315,13 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     for (i, route) in spec.routes.iter().enumerate() {
         let path = format!("spec.routes[{i}]");
         if !route.path.starts_with('/') {
-            f.at(service, &format!("{path}.path"), Code::RouteConflict, format!("route path `{}` must start with `/`", route.path))
-                .hint(format!("write `/{}`", route.path));
+            f.at(
+                service,
+                &format!("{path}.path"),
+                Code::RouteConflict,
+                format!("route path `{}` must start with `/`", route.path),
+            )
+            .hint(format!("write `/{}`", route.path));
         }
         if let Some(host) = &route.host
             && !valid_host(host)
@@ -198,7 +329,13 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
             f.at(service, &format!("{path}.host"), Code::RouteConflict, format!("route host `{host}` is not a host name"))
                 .hint("lowercase labels separated by dots, optionally starting with `*.`, e.g. `shop.example.com`");
         }
-        port_reference(f, service, &format!("{path}.port"), route.port.as_deref(), "route");
+        port_reference(
+            f,
+            service,
+            &format!("{path}.port"),
+            route.port.as_deref(),
+            "route",
+        );
     }
     if !spec.routes.is_empty() && spec.readiness_probe.is_none() {
         f.at(service, "spec.routes", Code::RoutedWithoutReadiness, format!("service `{name}` is routed but has no readiness probe: instances get traffic as soon as they start"))
@@ -209,20 +346,46 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     let mut volume_names = BTreeSet::new();
     for (i, volume) in spec.volumes.iter().enumerate() {
         let path = format!("spec.volumes[{i}]");
-        names::check(f, service, &format!("{path}.name"), "volume name", &volume.name);
+        names::check(
+            f,
+            service,
+            &format!("{path}.name"),
+            "volume name",
+            &volume.name,
+        );
         if !volume_names.insert(volume.name.as_str()) {
-            f.at(service, &format!("{path}.name"), Code::InvalidVolume, format!("volume `{}` is declared twice", volume.name));
+            f.at(
+                service,
+                &format!("{path}.name"),
+                Code::InvalidVolume,
+                format!("volume `{}` is declared twice", volume.name),
+            );
         }
         if !volume.target.starts_with('/') {
-            f.at(service, &format!("{path}.target"), Code::InvalidVolume, format!("volume target `{}` must be an absolute path", volume.target))
-                .hint(format!("write `/{}`", volume.target));
+            f.at(
+                service,
+                &format!("{path}.target"),
+                Code::InvalidVolume,
+                format!("volume target `{}` must be an absolute path", volume.target),
+            )
+            .hint(format!("write `/{}`", volume.target));
         }
         match (volume.kind, volume.source.as_deref()) {
             (VolumeKind::Nfs, source) if !source.is_some_and(|s| s.contains(":/")) => {
-                f.at(service, &format!("{path}.source"), Code::InvalidVolume, "an nfs volume needs `source: server:/export`".into());
+                f.at(
+                    service,
+                    &format!("{path}.source"),
+                    Code::InvalidVolume,
+                    "an nfs volume needs `source: server:/export`".into(),
+                );
             }
             (VolumeKind::Config, None) => {
-                f.at(service, &format!("{path}.source"), Code::InvalidVolume, "a config volume needs `source`: a file of the config repo".into());
+                f.at(
+                    service,
+                    &format!("{path}.source"),
+                    Code::InvalidVolume,
+                    "a config volume needs `source`: a file of the config repo".into(),
+                );
             }
             _ => {}
         }
@@ -230,11 +393,22 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
 }
 
 fn check_probe(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, probe: &Probe) {
-    let handlers = [probe.http_get.is_some(), probe.tcp_socket.is_some(), probe.exec.is_some()];
+    let handlers = [
+        probe.http_get.is_some(),
+        probe.tcp_socket.is_some(),
+        probe.exec.is_some(),
+    ];
     let count = handlers.iter().filter(|h| **h).count();
     if count != 1 {
-        f.at(service, path, Code::InvalidProbe, format!("a probe needs exactly one of `httpGet`, `tcpSocket`, `exec`; this one has {count}"))
-            .hint("keep one check per probe");
+        f.at(
+            service,
+            path,
+            Code::InvalidProbe,
+            format!(
+                "a probe needs exactly one of `httpGet`, `tcpSocket`, `exec`; this one has {count}"
+            ),
+        )
+        .hint("keep one check per probe");
     }
     for (field, value) in [
         ("periodSeconds", probe.period_seconds),
@@ -243,26 +417,56 @@ fn check_probe(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, 
         ("failureThreshold", probe.failure_threshold),
     ] {
         if value == 0 {
-            f.at(service, &format!("{path}.{field}"), Code::InvalidProbe, format!("`{field}` must be at least 1"));
+            f.at(
+                service,
+                &format!("{path}.{field}"),
+                Code::InvalidProbe,
+                format!("`{field}` must be at least 1"),
+            );
         }
     }
     if let Some(http) = &probe.http_get {
         if !http.path.starts_with('/') {
-            f.at(service, &format!("{path}.httpGet.path"), Code::InvalidProbe, format!("probe path `{}` must start with `/`", http.path));
+            f.at(
+                service,
+                &format!("{path}.httpGet.path"),
+                Code::InvalidProbe,
+                format!("probe path `{}` must start with `/`", http.path),
+            );
         }
-        probe_port(f, service, &format!("{path}.httpGet.port"), http.port.as_ref());
+        probe_port(
+            f,
+            service,
+            &format!("{path}.httpGet.port"),
+            http.port.as_ref(),
+        );
     }
     if let Some(tcp) = &probe.tcp_socket {
-        probe_port(f, service, &format!("{path}.tcpSocket.port"), tcp.port.as_ref());
+        probe_port(
+            f,
+            service,
+            &format!("{path}.tcpSocket.port"),
+            tcp.port.as_ref(),
+        );
     }
     if let Some(exec) = &probe.exec
         && exec.command.is_empty()
     {
-        f.at(service, &format!("{path}.exec.command"), Code::InvalidProbe, "an exec probe needs a command".into());
+        f.at(
+            service,
+            &format!("{path}.exec.command"),
+            Code::InvalidProbe,
+            "an exec probe needs a command".into(),
+        );
     }
 }
 
-fn probe_port(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, port: Option<&PortRef>) {
+fn probe_port(
+    f: &mut Findings<'_>,
+    service: &Object<ServiceSpec>,
+    path: &str,
+    port: Option<&PortRef>,
+) {
     match port {
         Some(PortRef::Number(_)) => {}
         Some(PortRef::Name(name)) => port_reference(f, service, path, Some(name), "probe"),
@@ -271,32 +475,73 @@ fn probe_port(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, p
 }
 
 /// A named port must be declared; an omitted one needs at least one declared port.
-fn port_reference(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, name: Option<&str>, what: &str) {
+fn port_reference(
+    f: &mut Findings<'_>,
+    service: &Object<ServiceSpec>,
+    path: &str,
+    name: Option<&str>,
+    what: &str,
+) {
     let ports = &service.spec().ports;
     match name {
         Some(name) if !ports.iter().any(|p| p.name == name) => {
-            let d = f.at(service, path, Code::UnknownPort, format!("{what} uses port `{name}`, which service `{}` does not declare", service.name()));
+            let d = f.at(
+                service,
+                path,
+                Code::UnknownPort,
+                format!(
+                    "{what} uses port `{name}`, which service `{}` does not declare",
+                    service.name()
+                ),
+            );
             match closest(name, ports.iter().map(|p| p.name.as_str())) {
                 Some(p) => d.hint(format!("did you mean `{p}`?")),
                 None => d.hint(format!("declare it under `ports:` as `- name: {name}`")),
             }
         }
         None if ports.is_empty() => {
-            f.at(service, path, Code::UnknownPort, format!("{what} has no port to use: service `{}` declares no ports", service.name()))
-                .hint("declare one under `ports:`, e.g. `- name: http`");
+            f.at(
+                service,
+                path,
+                Code::UnknownPort,
+                format!(
+                    "{what} has no port to use: service `{}` declares no ports",
+                    service.name()
+                ),
+            )
+            .hint("declare one under `ports:`, e.g. `- name: http`");
         }
         _ => {}
     }
 }
 
-fn check_update(f: &mut Findings<'_>, service: &Object<ServiceSpec>, path: &str, update: &UpdateConfig, is_rollback: bool) {
+fn check_update(
+    f: &mut Findings<'_>,
+    service: &Object<ServiceSpec>,
+    path: &str,
+    update: &UpdateConfig,
+    is_rollback: bool,
+) {
     if !(0.0..=1.0).contains(&update.max_failure_ratio) {
-        f.at(service, &format!("{path}.maxFailureRatio"), Code::InvalidUpdateConfig, format!("`maxFailureRatio` is a fraction from 0 to 1, not {}", update.max_failure_ratio))
-            .hint("0 tolerates no failed instance; 0.2 tolerates one in five");
+        f.at(
+            service,
+            &format!("{path}.maxFailureRatio"),
+            Code::InvalidUpdateConfig,
+            format!(
+                "`maxFailureRatio` is a fraction from 0 to 1, not {}",
+                update.max_failure_ratio
+            ),
+        )
+        .hint("0 tolerates no failed instance; 0.2 tolerates one in five");
     }
     if is_rollback && update.failure_action == FailureAction::Rollback {
-        f.at(service, &format!("{path}.failureAction"), Code::InvalidUpdateConfig, "a rollback cannot itself roll back on failure".into())
-            .hint("use `pause` or `continue`");
+        f.at(
+            service,
+            &format!("{path}.failureAction"),
+            Code::InvalidUpdateConfig,
+            "a rollback cannot itself roll back on failure".into(),
+        )
+        .hint("use `pause` or `continue`");
     }
 }
 
@@ -307,7 +552,9 @@ fn valid_host(host: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -315,29 +562,58 @@ fn valid_host(host: &str) -> bool {
 
 /// Reports each `dependsOn` cycle once, at the first service of it in file order.
 fn dependency_cycles(f: &mut Findings<'_>, dir: &EnvironmentDir) {
-    let index: BTreeMap<&str, usize> = dir.services.iter().enumerate().map(|(i, s)| (s.name(), i)).collect();
+    let index: BTreeMap<&str, usize> = dir
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name(), i))
+        .collect();
     // 0 = unvisited, 1 = on the current path, 2 = done.
     let mut state = vec![0u8; dir.services.len()];
     let mut reported = BTreeSet::new();
     for start in 0..dir.services.len() {
         let mut path = Vec::new();
-        visit(dir, &index, start, &mut state, &mut path, &mut |cycle: &[usize]| {
-            let mut members: Vec<usize> = cycle.to_vec();
-            members.sort_unstable();
-            if !reported.insert(members.clone()) {
-                return;
-            }
-            let first = members[0];
-            // Rotate so the cycle is printed from the first service in file order.
-            let pos = cycle.iter().position(|i| *i == first).unwrap_or(0);
-            let mut names: Vec<&str> = cycle[pos..].iter().chain(&cycle[..pos]).map(|i| dir.services[*i].name()).collect();
-            names.push(names[0]);
-            let service = &dir.services[first];
-            let next = names[1];
-            let dep_index = service.spec().depends_on.iter().position(|d| d == next).unwrap_or(0);
-            f.at(service, &format!("spec.dependsOn[{dep_index}]"), Code::DependencyCycle, format!("services depend on each other in a cycle: {}", names.join(" → ")))
+        visit(
+            dir,
+            &index,
+            start,
+            &mut state,
+            &mut path,
+            &mut |cycle: &[usize]| {
+                let mut members: Vec<usize> = cycle.to_vec();
+                members.sort_unstable();
+                if !reported.insert(members.clone()) {
+                    return;
+                }
+                let first = members[0];
+                // Rotate so the cycle is printed from the first service in file order.
+                let pos = cycle.iter().position(|i| *i == first).unwrap_or(0);
+                let mut names: Vec<&str> = cycle[pos..]
+                    .iter()
+                    .chain(&cycle[..pos])
+                    .map(|i| dir.services[*i].name())
+                    .collect();
+                names.push(names[0]);
+                let service = &dir.services[first];
+                let next = names[1];
+                let dep_index = service
+                    .spec()
+                    .depends_on
+                    .iter()
+                    .position(|d| d == next)
+                    .unwrap_or(0);
+                f.at(
+                    service,
+                    &format!("spec.dependsOn[{dep_index}]"),
+                    Code::DependencyCycle,
+                    format!(
+                        "services depend on each other in a cycle: {}",
+                        names.join(" → ")
+                    ),
+                )
                 .hint("remove one `dependsOn` entry of the cycle");
-        });
+            },
+        );
     }
 }
 
@@ -378,12 +654,24 @@ fn route_conflicts(f: &mut Findings<'_>, dir: &EnvironmentDir) {
     let mut published: BTreeMap<u16, &str> = BTreeMap::new();
     for service in &dir.services {
         for (i, route) in service.spec().routes.iter().enumerate() {
-            let key = (route.host.as_deref(), route.path.as_str(), route.listener.as_deref());
+            let key = (
+                route.host.as_deref(),
+                route.path.as_str(),
+                route.listener.as_deref(),
+            );
             match routes.get(&key) {
                 Some(owner) if *owner != service.name() => {
                     let host = route.host.as_deref().unwrap_or("*");
-                    f.at(service, &format!("spec.routes[{i}]"), Code::RouteConflict, format!("route {host}{} is already claimed by service `{owner}`", route.path))
-                        .hint("give one of them another host or path");
+                    f.at(
+                        service,
+                        &format!("spec.routes[{i}]"),
+                        Code::RouteConflict,
+                        format!(
+                            "route {host}{} is already claimed by service `{owner}`",
+                            route.path
+                        ),
+                    )
+                    .hint("give one of them another host or path");
                 }
                 _ => {
                     routes.insert(key, service.name());
@@ -394,7 +682,12 @@ fn route_conflicts(f: &mut Findings<'_>, dir: &EnvironmentDir) {
             let Some(p) = port.published else { continue };
             match published.get(&p) {
                 Some(owner) if *owner != service.name() => {
-                    f.at(service, &format!("spec.ports[{i}].published"), Code::InvalidPort, format!("published port {p} is already used by service `{owner}`"));
+                    f.at(
+                        service,
+                        &format!("spec.ports[{i}].published"),
+                        Code::InvalidPort,
+                        format!("published port {p} is already used by service `{owner}`"),
+                    );
                 }
                 _ => {
                     published.insert(p, service.name());
@@ -407,12 +700,19 @@ fn route_conflicts(f: &mut Findings<'_>, dir: &EnvironmentDir) {
 pub(crate) fn check_secret(f: &mut Findings<'_>, secret: &Object<SecretSpec>) {
     let spec = secret.spec();
     if spec.encrypted_data.is_empty() {
-        f.at(secret, "spec.encryptedData", Code::InvalidSecret, format!("secret `{}` holds no values", secret.name()))
-            .hint("add `encryptedData: {KEY: <age-encrypted value>}`");
+        f.at(
+            secret,
+            "spec.encryptedData",
+            Code::InvalidSecret,
+            format!("secret `{}` holds no values", secret.name()),
+        )
+        .hint("add `encryptedData: {KEY: <age-encrypted value>}`");
     }
     for key in spec.encrypted_data.keys() {
         let valid = !key.is_empty()
-            && key.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
             && key != "."
             && key != "..";
         if !valid {
@@ -421,7 +721,12 @@ pub(crate) fn check_secret(f: &mut Findings<'_>, secret: &Object<SecretSpec>) {
     }
     for (i, recipient) in spec.recipients.iter().enumerate() {
         if !recipient.starts_with("age1") {
-            f.at(secret, &format!("spec.recipients[{i}]"), Code::InvalidSecret, "recipients are age public keys starting with `age1`".into());
+            f.at(
+                secret,
+                &format!("spec.recipients[{i}]"),
+                Code::InvalidSecret,
+                "recipients are age public keys starting with `age1`".into(),
+            );
         }
     }
 }

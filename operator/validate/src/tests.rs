@@ -8,22 +8,35 @@ const CLUSTER: &str = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:
 const ENV: &str = "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec:\n  cluster: local\n";
 
 fn service(name: &str, body: &str) -> String {
-    format!("---\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  command: [run]\n{body}")
+    format!(
+        "---\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata:\n  name: {name}\nspec:\n  command: [run]\n{body}"
+    )
 }
 
 fn check(env_files: &[(&str, String)]) -> Vec<String> {
     let mut files = vec![
-        SourceFile { path: "clusters/local.yaml".into(), text: CLUSTER.into() },
-        SourceFile { path: "environments/staging/environment.yaml".into(), text: ENV.into() },
+        SourceFile {
+            path: "clusters/local.yaml".into(),
+            text: CLUSTER.into(),
+        },
+        SourceFile {
+            path: "environments/staging/environment.yaml".into(),
+            text: ENV.into(),
+        },
     ];
     for (name, text) in env_files {
-        files.push(SourceFile { path: format!("environments/staging/{name}"), text: text.clone() });
+        files.push(SourceFile {
+            path: format!("environments/staging/{name}"),
+            text: text.clone(),
+        });
     }
     let loaded = load(&files);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
     let mut d = validate(&loaded.repo);
     drover_diagnostics::sort(&mut d);
-    d.iter().map(|d| format!("{}: {}: {}", d.location, d.code.id(), d.message)).collect()
+    d.iter()
+        .map(|d| format!("{}: {}: {}", d.location, d.code.id(), d.message))
+        .collect()
 }
 
 #[test]
@@ -36,7 +49,9 @@ fn a_dependency_cycle_is_printed_from_its_first_service() {
     .concat();
     assert_eq!(
         check(&[("s.yaml", text)]),
-        ["environments/staging/s.yaml:8:15: E115: services depend on each other in a cycle: a → b → c → a"]
+        [
+            "environments/staging/s.yaml:8:15: E115: services depend on each other in a cycle: a → b → c → a"
+        ]
     );
 }
 
@@ -50,13 +65,18 @@ fn quota_totals_count_replicas_times_requests_and_name_the_biggest() {
     let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata:\n  name: q\nspec:\n  hard:\n    requests:\n      cpu: 3\n";
     assert_eq!(
         check(&[("s.yaml", text), ("quota.yaml", quota.into())]),
-        ["environments/staging/quota.yaml:8:7: E116: environment `staging` requests 3500m CPU in total (a 3, b 500m), above quota `q`'s `requests.cpu: 3`"]
+        [
+            "environments/staging/quota.yaml:8:7: E116: environment `staging` requests 3500m CPU in total (a 3, b 500m), above quota `q`'s `requests.cpu: 3`"
+        ]
     );
 }
 
 #[test]
 fn global_services_count_one_instance_per_node_that_is_not_drained() {
-    let text = service("agent", "  mode: global\n  resources:\n    requests: {cpu: 2}\n");
+    let text = service(
+        "agent",
+        "  mode: global\n  resources:\n    requests: {cpu: 2}\n",
+    );
     let quota = "apiVersion: drover.dev/v1alpha1\nkind: Quota\nmetadata:\n  name: q\nspec:\n  hard:\n    instances: 1\n    requests: {cpu: 2}\n";
     assert!(check(&[("s.yaml", text), ("quota.yaml", quota.into())]).is_empty());
 }
@@ -64,5 +84,8 @@ fn global_services_count_one_instance_per_node_that_is_not_drained() {
 #[test]
 fn a_valid_service_with_every_section_has_no_findings() {
     let body = "  ports: [{name: http}]\n  readinessProbe:\n    httpGet: {path: /ready, port: http}\n  livenessProbe:\n    tcpSocket: {}\n  resources:\n    requests: {cpu: 250m, memory: 128Mi}\n    limits: {cpu: 1, memory: 128Mi}\n  autoscaling:\n    maxReplicas: 4\n    metrics: [{type: cpu, target: 60}]\n  routes: [{host: shop.example.com, path: /}]\n  placement:\n    constraints: [node.labels.zone == a]\n";
-    assert_eq!(check(&[("s.yaml", service("web", body))]), Vec::<String>::new());
+    assert_eq!(
+        check(&[("s.yaml", service("web", body))]),
+        Vec::<String>::new()
+    );
 }
