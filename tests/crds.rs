@@ -29,7 +29,7 @@ fn crds_write_produces_exactly_the_checked_in_files() {
         let checked_in = std::fs::read_to_string(repo_root().join("crds").join(file)).unwrap();
         assert_eq!(
             written, checked_in,
-            "{file} differs from crds/; run `cargo run -p drover -- crds --write crds`"
+            "{file} differs from crds/; run `cargo run -p drover -- generate`"
         );
     }
 }

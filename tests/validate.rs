@@ -56,32 +56,45 @@ fn the_example_repo_is_valid_without_warnings() {
     );
 }
 
+/// Each code's example lives in a folder named after it and shows that code.
+fn assert_every_code_has_its_example(group: &str, severity: Severity, codes: &BTreeSet<String>) {
+    for code in Code::ALL.iter().filter(|c| c.severity() == severity) {
+        let dir = repo_root().join("examples").join(group).join(code.slug());
+        assert!(
+            dir.is_dir(),
+            "{} has no example: add examples/{group}/{}/",
+            code.id(),
+            code.slug()
+        );
+        let expected = std::fs::read_to_string(dir.join("expected.txt")).unwrap_or_default();
+        assert!(
+            expected.contains(&format!("[{}]", code.id())),
+            "examples/{group}/{} does not show {}",
+            code.slug(),
+            code.id()
+        );
+    }
+    assert!(!codes.is_empty());
+}
+
 #[test]
 fn every_invalid_example_exits_1_and_prints_its_expected_message() {
     let codes = check_group("invalid", 1);
-    // One broken repo per rule: every error code has an example.
-    let missing: Vec<&str> = Code::ALL
-        .iter()
-        .filter(|c| c.severity() == Severity::Error && !codes.contains(c.id()))
-        .map(|c| c.id())
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "no example in examples/invalid/ shows {missing:?}"
-    );
+    assert_every_code_has_its_example("invalid", Severity::Error, &codes);
 }
 
 #[test]
 fn warning_examples_exit_0_and_print_their_warning() {
     let codes = check_group("warnings", 0);
-    let missing: Vec<&str> = Code::ALL
-        .iter()
-        .filter(|c| c.severity() == Severity::Warning && !codes.contains(c.id()))
-        .map(|c| c.id())
-        .collect();
+    assert_every_code_has_its_example("warnings", Severity::Warning, &codes);
+}
+
+#[test]
+fn docs_errors_md_lists_every_code() {
+    let on_disk = std::fs::read_to_string(repo_root().join("docs/errors.md")).unwrap_or_default();
     assert!(
-        missing.is_empty(),
-        "no example in examples/warnings/ shows {missing:?}"
+        on_disk == drover_diagnostics::catalogue_markdown(),
+        "docs/errors.md is out of date. Regenerate with: cargo run -p drover -- generate"
     );
 }
 

@@ -27,6 +27,20 @@ macro_rules! codes {
                 match self { $(Code::$variant => Severity::$severity,)* }
             }
 
+            /// The code's name in kebab-case (`unknown-field`): the folder of its
+            /// example under `examples/invalid/` or `examples/warnings/`.
+            pub fn slug(self) -> String {
+                let name = match self { $(Code::$variant => stringify!($variant),)* };
+                let mut slug = String::new();
+                for (i, c) in name.char_indices() {
+                    if c.is_ascii_uppercase() && i > 0 {
+                        slug.push('-');
+                    }
+                    slug.push(c.to_ascii_lowercase());
+                }
+                slug
+            }
+
             /// One line saying what the code is about.
             pub fn summary(self) -> &'static str {
                 match self { $(Code::$variant => $summary,)* }
@@ -84,4 +98,30 @@ impl Serialize for Code {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.id())
     }
+}
+
+/// docs/errors.md: every code, what it means, and where its example lives.
+pub fn catalogue_markdown() -> String {
+    let mut out = String::from(
+        "# Diagnostic codes\n\n\
+         Generated from operator/diagnostics by `cargo run -p drover -- generate`; do not edit by hand.\n\n\
+         `drover validate` prints `path:line:column: error[CODE]: message` and a hint. Errors make a\n\
+         repo invalid (exit 1) and nothing from it reaches an engine; warnings do not. Each code has a\n\
+         small example repo showing it, with the exact output in its `expected.txt`.\n\n\
+         | Code | Severity | Meaning | Example |\n|---|---|---|---|\n",
+    );
+    for code in Code::ALL {
+        let folder = match code.severity() {
+            Severity::Error => "invalid",
+            Severity::Warning => "warnings",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {} | [examples/{folder}/{slug}](../examples/{folder}/{slug}/) |\n",
+            code.id(),
+            code.severity(),
+            code.summary(),
+            slug = code.slug()
+        ));
+    }
+    out
 }

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 mod code;
 
-pub use code::Code;
+pub use code::{Code, catalogue_markdown};
 
 /// How bad a diagnostic is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use drover_model::reference::reference_markdown;
 use drover_model::schema::{crd_files, crds};
 
 pub fn run(write: Option<&Path>) -> anyhow::Result<ExitCode> {
@@ -26,5 +27,20 @@ pub fn run(write: Option<&Path>) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", path.display()))?;
         println!("wrote {}", path.display());
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Rewrites `crds/`, `docs/reference.md` and `docs/errors.md` under `root`.
+pub fn generate(root: &Path) -> anyhow::Result<ExitCode> {
+    run(Some(&root.join("crds")))?;
+    let reference = root.join("docs/reference.md");
+    std::fs::create_dir_all(root.join("docs")).context("creating docs/")?;
+    std::fs::write(&reference, reference_markdown())
+        .with_context(|| format!("writing {}", reference.display()))?;
+    println!("wrote {}", reference.display());
+    let errors = root.join("docs/errors.md");
+    std::fs::write(&errors, drover_diagnostics::catalogue_markdown())
+        .with_context(|| format!("writing {}", errors.display()))?;
+    println!("wrote {}", errors.display());
     Ok(ExitCode::SUCCESS)
 }

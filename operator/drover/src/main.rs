@@ -40,6 +40,14 @@ enum Command {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// Regenerate every file derived from the model in a Drover checkout: `crds/`,
+    /// `docs/reference.md` and `docs/errors.md`. Used by Drover's developers.
+    #[command(hide = true)]
+    Generate {
+        /// The checkout's root.
+        #[arg(default_value = ".")]
+        root: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -60,6 +68,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { dir, output, color } => validate::run(&dir, output, color),
         Command::Crds { write } => crds::run(write.as_deref()),
+        Command::Generate { root } => crds::generate(&root),
     };
     match result {
         Ok(code) => code,

@@ -13,6 +13,7 @@ pub mod placement;
 mod port_ref;
 pub mod quantity;
 pub mod quota;
+pub mod reference;
 pub mod schema;
 pub mod secret;
 pub mod service;

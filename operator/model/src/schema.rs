@@ -1,7 +1,7 @@
 //! CRDs and editor JSON Schemas, generated from the model types.
 //!
 //! `crds/` in the repository holds exactly what [`crd_files`] returns; a test fails
-//! when they differ, and `cargo run -p drover -- crds --write crds` regenerates them.
+//! when they differ, and `cargo run -p drover -- generate` regenerates them.
 
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
@@ -149,7 +149,7 @@ pub fn crd_files() -> Vec<GeneratedFile> {
             GeneratedFile {
                 path: format!("{name}.yaml"),
                 content: format!(
-                    "# Generated from operator/model by `cargo run -p drover -- crds --write crds`. Do not edit.\n{yaml}"
+                    "# Generated from operator/model by `cargo run -p drover -- generate`. Do not edit.\n{yaml}"
                 ),
             }
         })

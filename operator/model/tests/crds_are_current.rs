@@ -1,5 +1,5 @@
-//! `crds/` must hold exactly what the model generates. When this fails, run
-//! `cargo run -p drover -- crds --write crds` and commit the result.
+//! `crds/` and `docs/reference.md` must hold exactly what the model generates. When
+//! this fails, run `cargo run -p drover -- generate` and commit the result.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,17 @@ fn checked_in_crds_match_the_model() {
     assert!(
         stale.is_empty() && extra.is_empty(),
         "crds/ is out of date (changed: {stale:?}, not generated: {extra:?}).\n\
-         Regenerate with: cargo run -p drover -- crds --write crds"
+         Regenerate with: cargo run -p drover -- generate"
+    );
+}
+
+#[test]
+fn the_field_reference_matches_the_model() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference.md");
+    let on_disk = std::fs::read_to_string(path).unwrap_or_default();
+    assert!(
+        on_disk == drover_model::reference::reference_markdown(),
+        "docs/reference.md is out of date. Regenerate with: cargo run -p drover -- generate"
     );
 }
 
