@@ -24,7 +24,7 @@ pub mod arb;
 pub use cluster::ClusterSpec;
 pub use environment::EnvironmentSpec;
 pub use meta::{API_VERSION, GROUP, Kind, Manifest, Metadata};
-pub use quantity::{Cpu, Duration, Memory};
+pub use quantity::{Amount, Cpu, Duration, Memory};
 pub use quota::QuotaSpec;
 pub use secret::SecretSpec;
 pub use service::ServiceSpec;

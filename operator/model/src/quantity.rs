@@ -47,6 +47,36 @@ const MEMORY_EXPECTED: &str =
     "a memory amount such as `512Mi`, `1Gi` or `1G` (bytes, or a suffix Ki/Mi/Gi/Ti/k/M/G/T)";
 const DURATION_EXPECTED: &str = "a duration such as `500ms`, `5s`, `1m30s` or `2h`";
 
+/// CPU and memory, for rules that treat both resources alike.
+pub trait Amount: Copy + Ord + fmt::Display {
+    /// The field name: `cpu` or `memory`.
+    const FIELD: &'static str;
+    /// How people name it in a sentence: `CPU` or `memory`.
+    const LABEL: &'static str;
+    /// The exact integer (millicores or bytes).
+    fn raw(self) -> u64;
+    /// A limit of 0 means "no limit".
+    fn is_unlimited(self) -> bool {
+        self.raw() == 0
+    }
+}
+
+impl Amount for Cpu {
+    const FIELD: &'static str = "cpu";
+    const LABEL: &'static str = "CPU";
+    fn raw(self) -> u64 {
+        self.0
+    }
+}
+
+impl Amount for Memory {
+    const FIELD: &'static str = "memory";
+    const LABEL: &'static str = "memory";
+    fn raw(self) -> u64 {
+        self.0
+    }
+}
+
 impl Cpu {
     /// Whole cores.
     pub fn cores(n: u64) -> Self {

@@ -8,7 +8,7 @@ use drover_model::cluster::{Availability, Engine};
 use drover_model::placement::Constraint;
 use drover_model::quota::LimitRange;
 use drover_model::service::Mode;
-use drover_model::{Cpu, Memory, QuotaSpec, ServiceSpec};
+use drover_model::{Amount, Cpu, Memory, QuotaSpec, ServiceSpec};
 
 use crate::{Findings, Hint};
 
@@ -109,62 +109,66 @@ fn limit_range_bounds(
     e: &Effective,
     quota: &str,
 ) {
-    let name = service.name();
-    if let (Some(min), Some(r)) = (range.min.cpu, e.cpu_request)
+    bounds(
+        f,
+        service,
+        quota,
+        e.cpu_request,
+        e.cpu_limit,
+        range.min.cpu,
+        range.max.cpu,
+    );
+    bounds(
+        f,
+        service,
+        quota,
+        e.memory_request,
+        e.memory_limit,
+        range.min.memory,
+        range.max.memory,
+    );
+}
+
+/// One resource against the limit range: the request at least `min`, the limit (0 or
+/// unset meaning unlimited) at most `max`.
+fn bounds<A: Amount>(
+    f: &mut Findings<'_>,
+    service: &Object<ServiceSpec>,
+    quota: &str,
+    request: Option<A>,
+    limit: Option<A>,
+    min: Option<A>,
+    max: Option<A>,
+) {
+    let (name, field, label) = (service.name(), A::FIELD, A::LABEL);
+    if let (Some(min), Some(r)) = (min, request)
         && r < min
     {
         f.at(
             service,
-            "spec.resources.requests.cpu",
-            Code::LimitRangeViolation,
-            format!("service `{name}` requests {r} CPU, below quota `{quota}`'s minimum of {min}"),
-        )
-        .hint(format!("request at least {min}"));
-    }
-    if let (Some(min), Some(r)) = (range.min.memory, e.memory_request)
-        && r < min
-    {
-        f.at(
-            service,
-            "spec.resources.requests.memory",
+            &format!("spec.resources.requests.{field}"),
             Code::LimitRangeViolation,
             format!(
-                "service `{name}` requests {r} memory, below quota `{quota}`'s minimum of {min}"
+                "service `{name}` requests {r} {label}, below quota `{quota}`'s minimum of {min}"
             ),
         )
         .hint(format!("request at least {min}"));
     }
-    if let Some(max) = range.max.cpu
-        && e.cpu_limit.is_none_or(|l| l.millis() == 0 || l > max)
+    if let Some(max) = max
+        && limit.is_none_or(|l| l.is_unlimited() || l > max)
     {
-        let has = e
-            .cpu_limit
-            .filter(|l| l.millis() != 0)
-            .map_or("no CPU limit".to_owned(), |l| format!("a CPU limit of {l}"));
-        f.at(
-            service,
-            "spec.resources.limits.cpu",
-            Code::LimitRangeViolation,
-            format!("service `{name}` has {has}, above quota `{quota}`'s maximum of {max}"),
-        )
-        .hint(format!("set `limits.cpu` to at most {max}"));
-    }
-    if let Some(max) = range.max.memory
-        && e.memory_limit.is_none_or(|l| l.bytes() == 0 || l > max)
-    {
-        let has = e
-            .memory_limit
-            .filter(|l| l.bytes() != 0)
-            .map_or("no memory limit".to_owned(), |l| {
-                format!("a memory limit of {l}")
+        let has = limit
+            .filter(|l| !l.is_unlimited())
+            .map_or(format!("no {label} limit"), |l| {
+                format!("a {label} limit of {l}")
             });
         f.at(
             service,
-            "spec.resources.limits.memory",
+            &format!("spec.resources.limits.{field}"),
             Code::LimitRangeViolation,
             format!("service `{name}` has {has}, above quota `{quota}`'s maximum of {max}"),
         )
-        .hint(format!("set `limits.memory` to at most {max}"));
+        .hint(format!("set `limits.{field}` to at most {max}"));
     }
 }
 

@@ -8,7 +8,7 @@ use drover_load::{EnvironmentDir, Object, Repo};
 use drover_model::cluster::Engine;
 use drover_model::placement::Constraint;
 use drover_model::service::{FailureAction, Mode, PortRef, Probe, UpdateConfig, VolumeKind};
-use drover_model::{SecretSpec, ServiceSpec};
+use drover_model::{Amount, SecretSpec, ServiceSpec};
 
 use crate::{Findings, Hint, names};
 
@@ -146,34 +146,8 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     // Resources: limit >= request, unless the limit is 0 (unlimited).
     let req = spec.resources.requests;
     let lim = spec.resources.limits;
-    if let (Some(r), Some(l)) = (req.cpu, lim.cpu)
-        && l.millis() != 0
-        && l < r
-    {
-        f.at(
-            service,
-            "spec.resources.limits.cpu",
-            Code::LimitBelowRequest,
-            format!("CPU limit {l} is below the request {r}"),
-        )
-        .hint(format!(
-            "raise the limit to at least {r}, or set it to 0 for no limit"
-        ));
-    }
-    if let (Some(r), Some(l)) = (req.memory, lim.memory)
-        && l.bytes() != 0
-        && l < r
-    {
-        f.at(
-            service,
-            "spec.resources.limits.memory",
-            Code::LimitBelowRequest,
-            format!("memory limit {l} is below the request {r}"),
-        )
-        .hint(format!(
-            "raise the limit to at least {r}, or set it to 0 for no limit"
-        ));
-    }
+    limit_not_below_request(f, service, req.cpu, lim.cpu);
+    limit_not_below_request(f, service, req.memory, lim.memory);
     if let Some(r) = req.memory
         && lim.memory != Some(r)
     {
@@ -389,6 +363,29 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
             }
             _ => {}
         }
+    }
+}
+
+/// A limit below its request (0 is "no limit") cannot be honoured.
+fn limit_not_below_request<A: Amount>(
+    f: &mut Findings<'_>,
+    service: &Object<ServiceSpec>,
+    request: Option<A>,
+    limit: Option<A>,
+) {
+    if let (Some(r), Some(l)) = (request, limit)
+        && !l.is_unlimited()
+        && l < r
+    {
+        f.at(
+            service,
+            &format!("spec.resources.limits.{}", A::FIELD),
+            Code::LimitBelowRequest,
+            format!("{} limit {l} is below the request {r}", A::LABEL),
+        )
+        .hint(format!(
+            "raise the limit to at least {r}, or set it to 0 for no limit"
+        ));
     }
 }
 
