@@ -1,4 +1,7 @@
-//! Generators of realistic config repos, for benchmarks and tests that need size.
+//! Test and benchmark helpers: generators of realistic config repos, and real Git
+//! repositories and servers.
+
+pub mod git;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -1,0 +1,370 @@
+//! A config repo in Git: opened in place (a local path) or mirrored into Drover's
+//! cache (a URL), fetched, and read at any revision straight from the object database,
+//! without a checkout.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use drover_load::SourceFile;
+use drover_validate::Checked;
+use git2::{
+    Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository, TreeWalkMode,
+    TreeWalkResult,
+};
+use sha2::{Digest, Sha256};
+
+/// What to track in the config repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reference {
+    /// The tip of a branch (default `main`).
+    Branch(String),
+    /// A tag, pinned.
+    Tag(String),
+    /// A commit, pinned (full or abbreviated id).
+    Commit(String),
+}
+
+impl Default for Reference {
+    fn default() -> Self {
+        Reference::Branch("main".to_owned())
+    }
+}
+
+/// A value that must never be printed: `Debug` shows `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Redacted(pub String);
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How to authenticate to a remote. Never logged.
+#[derive(Debug, Clone, Default)]
+pub struct Credentials {
+    /// User for token authentication over HTTPS (default `git`).
+    pub username: Option<String>,
+    /// A token or password for HTTPS remotes.
+    pub token: Option<Redacted>,
+    /// A private key file for SSH remotes (default: the SSH agent).
+    pub ssh_key: Option<PathBuf>,
+}
+
+/// Where the config repo is and what to track in it.
+#[derive(Debug, Clone, Default)]
+pub struct RepoSpec {
+    /// A local path, or a `file://`, `http(s)://`, `ssh://`, `git://` or `user@host:path` URL.
+    pub location: String,
+    /// The branch, tag or commit to track.
+    pub reference: Reference,
+    /// Credentials for the remote.
+    pub credentials: Credentials,
+}
+
+/// A commit of the config repo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revision {
+    /// The full commit id.
+    pub id: String,
+    /// The first line of the commit message.
+    pub summary: String,
+}
+
+impl Revision {
+    /// The abbreviated id (7 characters), as people write it.
+    pub fn short(&self) -> &str {
+        &self.id[..self.id.len().min(7)]
+    }
+}
+
+/// The desired state at a revision: the repo at that commit, loaded and validated.
+#[derive(Debug)]
+pub struct Desired {
+    pub revision: Revision,
+    pub checked: Checked,
+}
+
+/// Why the source could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// The repository could not be opened or mirrored.
+    #[error("cannot open config repo {location}: {message}")]
+    Open { location: String, message: String },
+    /// Fetching from the remote failed.
+    #[error("cannot fetch {location}: {message}")]
+    Fetch { location: String, message: String },
+    /// A revision does not name a commit.
+    #[error("`{revision}` is not a commit of the config repo: {message}")]
+    Resolve { revision: String, message: String },
+    /// The tree at a revision could not be read.
+    #[error("cannot read {path} at {revision}: {message}")]
+    Read {
+        revision: String,
+        path: String,
+        message: String,
+    },
+}
+
+/// Removes credentials from a URL (`https://user:token@host/x` → `https://host/x`), so
+/// that it can be shown in errors and logs.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let slash = if rest.contains('/') { "/" } else { "" };
+            format!("{scheme}://{host}{slash}{path}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn is_url(location: &str) -> bool {
+    location.contains("://")
+        || (location.contains('@') && location.contains(':') && !Path::new(location).exists())
+}
+
+/// A config repo, ready to be read.
+pub struct GitSource {
+    repo: Repository,
+    spec: RepoSpec,
+    remote: bool,
+    shown: String,
+}
+
+impl fmt::Debug for GitSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GitSource")
+            .field("location", &self.shown)
+            .field("reference", &self.spec.reference)
+            .finish()
+    }
+}
+
+impl GitSource {
+    /// Opens a local repository in place, or the cached mirror of a remote one under
+    /// `cache` (created on first use; call [`GitSource::fetch`] to fill it).
+    pub fn open(spec: RepoSpec, cache: &Path) -> Result<GitSource, SourceError> {
+        let shown = redact_url(&spec.location);
+        let open_error = |e: git2::Error| SourceError::Open {
+            location: shown.clone(),
+            message: e.message().to_owned(),
+        };
+        if !is_url(&spec.location) {
+            let repo = Repository::open(&spec.location).map_err(open_error)?;
+            return Ok(GitSource {
+                repo,
+                spec,
+                remote: false,
+                shown,
+            });
+        }
+        // One mirror per URL: a readable name plus a hash, so two URLs never share one.
+        let digest = hex::encode(&Sha256::digest(shown.as_bytes())[..6]);
+        let readable: String = shown
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        // All ASCII now, so slicing by bytes is safe; keep the most telling end.
+        let readable = &readable[readable.len().saturating_sub(40)..];
+        let dir = cache.join(format!("{}-{digest}", readable.trim_matches('-')));
+        let repo = match Repository::open_bare(&dir) {
+            Ok(repo) => repo,
+            Err(_) => {
+                std::fs::create_dir_all(&dir).map_err(|e| SourceError::Open {
+                    location: shown.clone(),
+                    message: e.to_string(),
+                })?;
+                let repo = Repository::init_bare(&dir).map_err(open_error)?;
+                repo.remote("origin", &spec.location).map_err(open_error)?;
+                repo
+            }
+        };
+        Ok(GitSource {
+            repo,
+            spec,
+            remote: true,
+            shown,
+        })
+    }
+
+    /// True when the repo is a mirror of a remote (it must be fetched to see changes).
+    pub fn is_remote(&self) -> bool {
+        self.remote
+    }
+
+    /// The location, with any credentials removed.
+    pub fn location(&self) -> &str {
+        &self.shown
+    }
+
+    /// The `.git` directory (or the bare repository), which watchers observe.
+    pub fn git_dir(&self) -> &Path {
+        self.repo.path()
+    }
+
+    /// Brings the mirror up to date with the remote: every branch and tag.
+    pub fn fetch(&self) -> Result<(), SourceError> {
+        if !self.remote {
+            return Ok(());
+        }
+        let fetch_error = |e: git2::Error| SourceError::Fetch {
+            location: self.shown.clone(),
+            message: e.message().to_owned(),
+        };
+        let mut remote = self.repo.find_remote("origin").map_err(fetch_error)?;
+        let credentials = self.spec.credentials.clone();
+        let mut attempts = 0;
+        let mut callbacks = RemoteCallbacks::new();
+        callbacks.credentials(move |_url, username_from_url, allowed| {
+            // libgit2 asks again after a rejected credential; give up rather than loop.
+            attempts += 1;
+            if attempts > 3 {
+                return Err(git2::Error::from_str("authentication failed"));
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+                && let Some(token) = &credentials.token
+            {
+                let user = credentials
+                    .username
+                    .as_deref()
+                    .or(username_from_url)
+                    .unwrap_or("git");
+                return Cred::userpass_plaintext(user, &token.0);
+            }
+            if allowed.contains(CredentialType::SSH_KEY) {
+                let user = username_from_url
+                    .or(credentials.username.as_deref())
+                    .unwrap_or("git");
+                return match &credentials.ssh_key {
+                    Some(key) => Cred::ssh_key(user, None, key, None),
+                    None => Cred::ssh_key_from_agent(user),
+                };
+            }
+            Cred::default()
+        });
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.prune(git2::FetchPrune::On);
+        remote
+            .fetch(
+                &[
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                Some(&mut options),
+                None,
+            )
+            .map_err(fetch_error)
+    }
+
+    /// The commit the tracked reference points at now.
+    pub fn tracked(&self) -> Result<Revision, SourceError> {
+        let spec = match &self.spec.reference {
+            Reference::Branch(b) if self.remote => format!("refs/remotes/origin/{b}"),
+            Reference::Branch(b) => format!("refs/heads/{b}"),
+            Reference::Tag(t) => format!("refs/tags/{t}"),
+            Reference::Commit(c) => c.clone(),
+        };
+        self.resolve(&spec)
+    }
+
+    /// The commit a revision (`main`, `v1.2`, `3f2a1c0`, `HEAD~1`) names.
+    pub fn resolve(&self, revision: &str) -> Result<Revision, SourceError> {
+        let error = |e: git2::Error| SourceError::Resolve {
+            revision: revision.to_owned(),
+            message: e.message().to_owned(),
+        };
+        let object = self.repo.revparse_single(revision).map_err(error)?;
+        let commit = object.peel_to_commit().map_err(error)?;
+        Ok(Revision {
+            id: commit.id().to_string(),
+            summary: commit
+                .summary()
+                .ok()
+                .flatten()
+                .unwrap_or_default()
+                .to_owned(),
+        })
+    }
+
+    /// The YAML files of `clusters/` and `environments/` at a revision, sorted by path,
+    /// read from the object database.
+    pub fn files_at(&self, revision: &Revision) -> Result<Vec<SourceFile>, SourceError> {
+        let read_error = |path: &str, message: String| SourceError::Read {
+            revision: revision.short().to_owned(),
+            path: path.to_owned(),
+            message,
+        };
+        let oid =
+            Oid::from_str(&revision.id).map_err(|e| read_error("/", e.message().to_owned()))?;
+        let commit = self
+            .repo
+            .find_commit(oid)
+            .map_err(|e| read_error("/", e.message().to_owned()))?;
+        let tree = commit
+            .tree()
+            .map_err(|e| read_error("/", e.message().to_owned()))?;
+        let mut blobs = Vec::new();
+        for top in ["clusters", "environments"] {
+            let Ok(entry) = tree.get_path(Path::new(top)) else {
+                continue;
+            };
+            let Ok(subtree) = self.repo.find_tree(entry.id()) else {
+                continue;
+            };
+            subtree
+                .walk(TreeWalkMode::PreOrder, |dir, entry| {
+                    let name = entry.name().unwrap_or_default();
+                    if name.starts_with('.') {
+                        return TreeWalkResult::Skip;
+                    }
+                    if entry.kind() == Some(git2::ObjectType::Blob)
+                        && (name.ends_with(".yaml") || name.ends_with(".yml"))
+                    {
+                        blobs.push((format!("{top}/{dir}{name}"), entry.id()));
+                    }
+                    TreeWalkResult::Ok
+                })
+                .map_err(|e| read_error(top, e.message().to_owned()))?;
+        }
+        let mut files = Vec::with_capacity(blobs.len());
+        for (path, id) in blobs {
+            let blob = self
+                .repo
+                .find_blob(id)
+                .map_err(|e| read_error(&path, e.message().to_owned()))?;
+            let text = String::from_utf8(blob.content().to_vec())
+                .map_err(|_| read_error(&path, "not UTF-8 text".to_owned()))?;
+            files.push(SourceFile { path, text });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(files)
+    }
+
+    /// The desired state at a revision: its files, loaded and validated.
+    pub fn desired_at(&self, revision: &Revision) -> Result<Desired, SourceError> {
+        let files = self.files_at(revision)?;
+        Ok(Desired {
+            revision: revision.clone(),
+            checked: drover_validate::check(&files),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn credentials_never_survive_in_a_shown_url() {
+        assert_eq!(
+            redact_url("https://bot:s3cret@git.example/shop/config.git"),
+            "https://git.example/shop/config.git"
+        );
+        assert_eq!(redact_url("https://git.example/x"), "https://git.example/x");
+        assert_eq!(redact_url("ssh://git@host:22/x"), "ssh://host:22/x");
+        assert_eq!(redact_url("https://token@host"), "https://host");
+    }
+}

@@ -1,0 +1,13 @@
+//! The Git half of GitOps: a config repo at any revision, read from Git's object
+//! database and validated, plus the signals that say it changed — a watch on a local
+//! repository's refs, and verified push webhooks from Git hosts.
+
+mod git;
+mod watch;
+pub mod webhook;
+
+pub use git::{
+    Credentials, Desired, GitSource, Redacted, Reference, RepoSpec, Revision, SourceError,
+    redact_url,
+};
+pub use watch::{RefWatch, watch_refs};

@@ -1,0 +1,160 @@
+//! Real Git repositories and a real `git daemon` for tests: commits are made with the
+//! `git` command, exactly as users make them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs git in `dir` with a fixed identity and no user or system config, and returns
+/// its standard output. Panics with git's own message on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_AUTHOR_NAME", "Test Author")
+        .env("GIT_AUTHOR_EMAIL", "author@example.test")
+        .env("GIT_COMMITTER_NAME", "Test Author")
+        .env("GIT_COMMITTER_EMAIL", "author@example.test")
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// A working repository with a `main` branch.
+#[derive(Debug)]
+pub struct TestRepo {
+    pub dir: PathBuf,
+}
+
+impl TestRepo {
+    /// `git init` in `dir` (created if needed).
+    pub fn init(dir: &Path) -> TestRepo {
+        std::fs::create_dir_all(dir).expect("repo dir");
+        git(dir, &["init", "-q", "-b", "main"]);
+        TestRepo {
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// Writes a file (creating folders).
+    pub fn write(&self, path: &str, text: &str) -> &Self {
+        let path = self.dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("file in a folder")).expect("folders");
+        std::fs::write(path, text).expect("file written");
+        self
+    }
+
+    /// Copies a folder's files into the repo (for example `examples/repo`).
+    pub fn copy_from(&self, from: &Path) -> &Self {
+        copy_dir(from, &self.dir);
+        self
+    }
+
+    /// Replaces the first occurrence of `from` with `to` in a file.
+    pub fn edit(&self, path: &str, from: &str, to: &str) -> &Self {
+        let full = self.dir.join(path);
+        let text = std::fs::read_to_string(&full).expect("file to edit exists");
+        assert!(text.contains(from), "{path} does not contain {from:?}");
+        std::fs::write(full, text.replacen(from, to, 1)).expect("file written");
+        self
+    }
+
+    /// Stages everything and commits; returns the new commit id.
+    pub fn commit(&self, message: &str) -> String {
+        git(&self.dir, &["add", "-A"]);
+        git(&self.dir, &["commit", "-q", "--allow-empty", "-m", message]);
+        git(&self.dir, &["rev-parse", "HEAD"])
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("target folder");
+    for entry in std::fs::read_dir(from).expect("source folder") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}
+
+/// A `git daemon` serving every repository under a folder on 127.0.0.1, stopped when
+/// dropped. Pushes are enabled.
+#[derive(Debug)]
+pub struct GitDaemon {
+    child: Child,
+    pub port: u16,
+    pub base: PathBuf,
+}
+
+impl GitDaemon {
+    /// Serves `base` on a free loopback port and waits until it accepts connections.
+    pub fn serve(base: &Path) -> GitDaemon {
+        // git daemon cannot report an ephemeral port, so reserve one and hand it over.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("a free port")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let child = Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                "--export-all",
+                "--enable=receive-pack",
+                "--informative-errors",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon starts");
+        let daemon = GitDaemon {
+            child,
+            port,
+            base: base.to_owned(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "git daemon did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        daemon
+    }
+
+    /// The `git://` URL of a repository under the base folder.
+    pub fn url(&self, name: &str) -> String {
+        format!("git://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare repository under `base`, for pushing to.
+pub fn bare(base: &Path, name: &str) -> PathBuf {
+    let dir = base.join(name);
+    std::fs::create_dir_all(&dir).expect("bare dir");
+    git(&dir, &["init", "-q", "--bare", "-b", "main"]);
+    dir
+}
