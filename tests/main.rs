@@ -5,4 +5,5 @@
 mod support;
 
 mod crds;
+mod diff;
 mod validate;

@@ -2,6 +2,7 @@
 //! this file only parses arguments and maps results to exit codes.
 
 mod crds;
+mod diff;
 mod validate;
 
 use std::path::PathBuf;
@@ -33,6 +34,45 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Show what changes between two revisions of a config repo: exit 0 when nothing
+    /// changes, 1 when something does, 2 on errors (an invalid revision included).
+    Diff {
+        /// The config repo: a local Git repository, or a URL.
+        #[arg(default_value = ".")]
+        repo: String,
+        /// The old revision (branch, tag, commit, `HEAD~1`, …).
+        #[arg(long)]
+        from: String,
+        /// The new revision.
+        #[arg(long, default_value = "HEAD")]
+        to: String,
+        /// Only this environment.
+        #[arg(long)]
+        env: Option<String>,
+        /// `text` (default), `markdown` or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        /// Colour for `text`: `auto`, `always` or `never`.
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
+    /// Print a pull-request comment showing what merging `head` into `base` changes,
+    /// with validation results. Needs no cluster access. Exit 0 when the head is valid,
+    /// 1 when it is invalid, 2 on errors.
+    Preview {
+        /// The config repo: a local Git repository, or a URL.
+        #[arg(default_value = ".")]
+        repo: String,
+        /// The target branch's revision.
+        #[arg(long)]
+        base: String,
+        /// The pull request's revision.
+        #[arg(long)]
+        head: String,
+        /// `markdown` (default) or `json`.
+        #[arg(long, value_enum, default_value_t = Format::Markdown)]
+        format: Format,
+    },
     /// Print the CustomResourceDefinitions generated from the model, or write them
     /// (with the editor JSON Schema) into a folder.
     Crds {
@@ -57,16 +97,51 @@ enum Output {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Color {
     Auto,
     Always,
     Never,
 }
 
+impl Color {
+    /// Whether to colour standard output.
+    fn enabled(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            Color::Always => true,
+            Color::Never => false,
+            Color::Auto => {
+                std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+            }
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate { dir, output, color } => validate::run(&dir, output, color),
+        Command::Diff {
+            repo,
+            from,
+            to,
+            env,
+            format,
+            color,
+        } => diff::diff(&repo, &from, &to, env.as_deref(), format, color),
+        Command::Preview {
+            repo,
+            base,
+            head,
+            format,
+        } => diff::preview(&repo, &base, &head, format),
         Command::Crds { write } => crds::run(write.as_deref()),
         Command::Generate { root } => crds::generate(&root),
     };

@@ -1,6 +1,6 @@
 //! `drover validate`: load a config repo, run every rule, print the findings.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -18,13 +18,7 @@ pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode>
     match output {
         Output::Json => stdout.write_all(render_json(&checked.diagnostics, valid).as_bytes())?,
         Output::Human => {
-            let color = match color {
-                Color::Always => true,
-                Color::Never => false,
-                Color::Auto => {
-                    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
-                }
-            };
+            let color = color.enabled();
             stdout.write_all(
                 render_human(&checked.diagnostics, RenderOptions { color }).as_bytes(),
             )?;

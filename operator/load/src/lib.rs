@@ -14,8 +14,8 @@ mod parse;
 mod read;
 mod yaml;
 
-use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use drover_diagnostics::{Code, Diagnostic, Location};
@@ -107,6 +107,10 @@ pub struct Repo {
     pub clusters: Vec<Object<ClusterSpec>>,
     /// Environments, sorted by name.
     pub environments: Vec<EnvironmentDir>,
+    /// Objects whose documents name them but failed to parse, as (environment — empty
+    /// for clusters —, kind, name). Reference rules treat them as present, so one
+    /// broken document yields one error, not one more per object that refers to it.
+    pub unparsed: BTreeSet<(String, Kind, String)>,
 }
 
 impl Repo {
@@ -118,6 +122,12 @@ impl Repo {
     /// The environment with this name.
     pub fn environment(&self, name: &str) -> Option<&EnvironmentDir> {
         self.environments.iter().find(|e| e.name == name)
+    }
+
+    /// Did a document meant to define this object fail to parse?
+    pub fn failed_to_parse(&self, environment: &str, kind: Kind, name: &str) -> bool {
+        self.unparsed
+            .contains(&(environment.to_owned(), kind, name.to_owned()))
     }
 
     /// Number of services over all environments.
@@ -197,8 +207,15 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         for doc in docs {
             let doc = match doc {
                 Ok(doc) => doc,
-                Err(diagnostic) => {
-                    loaded.diagnostics.push(*diagnostic);
+                Err(failed) => {
+                    if let Some((kind, name)) = failed.identity {
+                        let env = match place {
+                            Place::Environment(env) => env,
+                            _ => "",
+                        };
+                        loaded.repo.unparsed.insert((env.to_owned(), kind, name));
+                    }
+                    loaded.diagnostics.push(*failed.diagnostic);
                     continue;
                 }
             };
@@ -333,7 +350,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
     loaded
 }
 
-type Parsed = Vec<Result<parse::Doc, Box<Diagnostic>>>;
+type Parsed = Vec<Result<parse::Doc, parse::Failed>>;
 
 /// Parses every document of every file in the layout, on all cores: files are
 /// independent, and parsing is most of the time `validate` takes. Results come back

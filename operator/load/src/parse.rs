@@ -65,8 +65,25 @@ fn at(file: &Arc<str>, line: u32, column: u32) -> Location {
     }
 }
 
+/// A document that did not parse: why, and which object it meant to be when that is
+/// known (so that rules do not also blame the objects referring to it).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    pub diagnostic: Box<Diagnostic>,
+    pub identity: Option<(Kind, String)>,
+}
+
+impl From<Box<Diagnostic>> for Failed {
+    fn from(diagnostic: Box<Diagnostic>) -> Self {
+        Failed {
+            diagnostic,
+            identity: None,
+        }
+    }
+}
+
 /// Parses one document. `Ok(None)` for a document with nothing in it.
-pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, Box<Diagnostic>> {
+pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, Failed> {
     let root = match yaml::parse(chunk.text, chunk.line_offset) {
         Ok(Some(root)) => root,
         Ok(None) => return Ok(None),
@@ -75,10 +92,10 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, B
             column,
             message,
         }) => {
-            return Err(Box::new(
+            return Err(Failed::from(Box::new(
                 Diagnostic::new(Code::YamlSyntax, at(file, line, column), format!("invalid YAML: {message}"))
                     .with_hint("check indentation, and quote values that contain `: ` or start with a special character"),
-            ));
+            )));
         }
         Err(TreeError::DuplicateKey {
             line,
@@ -86,21 +103,21 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, B
             key,
             path,
         }) => {
-            return Err(Box::new(
+            return Err(Failed::from(Box::new(
                 Diagnostic::new(
                     Code::DuplicateKey,
                     at(file, line, column),
                     format!("duplicate key `{key}` {}", in_block(&path)),
                 )
                 .with_hint("a key may appear once per mapping; remove or merge the repeated one"),
-            ));
+            )));
         }
         Err(TreeError::TooLarge { line, column }) => {
-            return Err(Box::new(Diagnostic::new(
+            return Err(Failed::from(Box::new(Diagnostic::new(
                 Code::InvalidValue,
                 at(file, line, column),
                 "aliases expand this document beyond a million nodes",
-            )));
+            ))));
         }
     };
     let source = Arc::new(Source {
@@ -111,25 +128,31 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, B
     match root.get("apiVersion").and_then(yaml::Node::as_str) {
         Some(API_VERSION) => {}
         Some(other) => {
-            return Err(Box::new(
+            return Err(Failed::from(Box::new(
                 Diagnostic::new(
                     Code::UnknownKind,
                     source.locate("apiVersion"),
                     format!("unsupported apiVersion `{other}`"),
                 )
                 .with_hint(format!("use `apiVersion: {API_VERSION}`")),
-            ));
+            )));
         }
         None => {
-            return Err(missing_header(
+            return Err(Failed::from(missing_header(
                 &source,
                 "apiVersion",
                 &format!("apiVersion: {API_VERSION}"),
-            ));
+            )));
         }
     }
     let kind = match root.get("kind").and_then(yaml::Node::as_str) {
-        None => return Err(missing_header(&source, "kind", "kind: Service")),
+        None => {
+            return Err(Failed::from(missing_header(
+                &source,
+                "kind",
+                "kind: Service",
+            )));
+        }
         Some(text) => Kind::parse(text).ok_or_else(|| {
             let names = Kind::ALL.map(Kind::as_str);
             let hint = match closest(text, names) {
@@ -146,12 +169,21 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, B
             )
         })?,
     };
+    let identity = root
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(yaml::Node::as_str)
+        .map(|n| (kind, n.to_owned()));
+    let failed = |diagnostic| Failed {
+        diagnostic,
+        identity: identity.clone(),
+    };
     Ok(Some(match kind {
-        Kind::Cluster => Doc::Cluster(typed(source, kind)?),
-        Kind::Environment => Doc::Environment(typed(source, kind)?),
-        Kind::Service => Doc::Service(Box::new(typed(source, kind)?)),
-        Kind::Quota => Doc::Quota(typed(source, kind)?),
-        Kind::Secret => Doc::Secret(typed(source, kind)?),
+        Kind::Cluster => Doc::Cluster(typed(source, kind).map_err(failed)?),
+        Kind::Environment => Doc::Environment(typed(source, kind).map_err(failed)?),
+        Kind::Service => Doc::Service(Box::new(typed(source, kind).map_err(failed)?)),
+        Kind::Quota => Doc::Quota(typed(source, kind).map_err(failed)?),
+        Kind::Secret => Doc::Secret(typed(source, kind).map_err(failed)?),
     }))
 }
 

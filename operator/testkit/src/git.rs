@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Runs git in `dir` with a fixed identity and no user or system config, and returns
+/// Runs git in `dir` with a fixed identity and date and no user or system config, and returns
 /// its standard output. Panics with git's own message on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
@@ -18,6 +18,9 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         .env("GIT_AUTHOR_EMAIL", "author@example.test")
         .env("GIT_COMMITTER_NAME", "Test Author")
         .env("GIT_COMMITTER_EMAIL", "author@example.test")
+        // Fixed dates make commit ids a function of content: goldens can show them.
+        .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
+        .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
         .output()
         .expect("git runs");
     assert!(

@@ -3,6 +3,7 @@
 
 use drover_diagnostics::{Code, closest};
 use drover_load::{EnvironmentDir, Repo};
+use drover_model::Kind;
 
 use crate::{Findings, Hint, names};
 
@@ -10,7 +11,9 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
     let Some(env) = &dir.environment else { return };
     names::object(f, env);
     let spec = env.spec();
-    if repo.cluster(&spec.cluster).is_none() {
+    if repo.cluster(&spec.cluster).is_none()
+        && !repo.failed_to_parse("", Kind::Cluster, &spec.cluster)
+    {
         let known: Vec<&str> = repo.clusters.iter().map(|c| c.name()).collect();
         let d = f.at(
             env,

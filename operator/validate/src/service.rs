@@ -8,7 +8,7 @@ use drover_load::{EnvironmentDir, Object, Repo};
 use drover_model::cluster::Engine;
 use drover_model::placement::Constraint;
 use drover_model::service::{FailureAction, Mode, PortRef, Probe, UpdateConfig, VolumeKind};
-use drover_model::{Amount, SecretSpec, ServiceSpec};
+use drover_model::{Amount, Kind, SecretSpec, ServiceSpec};
 
 use crate::{Findings, Hint, names};
 
@@ -24,7 +24,9 @@ pub(crate) fn check_all(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir)
         names::object(f, service);
         check_service(f, service, engine);
         for (i, mount) in service.spec().secrets.iter().enumerate() {
-            if !secrets.contains(mount.name.as_str()) {
+            if !secrets.contains(mount.name.as_str())
+                && !repo.failed_to_parse(&dir.name, Kind::Secret, &mount.name)
+            {
                 let d = f.at(
                     service,
                     &format!("spec.secrets[{i}].name"),
@@ -53,7 +55,9 @@ pub(crate) fn check_all(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir)
                     Code::DependencyCycle,
                     format!("service `{dep}` depends on itself"),
                 );
-            } else if !services.contains(dep.as_str()) {
+            } else if !services.contains(dep.as_str())
+                && !repo.failed_to_parse(&dir.name, Kind::Service, dep)
+            {
                 let d = f.at(
                     service,
                     &format!("spec.dependsOn[{i}]"),

@@ -89,3 +89,28 @@ fn a_valid_service_with_every_section_has_no_findings() {
         Vec::<String>::new()
     );
 }
+
+#[test]
+fn a_broken_document_is_reported_once_not_again_by_everything_that_refers_to_it() {
+    let files = vec![
+        SourceFile {
+            path: "clusters/local.yaml".into(),
+            text: CLUSTER.into(),
+        },
+        SourceFile {
+            path: "environments/staging/environment.yaml".into(),
+            text: ENV.into(),
+        },
+        SourceFile {
+            path: "environments/staging/api.yaml".into(),
+            text: service("api", "  replicas: many\n"),
+        },
+        SourceFile {
+            path: "environments/staging/web.yaml".into(),
+            text: service("web", "  dependsOn: [api]\n"),
+        },
+    ];
+    let checked = crate::check(&files);
+    let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.id()).collect();
+    assert_eq!(codes, ["E004"], "{:?}", checked.diagnostics);
+}

@@ -1,0 +1,152 @@
+//! `drover diff` and `drover preview`: what a change to the config repo does, from Git
+//! alone (no cluster access).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use drover_diagnostics::{RenderOptions, render_human};
+use drover_diff::{ChangeSet, Options, normalize, render};
+use drover_source::{Desired, GitSource, RepoSpec, Revision};
+
+use crate::{Color, Format};
+
+/// Where mirrors of remote config repos are kept.
+fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("DROVER_STATE_DIR") {
+        return PathBuf::from(dir).join("git");
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("drover/git")
+}
+
+fn open(location: &str) -> anyhow::Result<GitSource> {
+    let spec = RepoSpec {
+        location: location.to_owned(),
+        ..RepoSpec::default()
+    };
+    let source = GitSource::open(spec, &cache_dir())?;
+    source.fetch()?;
+    Ok(source)
+}
+
+fn desired(source: &GitSource, revision: &str) -> anyhow::Result<Desired> {
+    let revision = source.resolve(revision)?;
+    Ok(source.desired_at(&revision)?)
+}
+
+fn label(revision: &Revision) -> String {
+    format!("`{}` ({})", revision.short(), revision.summary)
+}
+
+/// Prints an invalid revision's errors the way `drover validate` does, and fails.
+fn reject_invalid(desired: &Desired) -> anyhow::Result<()> {
+    if desired.checked.is_valid() {
+        return Ok(());
+    }
+    let errors: Vec<_> = desired
+        .checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .cloned()
+        .collect();
+    eprint!("{}", render_human(&errors, RenderOptions::default()));
+    anyhow::bail!(
+        "revision {} is invalid ({} errors); fix it before diffing",
+        desired.revision.short(),
+        errors.len()
+    )
+}
+
+pub fn diff(
+    repo: &str,
+    from: &str,
+    to: &str,
+    env: Option<&str>,
+    format: Format,
+    color: Color,
+) -> anyhow::Result<ExitCode> {
+    let source = open(repo)?;
+    let (old, new) = (desired(&source, from)?, desired(&source, to)?);
+    reject_invalid(&old)?;
+    reject_invalid(&new)?;
+    let mut set = drover_diff::diff(
+        &normalize(&old.checked.repo),
+        &normalize(&new.checked.repo),
+        Options::default(),
+    );
+    if let Some(env) = env {
+        anyhow::ensure!(
+            old.checked.repo.environment(env).is_some()
+                || new.checked.repo.environment(env).is_some(),
+            "no environment `{env}` at either revision"
+        );
+        set = set.only_environment(env);
+    }
+    let out = match format {
+        Format::Text => render::text(&set, color.enabled()),
+        Format::Json => serde_json::to_string_pretty(&set).context("serializing the diff")? + "\n",
+        Format::Markdown => {
+            let warnings = &new.checked.diagnostics;
+            render::markdown(
+                &set,
+                &render::Preview {
+                    base: label(&old.revision),
+                    head: label(&new.revision),
+                    diagnostics: warnings,
+                },
+            )
+        }
+    };
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(if set.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn preview(repo: &str, base: &str, head: &str, format: Format) -> anyhow::Result<ExitCode> {
+    let source = open(repo)?;
+    let (old, new) = (desired(&source, base)?, desired(&source, head)?);
+    reject_invalid(&old)?;
+    let valid = new.checked.is_valid();
+    // An invalid head is shown with its errors, and no diff: it would not be applied.
+    let set = if valid {
+        drover_diff::diff(
+            &normalize(&old.checked.repo),
+            &normalize(&new.checked.repo),
+            Options::default(),
+        )
+    } else {
+        ChangeSet::default()
+    };
+    let out = match format {
+        Format::Json => {
+            let report = serde_json::json!({
+                "base": old.revision.id, "head": new.revision.id, "valid": valid,
+                "diagnostics": new.checked.diagnostics, "changes": set,
+            });
+            serde_json::to_string_pretty(&report).context("serializing the preview")? + "\n"
+        }
+        Format::Markdown | Format::Text => render::markdown(
+            &set,
+            &render::Preview {
+                base: label(&old.revision),
+                head: label(&new.revision),
+                diagnostics: &new.checked.diagnostics,
+            },
+        ),
+    };
+    std::io::stdout().lock().write_all(out.as_bytes())?;
+    Ok(if valid {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,192 @@
+//! `drover diff` and `drover preview` on real Git repositories made with `git`.
+
+use drover_testkit::git::TestRepo;
+
+use crate::support::{golden, repo_root, run_in, stdout};
+
+/// The example repo committed, then a second commit that scales web, bumps the API
+/// image and rotates a secret.
+fn repo_with_a_change(dir: &std::path::Path) -> TestRepo {
+    let repo = TestRepo::init(dir);
+    repo.copy_from(&repo_root().join("examples/repo"));
+    repo.commit("shop: first version");
+    repo.edit(
+        "environments/staging/web.yaml",
+        "replicas: 2",
+        "replicas: 4",
+    )
+    .edit(
+        "environments/staging/api.yaml",
+        "shop-api:v2.1.0",
+        "shop-api:v2.2.0",
+    )
+    .edit("environments/staging/secrets.yaml", OLD_SECRET, NEW_SECRET);
+    repo.commit("web: 4 replicas; api v2.2.0; rotate db password");
+    repo
+}
+
+const OLD_SECRET: &str = "YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBleGFtcGxlLW9ubHkK";
+const NEW_SECRET: &str = "c2VjcmV0LXJvdGF0ZWQtdG8tbmV3LXZhbHVlCg==";
+
+#[test]
+fn diff_between_two_commits_prints_semantic_lines_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_change(tmp.path());
+    let output = run_in(
+        &repo.dir,
+        &[
+            "diff", "--from", "HEAD~1", "--to", "HEAD", "--color", "never",
+        ],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = stdout(&output);
+    assert!(
+        text.starts_with("environment staging\n  api: image v2.1.0 → v2.2.0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n  secret db-credentials: password changed (sha256:"),
+        "{text}"
+    );
+    assert!(text.contains("\n  web: replicas 2 → 4\n"), "{text}");
+    assert!(text.contains("-  replicas: 2\n+  replicas: 4\n"), "{text}");
+    assert!(
+        !text.contains(NEW_SECRET) && !text.contains(OLD_SECRET),
+        "{text}"
+    );
+}
+
+#[test]
+fn diff_between_equal_trees_exits_0() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(tmp.path());
+    repo.copy_from(&repo_root().join("examples/repo"));
+    repo.commit("first");
+    // Only a file outside the layout, and a default spelled out: nothing changes.
+    repo.write("README.md", "notes\n").edit(
+        "environments/staging/worker.yaml",
+        "replicas: 1",
+        "replicas: 1\n  strategy: rolling",
+    );
+    repo.commit("docs and an explicit default");
+    let output = run_in(&repo.dir, &["diff", "--from", "HEAD~1"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(stdout(&output), "no changes\n");
+}
+
+#[test]
+fn diff_with_an_invalid_revision_exits_2_naming_path_line_and_column() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(tmp.path());
+    repo.copy_from(&repo_root().join("examples/repo"));
+    repo.commit("first");
+    repo.edit(
+        "environments/production/web.yaml",
+        "replicas: 3",
+        "replicas: three",
+    );
+    repo.commit("broken");
+    let output = run_in(&repo.dir, &["diff", "--from", "HEAD~1", "--to", "HEAD"]);
+    assert_eq!(output.status.code(), Some(2));
+    let errors = String::from_utf8_lossy(&output.stderr);
+    assert!(errors.contains("environments/production/web.yaml:12:13: error[E004]: `spec.replicas` must be a whole number"), "{errors}");
+    assert!(
+        errors.contains("is invalid (1 errors)") || errors.contains("is invalid (1 error"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn diff_can_be_limited_to_one_environment_and_printed_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_change(tmp.path());
+    repo.edit(
+        "environments/production/web.yaml",
+        "replicas: 3",
+        "replicas: 6",
+    );
+    repo.commit("production web: 6");
+    let output = run_in(
+        &repo.dir,
+        &[
+            "diff",
+            "--from",
+            "HEAD~1",
+            "--env",
+            "production",
+            "--format",
+            "json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let set: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let changes = set["changes"].as_array().unwrap();
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0]["environment"], "production");
+    assert_eq!(changes[0]["kind"], "Service");
+    assert_eq!(changes[0]["summary"][0], "web: replicas 3 → 6");
+    assert_eq!(changes[0]["patch"][0]["op"], "replace");
+    assert_eq!(changes[0]["patch"][0]["path"], "/spec/replicas");
+    let output = run_in(&repo.dir, &["diff", "--from", "HEAD~1", "--env", "nowhere"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn preview_shows_replicas_image_and_secret_without_the_secret_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_with_a_change(tmp.path());
+    let output = run_in(
+        &repo.dir,
+        &["preview", "--base", "HEAD~1", "--head", "HEAD"],
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let markdown = stdout(&output);
+    for line in [
+        "- `web: replicas 2 → 4`",
+        "- `api: image v2.1.0 → v2.2.0`",
+        "- `secret db-credentials: password changed (sha256:",
+    ] {
+        assert!(markdown.contains(line), "missing {line:?} in\n{markdown}");
+    }
+    assert!(
+        !markdown.contains(NEW_SECRET) && !markdown.contains(OLD_SECRET),
+        "a secret value leaked:\n{markdown}"
+    );
+    let failure = golden(&repo_root().join("tests/golden/preview.md"), &markdown);
+    assert!(failure.is_none(), "{}", failure.unwrap_or_default());
+}
+
+#[test]
+fn preview_of_an_invalid_head_lists_its_errors_and_exits_1() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(tmp.path());
+    repo.copy_from(&repo_root().join("examples/repo"));
+    repo.commit("first");
+    repo.edit(
+        "environments/staging/api.yaml",
+        "readinessProbe:",
+        "readinesProbe:",
+    );
+    repo.commit("typo");
+    let output = run_in(
+        &repo.dir,
+        &["preview", "--base", "HEAD~1", "--head", "HEAD"],
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let markdown = stdout(&output);
+    assert!(
+        markdown.contains("❌ **The head revision is invalid** (1 errors"),
+        "{markdown}"
+    );
+    assert!(markdown.contains("| `environments/staging/api.yaml:21:3` | error E002 | unknown field `readinesProbe` in `spec` of Service — did you mean `readinessProbe`? |"), "{markdown}");
+}
