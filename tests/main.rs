@@ -7,3 +7,4 @@ mod support;
 mod crds;
 mod diff;
 mod validate;
+mod watch;

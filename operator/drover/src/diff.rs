@@ -13,7 +13,7 @@ use drover_source::{Desired, GitSource, RepoSpec, Revision};
 use crate::{Color, Format};
 
 /// Where mirrors of remote config repos are kept.
-fn cache_dir() -> PathBuf {
+pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DROVER_STATE_DIR") {
         return PathBuf::from(dir).join("git");
     }

@@ -4,6 +4,7 @@
 mod crds;
 mod diff;
 mod validate;
+mod watch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,6 +74,10 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Markdown)]
         format: Format,
     },
+    /// Follow a config repo: print each new revision's desired state as it arrives
+    /// (a commit in a local repo, a poll or a signed webhook for a remote), and reject
+    /// invalid revisions while the last valid one stays in force. Ctrl-C stops.
+    Watch(watch::Args),
     /// Print the CustomResourceDefinitions generated from the model, or write them
     /// (with the editor JSON Schema) into a folder.
     Crds {
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
             head,
             format,
         } => diff::preview(&repo, &base, &head, format),
+        Command::Watch(args) => watch::run(args),
         Command::Crds { write } => crds::run(write.as_deref()),
         Command::Generate { root } => crds::generate(&root),
     };

@@ -18,11 +18,12 @@ use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use drover_diagnostics::{Code, Diagnostic, Location};
+use drover_diagnostics::Code;
 use drover_model::{
     ClusterSpec, EnvironmentSpec, Kind, Manifest, QuotaSpec, SecretSpec, ServiceSpec,
 };
 
+pub use drover_diagnostics::{Diagnostic, Location};
 pub use read::{ReadError, SourceFile, read_dir};
 
 /// Where a document came from: its file and its node tree, which knows the position

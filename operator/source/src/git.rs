@@ -30,6 +30,16 @@ impl Default for Reference {
     }
 }
 
+impl fmt::Display for Reference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reference::Branch(b) => write!(f, "branch {b}"),
+            Reference::Tag(t) => write!(f, "tag {t}"),
+            Reference::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
 /// A value that must never be printed: `Debug` shows `<redacted>`.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct Redacted(pub String);

@@ -2,10 +2,12 @@
 //! database and validated, plus the signals that say it changed — a watch on a local
 //! repository's refs, and verified push webhooks from Git hosts.
 
+mod follow;
 mod git;
 mod watch;
 pub mod webhook;
 
+pub use follow::{Follower, Update};
 pub use git::{
     Credentials, Desired, GitSource, Redacted, Reference, RepoSpec, Revision, SourceError,
     redact_url,

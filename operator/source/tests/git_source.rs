@@ -217,3 +217,58 @@ fn an_unreachable_remote_fails_to_fetch_without_showing_credentials() {
     );
     assert!(!format!("{source:?}").contains("hunter2"));
 }
+
+#[test]
+fn an_invalid_revision_is_rejected_and_the_last_valid_one_stays_in_force() {
+    use drover_source::{Follower, Update};
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = TestRepo::init(&tmp.path().join("config"));
+    repo.copy_from(example_repo());
+    let good = repo.commit("good");
+    let mut follower =
+        Follower::new(GitSource::open(spec(repo.dir.to_str().unwrap()), tmp.path()).unwrap());
+    assert!(
+        matches!(follower.check().unwrap(), Some(Update::Accepted(d)) if d.revision.id == good)
+    );
+    assert!(
+        follower.check().unwrap().is_none(),
+        "same commit, nothing new"
+    );
+
+    repo.edit(
+        "environments/staging/web.yaml",
+        "replicas: 2",
+        "replicas: two",
+    );
+    let bad = repo.commit("bad");
+    match follower.check().unwrap() {
+        Some(Update::Rejected {
+            revision,
+            diagnostics,
+            in_force,
+        }) => {
+            assert_eq!(revision.id, bad);
+            assert_eq!(in_force.unwrap().id, good);
+            assert_eq!(
+                diagnostics[0].location.to_string(),
+                "environments/staging/web.yaml:12:13"
+            );
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    assert_eq!(follower.in_force().unwrap().id, good);
+    assert!(
+        follower.check().unwrap().is_none(),
+        "a rejected commit is reported once"
+    );
+
+    repo.edit(
+        "environments/staging/web.yaml",
+        "replicas: two",
+        "replicas: 3",
+    );
+    let fixed = repo.commit("fixed");
+    assert!(
+        matches!(follower.check().unwrap(), Some(Update::Accepted(d)) if d.revision.id == fixed)
+    );
+}

@@ -1,0 +1,75 @@
+//! Drover's HTTP API. Today it serves `POST /api/v1/webhooks/git`, where Git hosts
+//! announce pushes, and `GET /healthz`.
+//!
+//! A webhook only ever triggers a fetch, and only when its signature checks out: a
+//! request without one, or with a wrong one, gets 401 and changes nothing.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use drover_source::Redacted;
+use drover_source::webhook::{self, WebhookError};
+use tokio::sync::Notify;
+
+/// What the API needs from the rest of Drover.
+#[derive(Debug)]
+pub struct ApiState {
+    /// The shared secret Git hosts sign webhooks with; with none, every webhook is refused.
+    pub webhook_secret: Option<Redacted>,
+    /// Woken on each verified push. Several pushes before the fetch runs wake it once.
+    pub on_push: Arc<Notify>,
+}
+
+/// The API's routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/api/v1/webhooks/git", post(git_webhook))
+        .with_state(state)
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string() + "\n",
+    )
+        .into_response()
+}
+
+async fn git_webhook(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(secret) = &state.webhook_secret else {
+        return json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": "no webhook secret is configured (DROVER_WEBHOOK_SECRET)"}),
+        );
+    };
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    match webhook::verify(secret.0.as_bytes(), header, &body) {
+        Ok(provider) => {
+            state.on_push.notify_one();
+            json(
+                StatusCode::ACCEPTED,
+                serde_json::json!({"accepted": true, "provider": format!("{provider:?}").to_lowercase()}),
+            )
+        }
+        Err(error @ (WebhookError::Unsigned | WebhookError::BadSignature(_))) => json(
+            StatusCode::UNAUTHORIZED,
+            serde_json::json!({"error": error.to_string()}),
+        ),
+    }
+}
