@@ -87,6 +87,36 @@ fn has_autoscaling(value: &Value) -> bool {
         .is_some_and(|a| !a.is_null())
 }
 
+/// The changes between two repos. Objects whose documents are the same parse in both
+/// (a file unchanged between two revisions loaded with one `DocumentCache`) are equal
+/// by construction and are neither normalized nor compared, so a small change to a
+/// large repo costs little.
+pub fn diff_repos(old: &drover_load::Repo, new: &drover_load::Repo, options: Options) -> ChangeSet {
+    let sources = |repo| {
+        let mut map = std::collections::HashMap::new();
+        normalize::walk(repo, &mut |key, source, _| {
+            map.insert(key, std::sync::Arc::as_ptr(source));
+        });
+        map
+    };
+    let (old_sources, new_sources) = (sources(old), sources(new));
+    let changed =
+        |repo, other: &std::collections::HashMap<ObjectKey, *const drover_load::Source>| {
+            let mut state = State::new();
+            normalize::walk(repo, &mut |key, source, normalized| {
+                if other.get(&key) != Some(&std::sync::Arc::as_ptr(source)) {
+                    state.insert(key, normalized());
+                }
+            });
+            state
+        };
+    diff(
+        &changed(old, &new_sources),
+        &changed(new, &old_sources),
+        options,
+    )
+}
+
 /// The changes that turn `old` into `new`.
 pub fn diff(old: &State, new: &State, options: Options) -> ChangeSet {
     let mut changes = Vec::new();

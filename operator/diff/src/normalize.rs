@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use drover_load::{Object, Repo};
+use std::sync::Arc;
+
+use drover_load::{Object, Repo, Source};
 use drover_model::service::Mode;
 use drover_model::{Kind, Manifest};
 use serde::Serialize;
@@ -56,33 +58,38 @@ fn sorted(value: Value) -> Value {
     }
 }
 
-fn insert<S: Serialize>(
-    state: &mut State,
+/// A visitor of a repo's objects: their key, their source, and a way to normalize them
+/// that costs nothing unless called.
+type Visit<'v> = dyn FnMut(ObjectKey, &Arc<Source>, &dyn Fn() -> Value) + 'v;
+
+fn visit<S: Serialize>(
+    visitor: &mut Visit<'_>,
     environment: &str,
     kind: Kind,
     object: &Object<S>,
-    fill: impl FnOnce(&mut Value),
+    fill: impl Fn(&mut Value),
 ) {
-    let mut value = to_value(&object.manifest);
-    fill(&mut value);
     let key = ObjectKey {
         environment: environment.to_owned(),
         kind,
         name: object.name().to_owned(),
     };
-    state.insert(key, value);
+    visitor(key, &object.source, &|| {
+        let mut value = to_value(&object.manifest);
+        fill(&mut value);
+        value
+    });
 }
 
-/// The normalized state a repo declares.
-pub fn normalize(repo: &Repo) -> State {
-    let mut state = State::new();
+/// Walks every object of a repo, with the normalization rules of each kind.
+pub(crate) fn walk(repo: &Repo, visitor: &mut Visit<'_>) {
     for cluster in &repo.clusters {
-        insert(&mut state, "", Kind::Cluster, cluster, |_| {});
+        visit(visitor, "", Kind::Cluster, cluster, |_| {});
     }
     for dir in &repo.environments {
         let env = dir.name.as_str();
         if let Some(environment) = &dir.environment {
-            insert(&mut state, env, Kind::Environment, environment, |v| {
+            visit(visitor, env, Kind::Environment, environment, |v| {
                 // The namespace defaults to the environment's name.
                 if v["spec"].get("namespace").is_none() {
                     v["spec"]["namespace"] = Value::String(environment.name().to_owned());
@@ -90,10 +97,10 @@ pub fn normalize(repo: &Repo) -> State {
             });
         }
         for quota in &dir.quotas {
-            insert(&mut state, env, Kind::Quota, quota, |_| {});
+            visit(visitor, env, Kind::Quota, quota, |_| {});
         }
         for secret in &dir.secrets {
-            insert(&mut state, env, Kind::Secret, secret, |v| {
+            visit(visitor, env, Kind::Secret, secret, |v| {
                 if let Some(Value::Object(data)) = v["spec"].get_mut("encryptedData") {
                     for value in data.values_mut() {
                         let fp = fingerprint(value.as_str().unwrap_or_default());
@@ -104,7 +111,7 @@ pub fn normalize(repo: &Repo) -> State {
         }
         for service in &dir.services {
             let spec = service.spec();
-            insert(&mut state, env, Kind::Service, service, |v| {
+            visit(visitor, env, Kind::Service, service, |v| {
                 // A replicated service without `replicas` runs one instance, or the
                 // autoscaler's minimum.
                 if spec.mode == Mode::Replicated && spec.replicas.is_none() {
@@ -122,5 +129,13 @@ pub fn normalize(repo: &Repo) -> State {
             });
         }
     }
+}
+
+/// The normalized state a repo declares.
+pub fn normalize(repo: &Repo) -> State {
+    let mut state = State::new();
+    walk(repo, &mut |key, _, normalized| {
+        state.insert(key, normalized());
+    });
     state
 }

@@ -150,10 +150,10 @@ fn added_and_removed_objects_are_named() {
         .iter()
         .find(|f| f.path == "environments/staging/worker.yaml")
         .unwrap();
-    more.push(SourceFile {
-        path: "environments/staging/mailer.yaml".into(),
-        text: worker.text.replace("name: worker", "name: mailer"),
-    });
+    more.push(SourceFile::new(
+        "environments/staging/mailer.yaml",
+        worker.text.replace("name: worker", "name: mailer"),
+    ));
     let fewer: Vec<SourceFile> = files
         .iter()
         .filter(|f| f.path != "environments/staging/worker.yaml")
@@ -209,4 +209,43 @@ fn the_patch_turns_the_old_object_into_the_new_one() {
         "{}",
         change.diff
     );
+}
+
+#[test]
+fn diffing_repos_loaded_with_one_cache_skips_unchanged_files_and_agrees_with_a_full_diff() {
+    // Git blob ids let the cache recognise unchanged files.
+    let with_ids = |files: Vec<SourceFile>| -> Vec<SourceFile> {
+        files
+            .into_iter()
+            .map(|mut f| {
+                f.id = Some(fingerprint(&f.text).into());
+                f
+            })
+            .collect()
+    };
+    let files = with_ids(example());
+    let changed = with_ids(edit(
+        &files,
+        "environments/staging/web.yaml",
+        "replicas: 2",
+        "replicas: 5",
+    ));
+    let mut cache = drover_load::DocumentCache::default();
+    let old = drover_load::load_cached(&files, &mut cache).repo;
+    let new = drover_load::load_cached(&changed, &mut cache).repo;
+    // Only web.yaml was parsed again: every other service shares its parse.
+    let shared = old.environments[1]
+        .services
+        .iter()
+        .zip(&new.environments[1].services)
+        .filter(|(a, b)| std::sync::Arc::ptr_eq(&a.source, &b.source))
+        .count();
+    assert_eq!(shared, 2);
+    let fast = diff_repos(&old, &new, Options::default());
+    let full = diff(&normalize(&old), &normalize(&new), Options::default());
+    assert_eq!(
+        serde_json::to_value(&fast).unwrap(),
+        serde_json::to_value(&full).unwrap()
+    );
+    assert_eq!(fast.changes.len(), 1);
 }

@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use drover_diagnostics::{RenderOptions, render_human};
-use drover_diff::{ChangeSet, Options, normalize, render};
+use drover_diff::{ChangeSet, Options, diff_repos, render};
+use drover_load::DocumentCache;
 use drover_source::{Desired, GitSource, RepoSpec, Revision};
 
 use crate::{Color, Format};
@@ -34,9 +35,15 @@ fn open(location: &str) -> anyhow::Result<GitSource> {
     Ok(source)
 }
 
-fn desired(source: &GitSource, revision: &str) -> anyhow::Result<Desired> {
+/// The desired state at a revision; files unchanged since the last call with the
+/// same cache are not parsed again.
+fn desired(
+    source: &GitSource,
+    revision: &str,
+    cache: &mut DocumentCache,
+) -> anyhow::Result<Desired> {
     let revision = source.resolve(revision)?;
-    Ok(source.desired_at(&revision)?)
+    Ok(source.desired_at_cached(&revision, cache)?)
 }
 
 fn label(revision: &Revision) -> String {
@@ -72,14 +79,12 @@ pub fn diff(
     color: Color,
 ) -> anyhow::Result<ExitCode> {
     let source = open(repo)?;
-    let (old, new) = (desired(&source, from)?, desired(&source, to)?);
+    let mut cache = DocumentCache::default();
+    let old = desired(&source, from, &mut cache)?;
+    let new = desired(&source, to, &mut cache)?;
     reject_invalid(&old)?;
     reject_invalid(&new)?;
-    let mut set = drover_diff::diff(
-        &normalize(&old.checked.repo),
-        &normalize(&new.checked.repo),
-        Options::default(),
-    );
+    let mut set = diff_repos(&old.checked.repo, &new.checked.repo, Options::default());
     if let Some(env) = env {
         anyhow::ensure!(
             old.checked.repo.environment(env).is_some()
@@ -113,16 +118,14 @@ pub fn diff(
 
 pub fn preview(repo: &str, base: &str, head: &str, format: Format) -> anyhow::Result<ExitCode> {
     let source = open(repo)?;
-    let (old, new) = (desired(&source, base)?, desired(&source, head)?);
+    let mut cache = DocumentCache::default();
+    let old = desired(&source, base, &mut cache)?;
+    let new = desired(&source, head, &mut cache)?;
     reject_invalid(&old)?;
     let valid = new.checked.is_valid();
     // An invalid head is shown with its errors, and no diff: it would not be applied.
     let set = if valid {
-        drover_diff::diff(
-            &normalize(&old.checked.repo),
-            &normalize(&new.checked.repo),
-            Options::default(),
-        )
+        diff_repos(&old.checked.repo, &new.checked.repo, Options::default())
     } else {
         ChangeSet::default()
     };

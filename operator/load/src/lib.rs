@@ -15,7 +15,7 @@ mod read;
 mod yaml;
 
 use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use drover_diagnostics::Code;
@@ -64,7 +64,9 @@ impl Source {
 #[derive(Debug, Clone)]
 pub struct Object<S> {
     /// The document, parsed.
-    pub manifest: Manifest<S>,
+    /// Shared, so that reusing an unchanged document for a new revision costs a
+    /// reference count, not a copy.
+    pub manifest: Arc<Manifest<S>>,
     /// Where each of its fields is, for diagnostics.
     pub source: Arc<Source>,
 }
@@ -174,6 +176,12 @@ fn place_of(path: &str) -> Option<Place<'_>> {
 /// Loads a repo from files already in memory (a directory, or a Git revision).
 /// Paths are relative to the repo root, with `/` separators.
 pub fn load(files: &[SourceFile]) -> Loaded {
+    load_cached(files, &mut DocumentCache::default())
+}
+
+/// Like [`load`], reusing what `cache` holds from the previous load for files whose
+/// path and content id are unchanged.
+pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
     let mut loaded = Loaded::default();
     let mut environments: BTreeMap<String, EnvironmentDir> = BTreeMap::new();
     // First place each (kind, env, name) was seen, to point duplicates at it.
@@ -192,7 +200,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
         return loaded;
     }
 
-    let parsed = parse_files(files);
+    let parsed = parse_files(files, cache);
     for (file, docs) in files.iter().zip(parsed) {
         let Some(place) = place_of(&file.path) else {
             continue;
@@ -299,7 +307,7 @@ pub fn load(files: &[SourceFile]) -> Loaded {
                             ),
                             None => dir.environment = Some(o),
                         },
-                        parse::Doc::Service(o) => dir.services.push(*o),
+                        parse::Doc::Service(o) => dir.services.push(o),
                         parse::Doc::Quota(o) => dir.quotas.push(o),
                         parse::Doc::Secret(o) => dir.secrets.push(o),
                         parse::Doc::Cluster(_) => unreachable!("handled above"),
@@ -353,26 +361,76 @@ pub fn load(files: &[SourceFile]) -> Loaded {
 
 type Parsed = Vec<Result<parse::Doc, parse::Failed>>;
 
-/// Parses every document of every file in the layout, on all cores: files are
-/// independent, and parsing is most of the time `validate` takes. Results come back
-/// in file order, so output does not depend on scheduling.
-fn parse_files(files: &[SourceFile]) -> Vec<Parsed> {
-    fn parse_file(file: &SourceFile) -> Parsed {
-        if place_of(&file.path).is_none() {
-            return Vec::new();
-        }
-        let name: Arc<str> = file.path.as_str().into();
-        document::split(&file.text)
-            .iter()
-            .filter_map(|chunk| parse::parse(&name, chunk).transpose())
-            .collect()
+/// Parsed files of the last load, by path and content id (a Git blob id), so that a
+/// file unchanged between two revisions is parsed once. Objects reused this way share
+/// their [`Source`]: a diff can tell at a glance that they did not change.
+#[derive(Debug, Default)]
+pub struct DocumentCache {
+    files: HashMap<(String, Arc<str>), Parsed>,
+}
+
+impl DocumentCache {
+    /// Number of files held.
+    pub fn len(&self) -> usize {
+        self.files.len()
     }
+
+    /// Holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+fn parse_file(file: &SourceFile) -> Parsed {
+    if place_of(&file.path).is_none() {
+        return Vec::new();
+    }
+    let name: Arc<str> = file.path.as_str().into();
+    document::split(&file.text)
+        .iter()
+        .filter_map(|chunk| parse::parse(&name, chunk).transpose())
+        .collect()
+}
+
+/// Parses every document of every file in the layout, reusing the cache for files it
+/// holds and keeping in it exactly the files of this load. Misses are parsed on all
+/// cores: files are independent, and parsing is most of the time a load takes.
+/// Results come back in file order, so output does not depend on scheduling.
+fn parse_files(files: &[SourceFile], cache: &mut DocumentCache) -> Vec<Parsed> {
+    let key = |f: &SourceFile| f.id.as_ref().map(|id| (f.path.clone(), id.clone()));
+    let mut results: Vec<Option<Parsed>> = files
+        .iter()
+        .map(|f| key(f).and_then(|k| cache.files.get(&k).cloned()))
+        .collect();
+    let misses: Vec<&SourceFile> = files
+        .iter()
+        .zip(&results)
+        .filter(|(_, r)| r.is_none())
+        .map(|(f, _)| f)
+        .collect();
+    let mut parsed = parse_in_parallel(&misses).into_iter();
+    for result in results.iter_mut().filter(|r| r.is_none()) {
+        *result = parsed.next();
+    }
+    let results: Vec<Parsed> = results
+        .into_iter()
+        .map(|r| r.expect("every miss was parsed"))
+        .collect();
+    cache.files = files
+        .iter()
+        .zip(&results)
+        .filter_map(|(f, r)| key(f).map(|k| (k, r.clone())))
+        .collect();
+    results
+}
+
+fn parse_in_parallel(files: &[&SourceFile]) -> Vec<Parsed> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(files.len().div_ceil(64))
         .max(1);
     if threads == 1 {
-        return files.iter().map(parse_file).collect();
+        return files.iter().map(|f| parse_file(f)).collect();
     }
     // Contiguous slices of roughly equal bytes, one per thread.
     let total: usize = files.iter().map(|f| f.text.len()).sum();
@@ -389,7 +447,9 @@ fn parse_files(files: &[SourceFile]) -> Vec<Parsed> {
     std::thread::scope(|scope| {
         let handles: Vec<_> = slices
             .into_iter()
-            .map(|slice| scope.spawn(move || slice.iter().map(parse_file).collect::<Vec<_>>()))
+            .map(|slice| {
+                scope.spawn(move || slice.iter().map(|f| parse_file(f)).collect::<Vec<_>>())
+            })
             .collect();
         handles
             .into_iter()

@@ -15,12 +15,11 @@ use crate::yaml::{self, TreeError};
 use crate::{Object, Source};
 
 /// One parsed document of a known kind.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) enum Doc {
     Cluster(Object<ClusterSpec>),
     Environment(Object<EnvironmentSpec>),
-    // Boxed: a service spec is far larger than the other kinds.
-    Service(Box<Object<ServiceSpec>>),
+    Service(Object<ServiceSpec>),
     Quota(Object<QuotaSpec>),
     Secret(Object<SecretSpec>),
 }
@@ -67,7 +66,7 @@ fn at(file: &Arc<str>, line: u32, column: u32) -> Location {
 
 /// A document that did not parse: why, and which object it meant to be when that is
 /// known (so that rules do not also blame the objects referring to it).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Failed {
     pub diagnostic: Box<Diagnostic>,
     pub identity: Option<(Kind, String)>,
@@ -181,7 +180,7 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, F
     Ok(Some(match kind {
         Kind::Cluster => Doc::Cluster(typed(source, kind).map_err(failed)?),
         Kind::Environment => Doc::Environment(typed(source, kind).map_err(failed)?),
-        Kind::Service => Doc::Service(Box::new(typed(source, kind).map_err(failed)?)),
+        Kind::Service => Doc::Service(typed(source, kind).map_err(failed)?),
         Kind::Quota => Doc::Quota(typed(source, kind).map_err(failed)?),
         Kind::Secret => Doc::Secret(typed(source, kind).map_err(failed)?),
     }))
@@ -205,7 +204,10 @@ fn typed<S: DeserializeOwned>(
     kind: Kind,
 ) -> Result<Object<S>, Box<Diagnostic>> {
     match de::from_node::<Manifest<S>>(&source.root) {
-        Ok(manifest) => Ok(Object { manifest, source }),
+        Ok(manifest) => Ok(Object {
+            manifest: Arc::new(manifest),
+            source,
+        }),
         Err(error) => Err(Box::new(describe(error, &source, kind))),
     }
 }

@@ -1,6 +1,7 @@
 //! Reading a config repo's YAML files from a directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A file of the repo, already read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -9,6 +10,20 @@ pub struct SourceFile {
     pub path: String,
     /// UTF-8 content.
     pub text: String,
+    /// An id of the content when one is known for free (a Git blob id): a file with the
+    /// same path and id as one already parsed is not parsed again.
+    pub id: Option<Arc<str>>,
+}
+
+impl SourceFile {
+    /// A file without a content id.
+    pub fn new(path: impl Into<String>, text: impl Into<String>) -> SourceFile {
+        SourceFile {
+            path: path.into(),
+            text: text.into(),
+            id: None,
+        }
+    }
 }
 
 /// The repo could not be read at all (as opposed to being invalid).
@@ -64,10 +79,7 @@ pub fn read_dir(root: &Path) -> Result<Vec<SourceFile>, ReadError> {
             .components()
             .map(|c| c.as_os_str().to_string_lossy().into_owned())
             .collect();
-        Ok(SourceFile {
-            path: parts.join("/"),
-            text,
-        })
+        Ok(SourceFile::new(parts.join("/"), text))
     };
     std::thread::scope(|scope| {
         let handles: Vec<_> = paths

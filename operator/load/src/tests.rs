@@ -6,10 +6,7 @@ const CLUSTER: &str = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:
 const ENV: &str = "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec:\n  cluster: local\n";
 
 fn file(path: &str, text: &str) -> SourceFile {
-    SourceFile {
-        path: path.to_owned(),
-        text: text.to_owned(),
-    }
+    SourceFile::new(path.to_owned(), text.to_owned())
 }
 
 fn service(body: &str) -> String {

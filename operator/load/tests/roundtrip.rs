@@ -21,10 +21,7 @@ fn to_yaml<S: serde::Serialize>(m: &Manifest<S>) -> String {
 }
 
 fn reload(path: &str, text: String) -> drover_load::Loaded {
-    let loaded = load(&[SourceFile {
-        path: path.to_owned(),
-        text,
-    }]);
+    let loaded = load(&[SourceFile::new(path.to_owned(), text)]);
     let errors: Vec<String> = loaded
         .diagnostics
         .iter()
@@ -41,13 +38,13 @@ proptest! {
     #[test]
     fn services_survive_serialize_then_parse(m in manifest::<ServiceSpec>(Kind::Service)) {
         let loaded = reload("environments/e/s.yaml", to_yaml(&m));
-        prop_assert_eq!(&loaded.repo.environments[0].services[0].manifest, &m);
+        prop_assert_eq!(&*loaded.repo.environments[0].services[0].manifest, &m);
     }
 
     #[test]
     fn clusters_survive_serialize_then_parse(m in manifest::<ClusterSpec>(Kind::Cluster)) {
         let loaded = reload("clusters/c.yaml", to_yaml(&m));
-        prop_assert_eq!(&loaded.repo.clusters[0].manifest, &m);
+        prop_assert_eq!(&*loaded.repo.clusters[0].manifest, &m);
     }
 
     #[test]
@@ -60,8 +57,8 @@ proptest! {
         let text = format!("{}---\n{}---\n{}", to_yaml(&e), to_yaml(&q), to_yaml(&s));
         let loaded = reload("environments/e/all.yaml", text);
         let dir = &loaded.repo.environments[0];
-        prop_assert_eq!(&dir.environment.as_ref().unwrap().manifest, &e);
-        prop_assert_eq!(&dir.quotas[0].manifest, &q);
-        prop_assert_eq!(&dir.secrets[0].manifest, &s);
+        prop_assert_eq!(&*dir.environment.as_ref().unwrap().manifest, &e);
+        prop_assert_eq!(&*dir.quotas[0].manifest, &q);
+        prop_assert_eq!(&*dir.secrets[0].manifest, &s);
     }
 }

@@ -3,7 +3,7 @@
 //! commit, compute that commit's desired state. An invalid revision is rejected and
 //! the last valid one stays in force: nothing invalid ever reaches an engine.
 
-use drover_load::Diagnostic;
+use drover_load::{Diagnostic, DocumentCache};
 
 use crate::{Desired, GitSource, Revision, SourceError};
 
@@ -30,6 +30,9 @@ pub struct Follower {
     seen: Option<String>,
     /// The desired state in force: the last valid revision.
     in_force: Option<Revision>,
+    /// Parsed files of the last revision looked at: a commit re-parses only what it
+    /// changed.
+    cache: DocumentCache,
 }
 
 impl Follower {
@@ -39,6 +42,7 @@ impl Follower {
             source,
             seen: None,
             in_force: None,
+            cache: DocumentCache::default(),
         }
     }
 
@@ -61,7 +65,7 @@ impl Follower {
             return Ok(None);
         }
         self.seen = Some(revision.id.clone());
-        let desired = self.source.desired_at(&revision)?;
+        let desired = self.source.desired_at_cached(&revision, &mut self.cache)?;
         if desired.checked.is_valid() {
             self.in_force = Some(revision);
             Ok(Some(Update::Accepted(Box::new(desired))))

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use drover_load::SourceFile;
+use drover_load::{DocumentCache, SourceFile};
 use drover_validate::Checked;
 use git2::{
     Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository, TreeWalkMode,
@@ -347,7 +347,11 @@ impl GitSource {
                 .map_err(|e| read_error(&path, e.message().to_owned()))?;
             let text = String::from_utf8(blob.content().to_vec())
                 .map_err(|_| read_error(&path, "not UTF-8 text".to_owned()))?;
-            files.push(SourceFile { path, text });
+            files.push(SourceFile {
+                path,
+                text,
+                id: Some(id.to_string().into()),
+            });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
@@ -355,10 +359,20 @@ impl GitSource {
 
     /// The desired state at a revision: its files, loaded and validated.
     pub fn desired_at(&self, revision: &Revision) -> Result<Desired, SourceError> {
+        self.desired_at_cached(revision, &mut DocumentCache::default())
+    }
+
+    /// Like [`GitSource::desired_at`], parsing only the files that changed since the
+    /// revision `cache` was last used for.
+    pub fn desired_at_cached(
+        &self,
+        revision: &Revision,
+        cache: &mut DocumentCache,
+    ) -> Result<Desired, SourceError> {
         let files = self.files_at(revision)?;
         Ok(Desired {
             revision: revision.clone(),
-            checked: drover_validate::check(&files),
+            checked: drover_validate::check_cached(&files, cache),
         })
     }
 }

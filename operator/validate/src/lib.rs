@@ -12,7 +12,7 @@ mod quota;
 mod service;
 
 use drover_diagnostics::{Code, Diagnostic};
-use drover_load::{Object, Repo, SourceFile};
+use drover_load::{DocumentCache, Object, Repo, SourceFile};
 
 /// Collects diagnostics for one object, located by field path.
 pub(crate) struct Findings<'a> {
@@ -76,7 +76,13 @@ impl Checked {
 /// Loads `files` and runs every rule. Rules run even when some documents failed to
 /// parse, so one run reports everything that can be known.
 pub fn check(files: &[SourceFile]) -> Checked {
-    let loaded = drover_load::load(files);
+    check_cached(files, &mut DocumentCache::default())
+}
+
+/// Like [`check`], reusing what `cache` holds from the previous load for files whose
+/// path and content id are unchanged (the common case between two revisions).
+pub fn check_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Checked {
+    let loaded = drover_load::load_cached(files, cache);
     let mut diagnostics = loaded.diagnostics;
     diagnostics.extend(validate(&loaded.repo));
     drover_diagnostics::sort(&mut diagnostics);

@@ -15,20 +15,14 @@ fn service(name: &str, body: &str) -> String {
 
 fn check(env_files: &[(&str, String)]) -> Vec<String> {
     let mut files = vec![
-        SourceFile {
-            path: "clusters/local.yaml".into(),
-            text: CLUSTER.into(),
-        },
-        SourceFile {
-            path: "environments/staging/environment.yaml".into(),
-            text: ENV.into(),
-        },
+        SourceFile::new("clusters/local.yaml", CLUSTER),
+        SourceFile::new("environments/staging/environment.yaml", ENV),
     ];
     for (name, text) in env_files {
-        files.push(SourceFile {
-            path: format!("environments/staging/{name}"),
-            text: text.clone(),
-        });
+        files.push(SourceFile::new(
+            format!("environments/staging/{name}"),
+            text.clone(),
+        ));
     }
     let loaded = load(&files);
     assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
@@ -93,22 +87,16 @@ fn a_valid_service_with_every_section_has_no_findings() {
 #[test]
 fn a_broken_document_is_reported_once_not_again_by_everything_that_refers_to_it() {
     let files = vec![
-        SourceFile {
-            path: "clusters/local.yaml".into(),
-            text: CLUSTER.into(),
-        },
-        SourceFile {
-            path: "environments/staging/environment.yaml".into(),
-            text: ENV.into(),
-        },
-        SourceFile {
-            path: "environments/staging/api.yaml".into(),
-            text: service("api", "  replicas: many\n"),
-        },
-        SourceFile {
-            path: "environments/staging/web.yaml".into(),
-            text: service("web", "  dependsOn: [api]\n"),
-        },
+        SourceFile::new("clusters/local.yaml", CLUSTER),
+        SourceFile::new("environments/staging/environment.yaml", ENV),
+        SourceFile::new(
+            "environments/staging/api.yaml",
+            service("api", "  replicas: many\n"),
+        ),
+        SourceFile::new(
+            "environments/staging/web.yaml",
+            service("web", "  dependsOn: [api]\n"),
+        ),
     ];
     let checked = crate::check(&files);
     let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.id()).collect();

@@ -1,0 +1,18 @@
+//! Shared pieces of the benchmark programs: statistics and report lines.
+
+use std::time::Duration;
+
+/// Median, minimum, 90th percentile and maximum of samples, in milliseconds.
+pub fn report(what: &str, samples: &mut [Duration]) -> String {
+    samples.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "{what}: median {:.1} ms (min {:.1}, p90 {:.1}, max {:.1}; {} runs)",
+        ms(at(0.5)),
+        ms(samples[0]),
+        ms(at(0.9)),
+        ms(samples[samples.len() - 1]),
+        samples.len()
+    )
+}
