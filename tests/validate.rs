@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use drover_diagnostics::{Code, Severity};
 
+use drover_testkit::git::copy_dir;
+
 use crate::support::{golden, repo_root, run_in, stdout};
 
 fn example_dirs(group: &str) -> Vec<PathBuf> {
@@ -165,17 +167,4 @@ fn a_missing_folder_is_a_usage_error_with_exit_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("does/not/exist is not a directory"));
     let output = run_in(&repo_root(), &["validate", "--output", "yaml"]);
     assert_eq!(output.status.code(), Some(2), "clap usage errors exit 2");
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

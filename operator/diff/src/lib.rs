@@ -61,7 +61,17 @@ impl ChangeSet {
         names
     }
 
-    /// Only the changes of one environment (and of the clusters it may run on).
+    /// The changes of one environment (`""` for clusters).
+    pub fn in_environment<'a>(
+        &'a self,
+        environment: &'a str,
+    ) -> impl Iterator<Item = &'a ObjectChange> + 'a {
+        self.changes
+            .iter()
+            .filter(move |c| c.key.environment == environment)
+    }
+
+    /// Only the changes of one environment.
     pub fn only_environment(mut self, environment: &str) -> ChangeSet {
         self.changes.retain(|c| c.key.environment == environment);
         self

@@ -31,7 +31,7 @@ pub fn text(set: &ChangeSet, color: bool) -> String {
     let mut out = String::new();
     for env in set.environments() {
         let _ = writeln!(out, "{}", paint(color, "1", &environment_title(env)));
-        for change in set.changes.iter().filter(|c| c.key.environment == env) {
+        for change in set.in_environment(env) {
             for line in &change.summary {
                 let _ = writeln!(out, "  {line}");
             }
@@ -112,11 +112,7 @@ pub fn markdown(set: &ChangeSet, preview: &Preview<'_>) -> String {
     } else if !set.is_empty() {
         out.push_str("| Environment | Added | Changed | Removed |\n|---|---:|---:|---:|\n");
         for env in set.environments() {
-            let changes: Vec<&ObjectChange> = set
-                .changes
-                .iter()
-                .filter(|c| c.key.environment == env)
-                .collect();
+            let changes: Vec<&ObjectChange> = set.in_environment(env).collect();
             let _ = writeln!(
                 out,
                 "| {} | {} | {} | {} |",
@@ -127,11 +123,7 @@ pub fn markdown(set: &ChangeSet, preview: &Preview<'_>) -> String {
             );
         }
         for env in set.environments() {
-            let changes: Vec<&ObjectChange> = set
-                .changes
-                .iter()
-                .filter(|c| c.key.environment == env)
-                .collect();
+            let changes: Vec<&ObjectChange> = set.in_environment(env).collect();
             let _ = writeln!(out, "\n#### {}\n", environment_title(env));
             for change in &changes {
                 for line in &change.summary {

@@ -78,7 +78,8 @@ impl TestRepo {
     }
 }
 
-fn copy_dir(from: &Path, to: &Path) {
+/// Copies a folder's files, recursively, creating `to`.
+pub fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).expect("target folder");
     for entry in std::fs::read_dir(from).expect("source folder") {
         let entry = entry.expect("entry");
