@@ -131,7 +131,7 @@ struct De<'a, 'p> {
 }
 
 /// A plain scalar, resolved to the type YAML gives it.
-enum Scalar<'a> {
+pub(crate) enum Scalar<'a> {
     Null,
     Bool(bool),
     Unsigned(u64),
@@ -140,7 +140,7 @@ enum Scalar<'a> {
     Text(&'a str),
 }
 
-fn resolve(text: &str, plain: bool) -> Scalar<'_> {
+pub(crate) fn resolve(text: &str, plain: bool) -> Scalar<'_> {
     if !plain {
         return Scalar::Text(text);
     }

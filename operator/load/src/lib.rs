@@ -12,6 +12,7 @@ mod de;
 mod document;
 mod parse;
 mod read;
+mod stream;
 mod yaml;
 
 use std::collections::btree_map::Entry;
@@ -26,15 +27,51 @@ use drover_model::{
 pub use drover_diagnostics::{Diagnostic, Location};
 pub use read::{ReadError, SourceFile, read_dir};
 
-/// Where a document came from: its file and its node tree, which knows the position
-/// of every field.
+/// Where a document came from: its file, and what it takes to find the position of
+/// any of its fields. The positioned tree is built only when a diagnostic first asks
+/// for a position: most documents never need one.
 #[derive(Debug, Clone)]
 pub struct Source {
     file: Arc<str>,
-    root: yaml::Node,
+    /// The document's text (empty when the tree was built while parsing).
+    text: Box<str>,
+    /// Lines of the file before the document.
+    line_offset: u32,
+    /// Where the document starts.
+    start: (u32, u32),
+    tree: std::sync::OnceLock<Option<yaml::Node>>,
 }
 
 impl Source {
+    /// A source whose tree is built on first use from `text`.
+    fn lazy(file: Arc<str>, text: &str, line_offset: u32, start: (u32, u32)) -> Source {
+        Source {
+            file,
+            text: text.into(),
+            line_offset,
+            start,
+            tree: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// A source whose tree was already built.
+    fn with_tree(file: Arc<str>, root: yaml::Node) -> Source {
+        let start = (root.line, root.column);
+        Source {
+            file,
+            text: Box::from(""),
+            line_offset: 0,
+            start,
+            tree: std::sync::OnceLock::from(Some(root)),
+        }
+    }
+
+    fn tree(&self) -> Option<&yaml::Node> {
+        self.tree
+            .get_or_init(|| yaml::parse(&self.text, self.line_offset).ok().flatten())
+            .as_ref()
+    }
+
     /// The file the document is in (relative to the repo root).
     pub fn file(&self) -> &Arc<str> {
         &self.file
@@ -42,13 +79,13 @@ impl Source {
 
     /// Where the document starts.
     pub fn start(&self) -> Location {
-        self.at((self.root.line, self.root.column))
+        self.at(self.start)
     }
 
     /// Where the field at `path` (`spec.routes[0].host`) is; for a missing field,
     /// where its closest present parent is.
     pub fn locate(&self, path: &str) -> Location {
-        self.at(self.root.locate(path))
+        self.at(self.tree().map_or(self.start, |root| root.locate(path)))
     }
 
     fn at(&self, (line, column): (u32, u32)) -> Location {
@@ -184,8 +221,9 @@ pub fn load(files: &[SourceFile]) -> Loaded {
 pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
     let mut loaded = Loaded::default();
     let mut environments: BTreeMap<String, EnvironmentDir> = BTreeMap::new();
-    // First place each (kind, env, name) was seen, to point duplicates at it.
-    let mut seen: BTreeMap<(Kind, String, String), Location> = BTreeMap::new();
+    // Where each (kind, env, name) was first defined, to point duplicates at it. The
+    // position itself is only worked out when there is a duplicate.
+    let mut seen: BTreeMap<(Kind, String, String), Arc<Source>> = BTreeMap::new();
 
     let has_layout = files.iter().any(|f| place_of(&f.path).is_some());
     if !has_layout {
@@ -261,7 +299,6 @@ pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
                     continue;
                 }
             };
-            let name_at = doc.source().locate("metadata.name");
             match seen.entry((kind, env_name.clone(), doc.name().to_owned())) {
                 Entry::Occupied(first) => {
                     let scope = if kind == Kind::Cluster {
@@ -272,18 +309,18 @@ pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
                     loaded.diagnostics.push(
                         Diagnostic::new(
                             Code::DuplicateObject,
-                            name_at,
+                            doc.source().locate("metadata.name"),
                             format!("{kind} `{}` is defined twice {scope}", doc.name()),
                         )
                         .with_hint(format!(
                             "the first definition is at {}; rename or remove one",
-                            first.get()
+                            first.get().locate("metadata.name")
                         )),
                     );
                     continue;
                 }
                 Entry::Vacant(slot) => {
-                    slot.insert(name_at);
+                    slot.insert(doc.shared_source());
                 }
             }
             match doc {

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use crate::de::{self, Problem};
 use crate::document::Chunk;
 use crate::yaml::{self, TreeError};
-use crate::{Object, Source};
+use crate::{Object, Source, stream};
 
 /// One parsed document of a known kind.
 #[derive(Debug, Clone)]
@@ -42,6 +42,16 @@ impl Doc {
             Doc::Service(o) => o.name(),
             Doc::Quota(o) => o.name(),
             Doc::Secret(o) => o.name(),
+        }
+    }
+
+    pub fn shared_source(&self) -> Arc<Source> {
+        match self {
+            Doc::Cluster(o) => o.source.clone(),
+            Doc::Environment(o) => o.source.clone(),
+            Doc::Service(o) => o.source.clone(),
+            Doc::Quota(o) => o.source.clone(),
+            Doc::Secret(o) => o.source.clone(),
         }
     }
 
@@ -81,8 +91,47 @@ impl From<Box<Diagnostic>> for Failed {
     }
 }
 
+/// The fast path: typed values straight from the parser's events. `None` when it
+/// declines, for anything unusual or wrong; the tree path then reads the document.
+pub(crate) fn fast(file: &Arc<str>, chunk: &Chunk<'_>) -> Option<Doc> {
+    let mut events = stream::Events::new(chunk.text);
+    let kind = stream::header(&mut events)?;
+    let (line, column) = events.start?;
+    let source = Arc::new(Source::lazy(
+        file.clone(),
+        chunk.text,
+        chunk.line_offset,
+        (line + chunk.line_offset, column),
+    ));
+    fn object<S: DeserializeOwned>(
+        events: &mut stream::Events<'_>,
+        kind: Kind,
+        source: &Arc<Source>,
+    ) -> Option<Object<S>> {
+        Some(Object {
+            manifest: Arc::new(stream::manifest(events, kind)?),
+            source: source.clone(),
+        })
+    }
+    Some(match kind {
+        Kind::Cluster => Doc::Cluster(object(&mut events, kind, &source)?),
+        Kind::Environment => Doc::Environment(object(&mut events, kind, &source)?),
+        Kind::Service => Doc::Service(object(&mut events, kind, &source)?),
+        Kind::Quota => Doc::Quota(object(&mut events, kind, &source)?),
+        Kind::Secret => Doc::Secret(object(&mut events, kind, &source)?),
+    })
+}
+
 /// Parses one document. `Ok(None)` for a document with nothing in it.
 pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, Failed> {
+    match fast(file, chunk) {
+        Some(doc) => Ok(Some(doc)),
+        None => parse_tree(file, chunk),
+    }
+}
+
+/// The tree path: reads any document, and reports every problem at its exact place.
+pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, Failed> {
     let root = match yaml::parse(chunk.text, chunk.line_offset) {
         Ok(Some(root)) => root,
         Ok(None) => return Ok(None),
@@ -119,11 +168,8 @@ pub(crate) fn parse(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Doc>, F
             ))));
         }
     };
-    let source = Arc::new(Source {
-        file: file.clone(),
-        root,
-    });
-    let root = &source.root;
+    let source = Arc::new(Source::with_tree(file.clone(), root));
+    let root = source.tree().expect("built while parsing");
     match root.get("apiVersion").and_then(yaml::Node::as_str) {
         Some(API_VERSION) => {}
         Some(other) => {
@@ -203,7 +249,7 @@ fn typed<S: DeserializeOwned>(
     source: Arc<Source>,
     kind: Kind,
 ) -> Result<Object<S>, Box<Diagnostic>> {
-    match de::from_node::<Manifest<S>>(&source.root) {
+    match de::from_node::<Manifest<S>>(source.tree().expect("built while parsing")) {
         Ok(manifest) => Ok(Object {
             manifest: Arc::new(manifest),
             source,

@@ -195,3 +195,91 @@ fn a_folder_without_the_layout_is_not_a_repo() {
     let loaded = load(&[file("README.yaml", "a: 1\n")]);
     assert_eq!(loaded.diagnostics[0].code, Code::NotARepo);
 }
+
+mod fast_path {
+    //! The fast path (events → values) must accept ordinary documents and, wherever it
+    //! accepts one, give exactly what the tree path gives.
+
+    use std::sync::Arc;
+
+    use drover_model::{Kind, Manifest, Metadata, ServiceSpec};
+    use proptest::prelude::*;
+
+    use crate::document::split;
+    use crate::parse::{Doc, fast, parse_tree};
+
+    fn service(doc: Doc) -> Arc<Manifest<ServiceSpec>> {
+        match doc {
+            Doc::Service(o) => o.manifest,
+            other => panic!("not a service: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_document_of_the_example_repo_takes_the_fast_path() {
+        let root =
+            std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/repo"));
+        let files = crate::read_dir(root).unwrap();
+        let mut documents = 0;
+        for file in &files {
+            let name: Arc<str> = file.path.as_str().into();
+            for chunk in split(&file.text) {
+                assert!(
+                    fast(&name, &chunk).is_some(),
+                    "{} declined the fast path",
+                    file.path
+                );
+                documents += 1;
+            }
+        }
+        assert!(documents >= 14);
+    }
+
+    #[test]
+    fn the_fast_path_declines_what_only_the_tree_path_reads_right() {
+        let name: Arc<str> = "environments/e/s.yaml".into();
+        let header = "apiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: s}\n";
+        for body in [
+            "spec: {command: [a], replicas: 1, replicas: 2}\n", // a repeated key
+            "spec: &s {command: [a]}\n",                        // an anchor
+            "spec:\n  <<: {command: [a]}\n",                    // a merge key
+            "spec: {command: [a], colour: red}\n",              // an unknown field
+            "spec: {command: [a], replicas: !!str 3}\n",        // a tag
+        ] {
+            let text = format!("{header}{body}");
+            let chunk = &split(&text)[0];
+            assert!(fast(&name, chunk).is_none(), "should decline: {body}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+        #[test]
+        fn wherever_the_fast_path_accepts_it_agrees_with_the_tree_path(metadata in any::<Metadata>(), spec in any::<ServiceSpec>()) {
+            let mut m = Manifest::new(Kind::Service, String::new(), spec);
+            m.metadata = metadata;
+            let text = serde_saphyr::to_string(&m).unwrap();
+            let name: Arc<str> = "environments/e/s.yaml".into();
+            let chunk = &split(&text)[0];
+            let tree = service(parse_tree(&name, chunk).unwrap().unwrap());
+            prop_assert_eq!(&*tree, &m);
+            if let Some(doc) = fast(&name, chunk) {
+                prop_assert_eq!(&*service(doc), &m);
+            }
+        }
+    }
+}
+
+#[test]
+fn generated_services_keep_their_version_through_the_fast_path() {
+    let text = "apiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata:\n  name: svc-00001\n  labels: {team: t1, tier: backend}\nspec:\n  version: v1.1.0\n  image: registry.example/svc-00001:v1.0.0\n  command: [drover, example-app]\n  replicas: 2\n";
+    let name: std::sync::Arc<str> = "environments/e/s.yaml".into();
+    let chunk = &crate::document::split(text)[0];
+    let Some(crate::parse::Doc::Service(o)) = crate::parse::fast(&name, chunk) else {
+        panic!("declined")
+    };
+    assert_eq!(o.spec().version.as_deref(), Some("v1.1.0"));
+    assert_eq!(o.spec().replicas, Some(2));
+    assert_eq!(o.manifest.metadata.labels.len(), 2);
+}
