@@ -416,6 +416,12 @@ impl DocumentCache {
     pub fn is_empty(&self) -> bool {
         self.files.is_empty()
     }
+
+    /// Holds the file with this path and content id: a [`SourceFile`] for it needs no
+    /// text (its parse will be reused).
+    pub fn contains(&self, path: &str, id: &str) -> bool {
+        self.files.contains_key(&(path.to_owned(), Arc::from(id)))
+    }
 }
 
 fn parse_file(file: &SourceFile) -> Parsed {

@@ -302,6 +302,16 @@ impl GitSource {
     /// The YAML files of `clusters/` and `environments/` at a revision, sorted by path,
     /// read from the object database.
     pub fn files_at(&self, revision: &Revision) -> Result<Vec<SourceFile>, SourceError> {
+        self.files_at_cached(revision, &DocumentCache::default())
+    }
+
+    /// Like [`GitSource::files_at`], leaving the text empty for files `cache` already
+    /// holds (same path and blob id): their parse is reused, so reading them is waste.
+    pub fn files_at_cached(
+        &self,
+        revision: &Revision,
+        cache: &DocumentCache,
+    ) -> Result<Vec<SourceFile>, SourceError> {
         let read_error = |path: &str, message: String| SourceError::Read {
             revision: revision.short().to_owned(),
             path: path.to_owned(),
@@ -341,6 +351,15 @@ impl GitSource {
         }
         let mut files = Vec::with_capacity(blobs.len());
         for (path, id) in blobs {
+            let id_text = id.to_string();
+            if cache.contains(&path, &id_text) {
+                files.push(SourceFile {
+                    path,
+                    text: String::new(),
+                    id: Some(id_text.into()),
+                });
+                continue;
+            }
             let blob = self
                 .repo
                 .find_blob(id)
@@ -369,7 +388,7 @@ impl GitSource {
         revision: &Revision,
         cache: &mut DocumentCache,
     ) -> Result<Desired, SourceError> {
-        let files = self.files_at(revision)?;
+        let files = self.files_at_cached(revision, cache)?;
         Ok(Desired {
             revision: revision.clone(),
             checked: drover_validate::check_cached(&files, cache),
