@@ -50,6 +50,12 @@ fn label(revision: &Revision) -> String {
     format!("`{}` ({})", revision.short(), revision.summary)
 }
 
+/// The process exits next: freeing two revisions' worth of objects would only cost
+/// time (tens of milliseconds for 10,000 services).
+pub fn exit_without_freeing<T>(state: T) {
+    std::mem::forget(state);
+}
+
 /// Prints an invalid revision's errors the way `drover validate` does, and fails.
 fn reject_invalid(desired: &Desired) -> anyhow::Result<()> {
     if desired.checked.is_valid() {
@@ -109,11 +115,13 @@ pub fn diff(
         }
     };
     std::io::stdout().lock().write_all(out.as_bytes())?;
-    Ok(if set.is_empty() {
+    let code = if set.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    };
+    exit_without_freeing((old, new, cache, set));
+    Ok(code)
 }
 
 pub fn preview(repo: &str, base: &str, head: &str, format: Format) -> anyhow::Result<ExitCode> {
@@ -147,6 +155,7 @@ pub fn preview(repo: &str, base: &str, head: &str, format: Format) -> anyhow::Re
         ),
     };
     std::io::stdout().lock().write_all(out.as_bytes())?;
+    exit_without_freeing((old, new, cache, set));
     Ok(if valid {
         ExitCode::SUCCESS
     } else {
