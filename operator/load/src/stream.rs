@@ -64,15 +64,26 @@ impl<'a> Events<'a> {
                 .next_event()
                 .ok_or(Declined)?
                 .map_err(|_| Declined)?;
-            match event {
-                Event::StreamStart | Event::DocumentStart(..) | Event::Comment(..) => continue,
-                _ => {
-                    if self.start.is_none() {
-                        self.start = Some((span.start.line() as u32, span.start.col() as u32 + 1));
-                    }
-                    return Ok(event);
-                }
+            // Nodes, their ends and the document's end; everything else (stream and
+            // document starts, comments when a dependency turns them on) is skipped.
+            let wanted = matches!(
+                event,
+                Event::Scalar(..)
+                    | Event::SequenceStart(..)
+                    | Event::MappingStart(..)
+                    | Event::SequenceEnd
+                    | Event::MappingEnd
+                    | Event::Alias(..)
+                    | Event::DocumentEnd
+                    | Event::StreamEnd
+            );
+            if !wanted {
+                continue;
             }
+            if self.start.is_none() {
+                self.start = Some((span.start.line() as u32, span.start.col() as u32 + 1));
+            }
+            return Ok(event);
         }
     }
 
