@@ -180,20 +180,17 @@ pub(crate) fn manifest<S: DeserializeOwned>(
         replay: replay.into_iter(),
         value: None,
     };
-    let value =
-        <Manifest<S> as serde::Deserialize>::deserialize(MapDe(std::cell::RefCell::new(Some(map))))
-            .ok()?;
+    let value = <Manifest<S> as serde::Deserialize>::deserialize(MapDe(map)).ok()?;
     events.at_end().then_some(value)
 }
 
 /// Hands a prepared map to a struct visitor.
-struct MapDe<'e, 'a>(std::cell::RefCell<Option<Map<'e, 'a>>>);
+struct MapDe<'e, 'a>(Map<'e, 'a>);
 
 impl<'de> de::Deserializer<'de> for MapDe<'_, '_> {
     type Error = Declined;
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Declined> {
-        let map = self.0.borrow_mut().take().ok_or(Declined)?;
-        visitor.visit_map(map)
+        visitor.visit_map(self.0)
     }
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
