@@ -184,6 +184,11 @@ pub(crate) fn manifest<S: DeserializeOwned>(
     events.at_end().then_some(value)
 }
 
+/// Keys, and the replayed header values, are plain text.
+fn text(s: &str) -> de::value::StrDeserializer<'_, Declined> {
+    s.into_deserializer()
+}
+
 /// Hands a prepared map to a struct visitor.
 struct MapDe<'e, 'a>(Map<'e, 'a>);
 
@@ -428,7 +433,7 @@ impl<'de> de::MapAccess<'de> for Map<'_, '_> {
     ) -> Result<Option<K::Value>, Declined> {
         if let Some((key, value)) = self.replay.next() {
             self.value = Some(value);
-            return seed.deserialize(KeyDe(key)).map(Some);
+            return seed.deserialize(text(key)).map(Some);
         }
         match self.events.next()? {
             Event::MappingEnd => Ok(None),
@@ -436,7 +441,7 @@ impl<'de> de::MapAccess<'de> for Map<'_, '_> {
                 if self.seen.contains(&key) {
                     return Err(Declined);
                 }
-                let value = seed.deserialize(KeyDe(&key)).map(Some);
+                let value = seed.deserialize(text(&key)).map(Some);
                 self.seen.push(key);
                 value
             }
@@ -446,38 +451,10 @@ impl<'de> de::MapAccess<'de> for Map<'_, '_> {
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, Declined> {
         match self.value.take() {
-            Some(value) => seed.deserialize(ReplayValue(value)),
+            Some(value) => seed.deserialize(text(&value)),
             None => seed.deserialize(De {
                 events: self.events,
             }),
         }
-    }
-}
-
-/// Keys are plain text for identifiers and map keys alike.
-struct KeyDe<'k>(&'k str);
-
-impl<'de> de::Deserializer<'de> for KeyDe<'_> {
-    type Error = Declined;
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Declined> {
-        visitor.visit_str(self.0)
-    }
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
-    }
-}
-
-/// A replayed header value.
-struct ReplayValue(String);
-
-impl<'de> de::Deserializer<'de> for ReplayValue {
-    type Error = Declined;
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, Declined> {
-        visitor.visit_string(self.0)
-    }
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-        unit unit_struct newtype_struct seq tuple tuple_struct map struct enum identifier ignored_any
     }
 }
