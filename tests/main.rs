@@ -6,5 +6,6 @@ mod support;
 
 mod crds;
 mod diff;
+mod example_app;
 mod validate;
 mod watch;

@@ -118,6 +118,25 @@ impl Running {
     }
 }
 
+impl Running {
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit, and returns its exit code.
+    pub fn wait_exit(&mut self, timeout: std::time::Duration) -> Option<i32> {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("process status") {
+                return status.code();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        None
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -125,15 +144,22 @@ impl Drop for Running {
     }
 }
 
-/// Sends one HTTP/1.1 POST to 127.0.0.1 and returns the status code and body.
-pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+/// Sends one HTTP/1.1 request to `addr` (on 127.0.0.1) and returns the status code and
+/// body.
+pub fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String) {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("API reachable");
+    let mut stream = std::net::TcpStream::connect(addr).expect("server reachable");
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .expect("timeout set");
     let mut request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -154,4 +180,14 @@ pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) 
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// `http("POST", …)`.
+pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    http("POST", addr, path, headers, body)
+}
+
+/// `http("GET", …)` without headers.
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    http("GET", addr, path, &[], b"")
 }

@@ -78,6 +78,9 @@ enum Command {
     /// (a commit in a local repo, a poll or a signed webhook for a remote), and reject
     /// invalid revisions while the last valid one stays in force. Ctrl-C stops.
     Watch(watch::Args),
+    /// Run the demo HTTP service the examples use: `/` (JSON with the version),
+    /// `/healthz`, `/ready`, `/version`, with switches to fail or crash.
+    ExampleApp(drover_example_app::Args),
     /// Print the CustomResourceDefinitions generated from the model, or write them
     /// (with the editor JSON Schema) into a folder.
     Crds {
@@ -148,6 +151,9 @@ fn main() -> ExitCode {
             format,
         } => diff::preview(&repo, &base, &head, format),
         Command::Watch(args) => watch::run(args),
+        Command::ExampleApp(args) => drover_example_app::run(args)
+            .map(ExitCode::from)
+            .map_err(Into::into),
         Command::Crds { write } => crds::run(write.as_deref()),
         Command::Generate { root } => crds::generate(&root),
     };
@@ -157,5 +163,15 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

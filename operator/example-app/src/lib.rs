@@ -1,0 +1,156 @@
+//! `drover example-app`: a small HTTP service shipped inside the `drover` binary, so
+//! the examples run on a fresh machine with nothing downloaded. It reports its version
+//! and can be told to fail readiness or liveness, or to crash, to show what rollouts
+//! and rollbacks do.
+//!
+//! Every switch is a flag and an environment variable (the flag wins), so a config
+//! repo can flip one by editing `env:` or `args:`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use clap::builder::BoolishValueParser;
+
+/// Arguments of `drover example-app`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Args {
+    /// Address to listen on. Default: 127.0.0.1 and `$PORT` (set by the local
+    /// engine), or any free port.
+    #[arg(long, env = "EXAMPLE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// The version reported (`$DROVER_VERSION` is set by the local engine).
+    #[arg(long, env = "DROVER_VERSION", default_value = "v0.0.0")]
+    pub app_version: String,
+    /// A message included in every answer of `/`.
+    #[arg(
+        long,
+        env = "EXAMPLE_MESSAGE",
+        default_value = "hello from drover example-app"
+    )]
+    pub message: String,
+    /// Answer `/ready` with 503 (the instance never becomes ready).
+    #[arg(long, env = "EXAMPLE_FAIL_READINESS", value_parser = BoolishValueParser::new())]
+    pub fail_readiness: bool,
+    /// Answer `/healthz` with 500 (liveness fails: the instance gets restarted).
+    #[arg(long, env = "EXAMPLE_FAIL_LIVENESS", value_parser = BoolishValueParser::new())]
+    pub fail_liveness: bool,
+    /// Become ready only this many seconds after start.
+    #[arg(long, env = "EXAMPLE_READY_AFTER", default_value_t = 0.0)]
+    pub ready_after: f64,
+    /// Exit with status 1 at once, before listening.
+    #[arg(long, env = "EXAMPLE_CRASH_ON_START", value_parser = BoolishValueParser::new())]
+    pub crash_on_start: bool,
+    /// Exit with status 1 this many seconds after start.
+    #[arg(long, env = "EXAMPLE_CRASH_AFTER")]
+    pub crash_after: Option<f64>,
+}
+
+struct App {
+    args: Args,
+    started: Instant,
+}
+
+impl App {
+    fn ready(&self) -> bool {
+        !self.args.fail_readiness
+            && self.started.elapsed() >= Duration::from_secs_f64(self.args.ready_after.max(0.0))
+    }
+}
+
+async fn index(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let body = serde_json::json!({
+        "message": app.args.message,
+        "version": app.args.app_version,
+        "pid": std::process::id(),
+        "port": std::env::var("PORT").ok(),
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string() + "\n",
+    )
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.args.fail_liveness {
+        (StatusCode::INTERNAL_SERVER_ERROR, "failing liveness\n")
+    } else {
+        (StatusCode::OK, "ok\n")
+    }
+}
+
+async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if app.ready() {
+        (StatusCode::OK, "ready\n")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+async fn version(State(app): State<Arc<App>>) -> impl IntoResponse {
+    format!("{}\n", app.args.app_version)
+}
+
+/// The service's routes.
+fn router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/ready", get(ready))
+        .route("/version", get(version))
+        .with_state(app)
+}
+
+/// Runs the service until SIGTERM or Ctrl-C (clean exit, in-flight requests finish)
+/// or until a crash switch fires (exit status 1). Returns the exit status.
+pub fn run(args: Args) -> std::io::Result<u8> {
+    if args.crash_on_start {
+        eprintln!("example-app: crashing on start, as asked");
+        return Ok(1);
+    }
+    let listen = args.listen.unwrap_or_else(|| {
+        let port = std::env::var("PORT")
+            .ok()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        SocketAddr::from(([127, 0, 0, 1], port))
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        println!("example-app {} listening on http://{}", args.app_version, listener.local_addr()?);
+        let crash_after = args.crash_after;
+        let app = Arc::new(App { args, started: Instant::now() });
+        let crash = async move {
+            match crash_after {
+                Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))).await,
+                None => std::future::pending().await,
+            }
+        };
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            Ok::<(), std::io::Error>(())
+        };
+        let server = axum::serve(listener, router(app)).with_graceful_shutdown(async {
+            let _ = stop.await;
+        });
+        tokio::select! {
+            result = server => result.map(|()| 0),
+            () = crash => {
+                eprintln!("example-app: crashing after {:.1}s, as asked", crash_after.unwrap_or_default());
+                Ok(1)
+            }
+        }
+    })
+}
