@@ -116,6 +116,18 @@ fn route(
     }
 }
 
+/// The table most tests use: `shop.localhost/` to service `web` on these instances.
+fn web(
+    balancing: Balancing,
+    affinity: SessionAffinity,
+    list: &[(&str, SocketAddr, bool)],
+) -> Table {
+    Table {
+        routes: vec![route("shop.localhost", "/", "web", balancing, affinity)],
+        backends: HashMap::from([("web".to_owned(), backends(list))]),
+    }
+}
+
 fn backends(list: &[(&str, SocketAddr, bool)]) -> Vec<Backend> {
     list.iter()
         .map(|(id, addr, ready)| Backend {
@@ -130,19 +142,11 @@ fn backends(list: &[(&str, SocketAddr, bool)]) -> Vec<Backend> {
 async fn requests_go_only_to_ready_instances_and_spread_round_robin() {
     let (a, b, c) = (backend("a").await, backend("b").await, backend("c").await);
     let proxy = Proxy::new();
-    proxy.update(Table {
-        routes: vec![route(
-            "shop.localhost",
-            "/",
-            "web",
-            Balancing::RoundRobin,
-            SessionAffinity::None,
-        )],
-        backends: HashMap::from([(
-            "web".to_owned(),
-            backends(&[("a", a, true), ("b", b, true), ("c", c, false)]),
-        )]),
-    });
+    proxy.update(web(
+        Balancing::RoundRobin,
+        SessionAffinity::None,
+        &[("a", a, true), ("b", b, true), ("c", c, false)],
+    ));
     let addr = start_proxy(proxy.clone()).await;
     let mut seen = HashMap::new();
     for _ in 0..10 {
@@ -206,16 +210,11 @@ async fn unknown_routes_get_404_and_services_without_ready_instances_503() {
 async fn forwarded_headers_tell_the_instance_who_asked() {
     let a = backend("a").await;
     let proxy = Proxy::new();
-    proxy.update(Table {
-        routes: vec![route(
-            "shop.localhost",
-            "/",
-            "web",
-            Balancing::RoundRobin,
-            SessionAffinity::None,
-        )],
-        backends: HashMap::from([("web".to_owned(), backends(&[("a", a, true)]))]),
-    });
+    proxy.update(web(
+        Balancing::RoundRobin,
+        SessionAffinity::None,
+        &[("a", a, true)],
+    ));
     let addr = start_proxy(proxy).await;
     let reply = get(addr, "shop.localhost", "/cart", None).await;
     assert_eq!(
@@ -228,19 +227,11 @@ async fn forwarded_headers_tell_the_instance_who_asked() {
 async fn cookie_affinity_keeps_a_client_on_its_instance() {
     let (a, b) = (backend("a").await, backend("b").await);
     let proxy = Proxy::new();
-    proxy.update(Table {
-        routes: vec![route(
-            "shop.localhost",
-            "/",
-            "web",
-            Balancing::RoundRobin,
-            SessionAffinity::Cookie,
-        )],
-        backends: HashMap::from([(
-            "web".to_owned(),
-            backends(&[("a", a, true), ("b", b, true)]),
-        )]),
-    });
+    proxy.update(web(
+        Balancing::RoundRobin,
+        SessionAffinity::Cookie,
+        &[("a", a, true), ("b", b, true)],
+    ));
     let addr = start_proxy(proxy).await;
     let first = get(addr, "shop.localhost", "/", None).await;
     let cookie = first.set_cookie.expect("an affinity cookie");
@@ -256,19 +247,11 @@ async fn cookie_affinity_keeps_a_client_on_its_instance() {
 async fn least_connections_avoids_the_busy_instance() {
     let (a, b) = (backend("a").await, backend("b").await);
     let proxy = Proxy::new();
-    proxy.update(Table {
-        routes: vec![route(
-            "shop.localhost",
-            "/",
-            "web",
-            Balancing::LeastConnections,
-            SessionAffinity::None,
-        )],
-        backends: HashMap::from([(
-            "web".to_owned(),
-            backends(&[("a", a, true), ("b", b, true)]),
-        )]),
-    });
+    proxy.update(web(
+        Balancing::LeastConnections,
+        SessionAffinity::None,
+        &[("a", a, true), ("b", b, true)],
+    ));
     let addr = start_proxy(proxy).await;
     // Occupy one instance with a slow request, then the fast ones go to the other.
     let slow = tokio::spawn(async move { get(addr, "shop.localhost", "/slow", None).await });
@@ -327,16 +310,11 @@ async fn an_instance_that_does_not_answer_gives_502() {
         .local_addr()
         .unwrap();
     let proxy = Proxy::new();
-    proxy.update(Table {
-        routes: vec![route(
-            "shop.localhost",
-            "/",
-            "web",
-            Balancing::RoundRobin,
-            SessionAffinity::None,
-        )],
-        backends: HashMap::from([("web".to_owned(), backends(&[("a", gone, true)]))]),
-    });
+    proxy.update(web(
+        Balancing::RoundRobin,
+        SessionAffinity::None,
+        &[("a", gone, true)],
+    ));
     let addr = start_proxy(proxy).await;
     let reply = get(addr, "shop.localhost", "/", None).await;
     assert_eq!(reply.status, 502);
