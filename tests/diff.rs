@@ -7,9 +7,7 @@ use crate::support::{golden, repo_root, run_in, stdout};
 /// The example repo committed, then a second commit that scales web, bumps the API
 /// image and rotates a secret.
 fn repo_with_a_change(dir: &std::path::Path) -> TestRepo {
-    let repo = TestRepo::init(dir);
-    repo.copy_from(&repo_root().join("examples/repo"));
-    repo.commit("shop: first version");
+    let (repo, _) = TestRepo::with_example(dir, "shop: first version");
     repo.edit(
         "environments/staging/web.yaml",
         "replicas: 2",
@@ -64,9 +62,7 @@ fn diff_between_two_commits_prints_semantic_lines_and_exits_1() {
 #[test]
 fn diff_between_equal_trees_exits_0() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(tmp.path());
-    repo.copy_from(&repo_root().join("examples/repo"));
-    repo.commit("first");
+    let (repo, _) = TestRepo::with_example(tmp.path(), "first");
     // Only a file outside the layout, and a default spelled out: nothing changes.
     repo.write("README.md", "notes\n").edit(
         "environments/staging/worker.yaml",
@@ -82,9 +78,7 @@ fn diff_between_equal_trees_exits_0() {
 #[test]
 fn diff_with_an_invalid_revision_exits_2_naming_path_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(tmp.path());
-    repo.copy_from(&repo_root().join("examples/repo"));
-    repo.commit("first");
+    let (repo, _) = TestRepo::with_example(tmp.path(), "first");
     repo.edit(
         "environments/production/web.yaml",
         "replicas: 3",
@@ -175,9 +169,7 @@ fn preview_shows_replicas_image_and_secret_without_the_secret_value() {
 #[test]
 fn preview_of_an_invalid_head_lists_its_errors_and_exits_1() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(tmp.path());
-    repo.copy_from(&repo_root().join("examples/repo"));
-    repo.commit("first");
+    let (repo, _) = TestRepo::with_example(tmp.path(), "first");
     repo.edit(
         "environments/staging/api.yaml",
         "readinessProbe:",

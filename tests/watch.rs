@@ -6,7 +6,7 @@ use std::time::Duration;
 use drover_source::webhook::sign;
 use drover_testkit::git::{GitDaemon, TestRepo, bare, git};
 
-use crate::support::{Running, http_post, repo_root};
+use crate::support::{Running, http_post};
 
 const SECRET: &str = "webhook-shared-secret";
 
@@ -17,9 +17,7 @@ fn accepted(short: &str) -> impl Fn(&str) -> bool + '_ {
 #[test]
 fn a_commit_in_a_watched_local_repo_produces_the_new_desired_state() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(&tmp.path().join("config"));
-    repo.copy_from(&repo_root().join("examples/repo"));
-    let first = repo.commit("first");
+    let (repo, first) = TestRepo::with_example(&tmp.path().join("config"), "first");
     let state = tmp.path().join("state");
     let watch = Running::start(
         &["watch", repo.dir.to_str().unwrap()],
@@ -63,9 +61,7 @@ fn a_push_to_a_remote_plus_a_signed_webhook_produces_the_new_desired_state() {
     let served = tmp.path().join("served");
     let remote = bare(&served, "config.git");
     let daemon = GitDaemon::serve(&served);
-    let work = TestRepo::init(&tmp.path().join("work"));
-    work.copy_from(&repo_root().join("examples/repo"));
-    let first = work.commit("first");
+    let (work, first) = TestRepo::with_example(&tmp.path().join("work"), "first");
     git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
 
     let state = tmp.path().join("state");

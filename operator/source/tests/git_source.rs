@@ -1,15 +1,10 @@
 //! The Git source against real repositories: local ones made with `git`, and bare
 //! remotes served by a real `git daemon` on 127.0.0.1.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use drover_source::{GitSource, Reference, RepoSpec, watch_refs};
-use drover_testkit::git::{GitDaemon, TestRepo, bare, git};
-
-fn example_repo() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/repo"))
-}
+use drover_testkit::git::{GitDaemon, TestRepo, bare, example_repo, git};
 
 fn spec(location: &str) -> RepoSpec {
     RepoSpec {
@@ -21,9 +16,7 @@ fn spec(location: &str) -> RepoSpec {
 #[test]
 fn a_local_repo_is_read_at_any_revision_without_a_checkout() {
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(&tmp.path().join("config"));
-    repo.copy_from(example_repo());
-    let first = repo.commit("shop: first version");
+    let (repo, first) = TestRepo::with_example(&tmp.path().join("config"), "shop: first version");
     repo.edit(
         "environments/staging/web.yaml",
         "replicas: 2",
@@ -68,7 +61,7 @@ fn a_local_repo_is_read_at_any_revision_without_a_checkout() {
 fn an_invalid_revision_is_reported_with_file_line_and_column() {
     let tmp = tempfile::tempdir().unwrap();
     let repo = TestRepo::init(&tmp.path().join("config"));
-    repo.copy_from(example_repo());
+    repo.copy_from(&example_repo());
     repo.edit(
         "environments/staging/api.yaml",
         "readinessProbe:",
@@ -154,9 +147,7 @@ fn a_remote_served_by_git_daemon_is_mirrored_and_fetched() {
     let served = tmp.path().join("served");
     let remote = bare(&served, "config.git");
     let daemon = GitDaemon::serve(&served);
-    let work = TestRepo::init(&tmp.path().join("work"));
-    work.copy_from(example_repo());
-    let first = work.commit("first");
+    let (work, first) = TestRepo::with_example(&tmp.path().join("work"), "first");
     git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
 
     let cache = tmp.path().join("cache");
@@ -222,9 +213,7 @@ fn an_unreachable_remote_fails_to_fetch_without_showing_credentials() {
 fn an_invalid_revision_is_rejected_and_the_last_valid_one_stays_in_force() {
     use drover_source::{Follower, Update};
     let tmp = tempfile::tempdir().unwrap();
-    let repo = TestRepo::init(&tmp.path().join("config"));
-    repo.copy_from(example_repo());
-    let good = repo.commit("good");
+    let (repo, good) = TestRepo::with_example(&tmp.path().join("config"), "good");
     let mut follower =
         Follower::new(GitSource::open(spec(repo.dir.to_str().unwrap()), tmp.path()).unwrap());
     assert!(

@@ -31,6 +31,11 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// The example config repo of this checkout (`examples/repo`).
+pub fn example_repo() -> PathBuf {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/repo")).to_owned()
+}
+
 /// A working repository with a `main` branch.
 #[derive(Debug)]
 pub struct TestRepo {
@@ -45,6 +50,15 @@ impl TestRepo {
         TestRepo {
             dir: dir.to_owned(),
         }
+    }
+
+    /// A repository holding `examples/repo`, committed once as `message`; returns the
+    /// repository and that commit's id.
+    pub fn with_example(dir: &Path, message: &str) -> (TestRepo, String) {
+        let repo = TestRepo::init(dir);
+        repo.copy_from(&example_repo());
+        let id = repo.commit(message);
+        (repo, id)
     }
 
     /// Writes a file (creating folders).
