@@ -1,0 +1,337 @@
+//! The local engine's state on disk: one SQLite database in the state directory.
+//!
+//! It holds what must survive a crash or a restart of the control plane: per
+//! environment the revision in force and its sync status; every object Drover has
+//! applied (normalized, so secret values are only fingerprints) and whether Drover
+//! created it (the inventory that pruning relies on); the instances and where they
+//! run; and a bounded log of events. Every write is one transaction, so a crash
+//! leaves either the old state or the new one.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use drover_diff::ObjectKey;
+use drover_model::Kind;
+use drover_plan::{Action, Observed};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::Value;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("state database holds an unreadable value: {0}")]
+    Corrupt(String),
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE environments (
+    name TEXT PRIMARY KEY,
+    revision TEXT,
+    summary TEXT,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE objects (
+    environment TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    managed INTEGER NOT NULL,
+    PRIMARY KEY (environment, kind, name)
+);
+CREATE TABLE instances (
+    id TEXT PRIMARY KEY,
+    environment TEXT NOT NULL,
+    service TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    node TEXT NOT NULL,
+    spec_hash TEXT NOT NULL,
+    port INTEGER,
+    pid INTEGER,
+    state TEXT NOT NULL,
+    ready INTEGER NOT NULL DEFAULT 0,
+    restarts INTEGER NOT NULL DEFAULT 0,
+    updated_at INTEGER NOT NULL
+);
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    environment TEXT NOT NULL,
+    object TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+"#];
+
+/// Events kept by default; older ones are dropped as new ones arrive.
+const EVENTS_KEPT: i64 = 10_000;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An environment's sync state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvironmentStatus {
+    pub name: String,
+    /// The revision in force, if any.
+    pub revision: Option<String>,
+    pub summary: Option<String>,
+    /// `synced`, `progressing`, `held`, `failed`, ….
+    pub status: String,
+    /// One line saying why, for `drover status`.
+    pub message: String,
+}
+
+/// An instance as the control plane records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstanceRecord {
+    pub id: String,
+    pub environment: String,
+    pub service: String,
+    pub slot: String,
+    pub node: String,
+    pub spec_hash: String,
+    pub port: Option<u16>,
+    pub pid: Option<u32>,
+    /// `starting`, `running`, `exited`, `stopping`.
+    pub state: String,
+    pub ready: bool,
+    pub restarts: u32,
+}
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub at_ms: i64,
+    pub environment: String,
+    pub object: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The state database.
+#[derive(Debug)]
+pub struct Store {
+    db: Connection,
+    events_kept: i64,
+}
+
+fn kind_of(text: &str) -> Result<Kind> {
+    Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown kind {text}")))
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        let db = Connection::open(path)?;
+        // WAL: readers never block the writer; `synchronous=NORMAL` is crash-safe in WAL.
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = db.unchecked_transaction()?;
+            tx.execute_batch(migration)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            db,
+            events_kept: EVENTS_KEPT,
+        })
+    }
+
+    /// Keeps at most `n` events (default 10,000).
+    pub fn keep_events(mut self, n: usize) -> Store {
+        self.events_kept = n as i64;
+        self
+    }
+
+    /// Records an environment's sync state.
+    pub fn set_environment(&self, status: &EnvironmentStatus) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO environments (name, revision, summary, status, message, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(name) DO UPDATE SET revision = ?2, summary = ?3, status = ?4, message = ?5, updated_at = ?6",
+            params![status.name, status.revision, status.summary, status.status, status.message, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Every environment's sync state, by name.
+    pub fn environments(&self) -> Result<Vec<EnvironmentStatus>> {
+        let mut stmt = self.db.prepare(
+            "SELECT name, revision, summary, status, message FROM environments ORDER BY name",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(EnvironmentStatus {
+                name: r.get(0)?,
+                revision: r.get(1)?,
+                summary: r.get(2)?,
+                status: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Records the effect of one plan action on the applied objects (a creation is
+    /// recorded as Drover's: it joins the inventory).
+    pub fn record(&self, action: &Action) -> Result<()> {
+        let k = action.key();
+        match action {
+            Action::Create { value, .. } | Action::Update { value, .. } => {
+                self.db.execute(
+                    "INSERT INTO objects (environment, kind, name, value, managed) VALUES (?1, ?2, ?3, ?4, 1)
+                     ON CONFLICT(environment, kind, name) DO UPDATE SET value = ?4",
+                    params![k.environment, k.kind.as_str(), k.name, value.to_string()],
+                )?;
+            }
+            Action::Delete { .. } => {
+                self.db.execute(
+                    "DELETE FROM objects WHERE environment = ?1 AND kind = ?2 AND name = ?3",
+                    params![k.environment, k.kind.as_str(), k.name],
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The applied objects and the inventory, as the planner wants them.
+    pub fn observed(&self) -> Result<Observed> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT environment, kind, name, value, managed FROM objects")?;
+        let mut observed = Observed::default();
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, bool>(4)?,
+            ))
+        })?;
+        for row in rows {
+            let (environment, kind, name, value, managed) = row?;
+            let key = ObjectKey {
+                environment,
+                kind: kind_of(&kind)?,
+                name,
+            };
+            let value: Value =
+                serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            if managed {
+                observed.inventory.insert(key.clone());
+            }
+            observed.objects.insert(key, value);
+        }
+        Ok(observed)
+    }
+
+    /// Inserts or replaces an instance.
+    pub fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO instances (id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+             ON CONFLICT(id) DO UPDATE SET node = ?5, spec_hash = ?6, port = ?7, pid = ?8, state = ?9, ready = ?10, restarts = ?11, updated_at = ?12",
+            params![i.id, i.environment, i.service, i.slot, i.node, i.spec_hash, i.port, i.pid, i.state, i.ready, i.restarts, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Forgets an instance.
+    pub fn remove_instance(&self, id: &str) -> Result<()> {
+        self.db
+            .execute("DELETE FROM instances WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// One instance.
+    pub fn instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
+        Ok(self
+            .db
+            .query_row(
+                &format!("{INSTANCE_COLUMNS} WHERE id = ?1"),
+                params![id],
+                instance_row,
+            )
+            .optional()?)
+    }
+
+    /// Every instance, by environment, service and slot.
+    pub fn instances(&self) -> Result<Vec<InstanceRecord>> {
+        let mut stmt = self.db.prepare(&format!(
+            "{INSTANCE_COLUMNS} ORDER BY environment, service, slot"
+        ))?;
+        let rows = stmt.query_map([], instance_row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Appends an event, dropping the oldest beyond the bound.
+    pub fn event(
+        &self,
+        environment: &str,
+        object: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
+        let tx = self.db.unchecked_transaction()?;
+        tx.execute(
+            "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![now_ms(), environment, object, reason, message],
+        )?;
+        tx.execute(
+            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+            params![self.events_kept],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The newest events, newest first.
+    pub fn events(&self, limit: usize) -> Result<Vec<Event>> {
+        let mut stmt = self.db.prepare(
+            "SELECT at, environment, object, reason, message FROM events ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![limit as i64], |r| {
+            Ok(Event {
+                at_ms: r.get(0)?,
+                environment: r.get(1)?,
+                object: r.get(2)?,
+                reason: r.get(3)?,
+                message: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+}
+
+const INSTANCE_COLUMNS: &str = "SELECT id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts FROM instances";
+
+fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        id: r.get(0)?,
+        environment: r.get(1)?,
+        service: r.get(2)?,
+        slot: r.get(3)?,
+        node: r.get(4)?,
+        spec_hash: r.get(5)?,
+        port: r.get(6)?,
+        pid: r.get(7)?,
+        state: r.get(8)?,
+        ready: r.get(9)?,
+        restarts: r.get(10)?,
+    })
+}
