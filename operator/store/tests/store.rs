@@ -52,8 +52,14 @@ fn applied_objects_feed_the_planner_and_survive_a_restart() {
     let mut raw = std::fs::read(&path).unwrap();
     raw.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
     let raw = String::from_utf8_lossy(&raw);
-    assert!(raw.contains("ghcr.io/example/shop-api"), "the database content was not read");
-    assert!(!raw.contains("YWdlLWVuY3J5cHRpb24ub3Jn"), "a secret value reached the state database");
+    assert!(
+        raw.contains("ghcr.io/example/shop-api"),
+        "the database content was not read"
+    );
+    assert!(
+        !raw.contains("YWdlLWVuY3J5cHRpb24ub3Jn"),
+        "a secret value reached the state database"
+    );
 }
 
 #[test]
