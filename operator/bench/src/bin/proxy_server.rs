@@ -21,13 +21,20 @@ async fn main() -> anyhow::Result<()> {
     let backend_addr = backend.local_addr()?;
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = backend.accept().await else { continue };
+            let Ok((stream, _)) = backend.accept().await else {
+                continue;
+            };
             let _ = stream.set_nodelay(true);
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
-                    Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"hello from the backend\n"))))
-                });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                let service =
+                    hyper::service::service_fn(|_: Request<hyper::body::Incoming>| async {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                            b"hello from the backend\n",
+                        ))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
             });
         }
     });
@@ -40,7 +47,14 @@ async fn main() -> anyhow::Result<()> {
             balancing: Balancing::RoundRobin,
             affinity: SessionAffinity::None,
         }],
-        backends: HashMap::from([("web".to_owned(), vec![Backend { id: "web-0".into(), addr: backend_addr, ready: true }])]),
+        backends: HashMap::from([(
+            "web".to_owned(),
+            vec![Backend {
+                id: "web-0".into(),
+                addr: backend_addr,
+                ready: true,
+            }],
+        )]),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("backend {}", backend_addr.port());
