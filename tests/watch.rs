@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use drover_source::webhook::sign;
-use drover_testkit::git::{GitDaemon, TestRepo, bare, git};
+use drover_testkit::git::{ServedExample, TestRepo};
 
 use crate::support::{Running, http_post};
 
@@ -58,16 +58,13 @@ fn a_commit_in_a_watched_local_repo_produces_the_new_desired_state() {
 #[test]
 fn a_push_to_a_remote_plus_a_signed_webhook_produces_the_new_desired_state() {
     let tmp = tempfile::tempdir().unwrap();
-    let served = tmp.path().join("served");
-    let remote = bare(&served, "config.git");
-    let daemon = GitDaemon::serve(&served);
-    let (work, first) = TestRepo::with_example(&tmp.path().join("work"), "first");
-    git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    let served = ServedExample::new(tmp.path());
+    let (work, first) = (&served.work, served.first.clone());
 
     let state = tmp.path().join("state");
     let watch = Running::start(
         // Polling once an hour: only the webhook can make this test see the push.
-        &["watch", &daemon.url("config.git"), "--poll", "1h"],
+        &["watch", &served.url(), "--poll", "1h"],
         &[
             ("DROVER_STATE_DIR", state.to_str().unwrap()),
             ("DROVER_WEBHOOK_SECRET", SECRET),
@@ -84,7 +81,7 @@ fn a_push_to_a_remote_plus_a_signed_webhook_produces_the_new_desired_state() {
 
     work.edit("environments/production/api.yaml", "v2.1.0", "v2.2.0");
     let second = work.commit("api v2.2.0");
-    git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    served.push();
     let body = br#"{"ref":"refs/heads/main","after":"0000000"}"#;
 
     // Unsigned, and signed with the wrong secret: refused, and nothing happens.
@@ -121,7 +118,7 @@ fn a_push_to_a_remote_plus_a_signed_webhook_produces_the_new_desired_state() {
     // coalesces into fetches that report the newest commit once.
     work.edit("environments/production/api.yaml", "v2.2.0", "v2.3.0");
     let third = work.commit("api v2.3.0");
-    git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    served.push();
     let (status, _) = http_post(
         &address,
         "/api/v1/webhooks/git",

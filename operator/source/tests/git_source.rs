@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use drover_source::{GitSource, Reference, RepoSpec, watch_refs};
-use drover_testkit::git::{GitDaemon, TestRepo, bare, example_repo, git};
+use drover_testkit::git::{ServedExample, TestRepo, example_repo, git};
 
 fn spec(location: &str) -> RepoSpec {
     RepoSpec {
@@ -144,14 +144,11 @@ fn a_commit_in_a_watched_repo_is_noticed_at_once() {
 #[test]
 fn a_remote_served_by_git_daemon_is_mirrored_and_fetched() {
     let tmp = tempfile::tempdir().unwrap();
-    let served = tmp.path().join("served");
-    let remote = bare(&served, "config.git");
-    let daemon = GitDaemon::serve(&served);
-    let (work, first) = TestRepo::with_example(&tmp.path().join("work"), "first");
-    git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    let served = ServedExample::new(tmp.path());
+    let (work, first) = (&served.work, served.first.clone());
 
     let cache = tmp.path().join("cache");
-    let source = GitSource::open(spec(&daemon.url("config.git")), &cache).unwrap();
+    let source = GitSource::open(spec(&served.url()), &cache).unwrap();
     assert!(source.is_remote());
     source.fetch().unwrap();
     assert_eq!(source.tracked().unwrap().id, first);
@@ -165,7 +162,7 @@ fn a_remote_served_by_git_daemon_is_mirrored_and_fetched() {
 
     work.edit("environments/production/api.yaml", "v2.1.0", "v2.2.0");
     let second = work.commit("api v2.2.0");
-    git(&work.dir, &["push", "-q", remote.to_str().unwrap(), "main"]);
+    served.push();
     assert_eq!(
         source.tracked().unwrap().id,
         first,
@@ -175,7 +172,7 @@ fn a_remote_served_by_git_daemon_is_mirrored_and_fetched() {
     assert_eq!(source.tracked().unwrap().id, second);
 
     // Reopening finds the same mirror.
-    let again = GitSource::open(spec(&daemon.url("config.git")), &cache).unwrap();
+    let again = GitSource::open(spec(&served.url()), &cache).unwrap();
     assert_eq!(again.tracked().unwrap().id, second);
 }
 

@@ -169,6 +169,53 @@ impl Drop for GitDaemon {
     }
 }
 
+/// A bare remote served by `git daemon`, and a working repository holding the example
+/// repo, committed and pushed to it.
+#[derive(Debug)]
+pub struct ServedExample {
+    pub daemon: GitDaemon,
+    pub work: TestRepo,
+    pub remote: PathBuf,
+    /// The first commit's id.
+    pub first: String,
+}
+
+impl ServedExample {
+    /// Sets it all up under `dir`.
+    pub fn new(dir: &Path) -> ServedExample {
+        let served = dir.join("served");
+        let remote = bare(&served, "config.git");
+        let daemon = GitDaemon::serve(&served);
+        let (work, first) = TestRepo::with_example(&dir.join("work"), "first");
+        let served = ServedExample {
+            daemon,
+            work,
+            remote,
+            first,
+        };
+        served.push();
+        served
+    }
+
+    /// The remote's `git://` URL.
+    pub fn url(&self) -> String {
+        self.daemon.url("config.git")
+    }
+
+    /// Pushes the working repository's `main` to the remote.
+    pub fn push(&self) {
+        git(
+            &self.work.dir,
+            &[
+                "push",
+                "-q",
+                self.remote.to_str().expect("UTF-8 path"),
+                "main",
+            ],
+        );
+    }
+}
+
 /// A bare repository under `base`, for pushing to.
 pub fn bare(base: &Path, name: &str) -> PathBuf {
     let dir = base.join(name);
