@@ -7,5 +7,7 @@ mod support;
 mod crds;
 mod diff;
 mod example_app;
+mod platform;
+mod up;
 mod validate;
 mod watch;

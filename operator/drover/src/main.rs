@@ -1,8 +1,12 @@
 //! `drover`: the command-line entry point. Each subcommand lives in its own module;
 //! this file only parses arguments and maps results to exit codes.
 
+mod agent;
 mod crds;
 mod diff;
+mod ops;
+mod repo_args;
+mod up;
 mod validate;
 mod watch;
 
@@ -78,6 +82,22 @@ enum Command {
     /// (a commit in a local repo, a poll or a signed webhook for a remote), and reject
     /// invalid revisions while the last valid one stays in force. Ctrl-C stops.
     Watch(watch::Args),
+    /// Run the local engine for the config repo in DIR: follow its commits, and run
+    /// the scheduler, one agent per node, the proxy and the API. Ctrl-C stops all.
+    Up(up::Args),
+    /// Run one node's agent (`drover up` starts these itself).
+    Agent(agent::Args),
+    /// Show environments, services, instances, nodes and proxies of the running
+    /// control plane.
+    Status(ops::StatusArgs),
+    /// Print a service's logs (`ENV/SERVICE` or `SERVICE`), `-f` to follow.
+    Logs(ops::LogsArgs),
+    /// Set replicas out of band, like `docker service scale web=5`: reported as drift
+    /// and reverted by self-heal, unless an autoscaler owns the count.
+    Scale(ops::ScaleArgs),
+    /// Manage nodes: `drover node update --availability drain NODE`.
+    #[command(subcommand)]
+    Node(ops::NodeCommand),
     /// Run the demo HTTP service the examples use: `/` (JSON with the version),
     /// `/healthz`, `/ready`, `/version`, with switches to fail or crash.
     ExampleApp(drover_example_app::Args),
@@ -151,6 +171,12 @@ fn main() -> ExitCode {
             format,
         } => diff::preview(&repo, &base, &head, format),
         Command::Watch(args) => watch::run(args),
+        Command::Up(args) => up::run(args),
+        Command::Agent(args) => agent::run(args),
+        Command::Status(args) => ops::status(args),
+        Command::Logs(args) => ops::logs(args),
+        Command::Scale(args) => ops::scale(args),
+        Command::Node(command) => ops::node(command),
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)
             .map_err(Into::into),

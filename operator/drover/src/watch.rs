@@ -11,29 +11,17 @@ use std::time::Duration;
 use anyhow::Context;
 use drover_api::{ApiState, router};
 use drover_diagnostics::{RenderOptions, render_human, summary};
-use drover_source::{
-    Credentials, Follower, GitSource, Redacted, Reference, RepoSpec, Update, watch_refs,
-};
+use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
 use tokio::sync::Notify;
 
 use crate::diff::cache_dir;
+use crate::repo_args::RepoArgs;
 
 /// Arguments of `drover watch`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The config repo: a local Git repository, or a URL (`file://`, `http(s)://`,
-    /// `ssh://`, `git://`).
-    #[arg(default_value = ".")]
-    repo: String,
-    /// Track this branch (default `main`).
-    #[arg(long, conflicts_with_all = ["tag", "commit"])]
-    branch: Option<String>,
-    /// Pin this tag.
-    #[arg(long, conflicts_with = "commit")]
-    tag: Option<String>,
-    /// Pin this commit.
-    #[arg(long)]
-    commit: Option<String>,
+    #[command(flatten)]
+    repo: RepoArgs,
     /// How often to fetch a remote (with up to 10% jitter).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     poll: Duration,
@@ -42,7 +30,7 @@ pub struct Args {
     listen: SocketAddr,
 }
 
-fn parse_duration(text: &str) -> Result<Duration, String> {
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
     text.parse::<drover_model::Duration>()
         .map(|d| d.to_std())
         .map_err(|e| e.to_string())
@@ -104,23 +92,8 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn watch(args: Args) -> anyhow::Result<()> {
-    let reference = match (args.branch, args.tag, args.commit) {
-        (_, Some(tag), _) => Reference::Tag(tag),
-        (_, _, Some(commit)) => Reference::Commit(commit),
-        (Some(branch), _, _) => Reference::Branch(branch),
-        _ => Reference::default(),
-    };
-    // Credentials come from the environment only, so they are never in argv or logs.
-    let credentials = Credentials {
-        username: std::env::var("DROVER_GIT_USERNAME").ok(),
-        token: std::env::var("DROVER_GIT_TOKEN").ok().map(Redacted),
-        ssh_key: std::env::var_os("DROVER_GIT_SSH_KEY").map(Into::into),
-    };
-    let spec = RepoSpec {
-        location: args.repo,
-        reference: reference.clone(),
-        credentials,
-    };
+    let spec = args.repo.spec();
+    let reference = spec.reference.clone();
     let source = GitSource::open(spec, &cache_dir())?;
     let remote = source.is_remote();
     let git_dir = source.git_dir().to_owned();

@@ -48,7 +48,7 @@ pub struct Route {
 }
 
 /// Everything the proxy routes by.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
     pub routes: Vec<Route>,
     /// Instances by service.

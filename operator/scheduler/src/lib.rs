@@ -233,7 +233,8 @@ pub fn schedule(nodes: &[NodeState], demands: &[Demand], current: &[Placement]) 
             .collect();
         match demand.mode {
             Mode::Replicated => {
-                let slots: BTreeSet<String> = (0..demand.replicas).map(|i| i.to_string()).collect();
+                let slots: BTreeSet<String> =
+                    (1..=demand.replicas).map(|i| i.to_string()).collect();
                 let mut filled = BTreeSet::new();
                 // Keep valid instances of wanted slots first, so capacity goes to them.
                 for p in &mine {

@@ -76,11 +76,11 @@ fn requests_are_reserved_so_a_full_node_takes_no_more() {
 #[test]
 fn draining_a_node_moves_its_instances_and_pausing_keeps_them() {
     let mut nodes = [node("n1", 4, 4096), node("n2", 4, 4096)];
-    let running = [at("web", "0", "n1"), at("web", "1", "n2")];
+    let running = [at("web", "1", "n1"), at("web", "2", "n2")];
     nodes[0].availability = Availability::Drain;
     let s = schedule(&nodes, &[replicated("web", 2, 100, 128)], &running);
-    assert_eq!(s.stop, [at("web", "0", "n1")]);
-    assert_eq!(s.start, [at("web", "0", "n2")]);
+    assert_eq!(s.stop, [at("web", "1", "n1")]);
+    assert_eq!(s.start, [at("web", "1", "n2")]);
 
     nodes[0].availability = Availability::Pause;
     let s = schedule(&nodes, &[replicated("web", 2, 100, 128)], &running);
@@ -97,16 +97,16 @@ fn instances_of_a_node_that_is_down_are_rescheduled() {
     let s = schedule(
         &nodes,
         &[replicated("api", 2, 100, 128)],
-        &[at("api", "0", "n1"), at("api", "1", "n2")],
+        &[at("api", "1", "n1"), at("api", "2", "n2")],
     );
-    assert_eq!(s.stop, [at("api", "1", "n2")]);
-    assert_eq!(s.start, [at("api", "1", "n1")]);
+    assert_eq!(s.stop, [at("api", "2", "n2")]);
+    assert_eq!(s.start, [at("api", "2", "n1")]);
 }
 
 #[test]
 fn making_a_node_active_again_moves_nothing_back() {
     let nodes = [node("n1", 4, 4096), node("n2", 4, 4096)];
-    let running = [at("web", "0", "n2"), at("web", "1", "n2")];
+    let running = [at("web", "1", "n2"), at("web", "2", "n2")];
     let s = schedule(&nodes, &[replicated("web", 2, 100, 128)], &running);
     assert_eq!((s.keep.len(), s.start.len(), s.stop.len()), (2, 0, 0));
 }
@@ -162,19 +162,19 @@ fn global_services_run_once_on_every_eligible_node() {
 fn scaling_down_stops_the_highest_slots_and_removed_services_stop_entirely() {
     let nodes = [node("n1", 4, 4096)];
     let running = [
-        at("web", "0", "n1"),
         at("web", "1", "n1"),
         at("web", "2", "n1"),
-        at("old", "0", "n1"),
+        at("web", "3", "n1"),
+        at("old", "1", "n1"),
     ];
     let s = schedule(&nodes, &[replicated("web", 1, 100, 128)], &running);
-    assert_eq!(s.keep, [at("web", "0", "n1")]);
+    assert_eq!(s.keep, [at("web", "1", "n1")]);
     assert_eq!(
         s.stop,
         [
-            at("old", "0", "n1"),
-            at("web", "1", "n1"),
-            at("web", "2", "n1")
+            at("old", "1", "n1"),
+            at("web", "2", "n1"),
+            at("web", "3", "n1")
         ]
     );
 }

@@ -22,6 +22,9 @@ pub enum Reference {
     Tag(String),
     /// A commit, pinned (full or abbreviated id).
     Commit(String),
+    /// Whatever a local repository has checked out: `drover up` in a working copy
+    /// follows the branch the user is on.
+    Head,
 }
 
 impl Default for Reference {
@@ -36,6 +39,7 @@ impl fmt::Display for Reference {
             Reference::Branch(b) => write!(f, "branch {b}"),
             Reference::Tag(t) => write!(f, "tag {t}"),
             Reference::Commit(c) => write!(f, "commit {c}"),
+            Reference::Head => write!(f, "HEAD"),
         }
     }
 }
@@ -70,6 +74,9 @@ pub struct RepoSpec {
     pub reference: Reference,
     /// Credentials for the remote.
     pub credentials: Credentials,
+    /// The config's directory inside the repository (`""` for its root), like Argo
+    /// CD's `path`. A local location inside a working copy sets it by itself.
+    pub path: String,
 }
 
 /// A commit of the config repo.
@@ -130,6 +137,19 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `a/b/` from `a` and `b` (either may be empty).
+fn join_prefix(a: &str, b: &str) -> String {
+    let mut prefix = String::new();
+    for part in [a, b] {
+        let part = part.trim_matches('/');
+        if !part.is_empty() {
+            prefix.push_str(part);
+            prefix.push('/');
+        }
+    }
+    prefix
+}
+
 fn is_url(location: &str) -> bool {
     location.contains("://")
         || (location.contains('@') && location.contains(':') && !Path::new(location).exists())
@@ -139,6 +159,9 @@ fn is_url(location: &str) -> bool {
 pub struct GitSource {
     repo: Repository,
     spec: RepoSpec,
+    /// `spec.path` plus, for a local location, where it sits in its working copy;
+    /// empty or ending in `/`.
+    prefix: String,
     remote: bool,
     shown: String,
 }
@@ -162,10 +185,28 @@ impl GitSource {
             message: e.message().to_owned(),
         };
         if !is_url(&spec.location) {
-            let repo = Repository::open(&spec.location).map_err(open_error)?;
+            // Discovery, so that a directory inside a working copy (examples/repo in a
+            // clone of Drover) is a config root of its own.
+            let repo = Repository::discover(&spec.location).map_err(open_error)?;
+            let inside = match repo.workdir() {
+                Some(workdir) => {
+                    let here = Path::new(&spec.location).canonicalize();
+                    let root = workdir.canonicalize();
+                    match (here, root) {
+                        (Ok(here), Ok(root)) => here
+                            .strip_prefix(&root)
+                            .map(|p| p.to_string_lossy().into_owned())
+                            .unwrap_or_default(),
+                        _ => String::new(),
+                    }
+                }
+                None => String::new(),
+            };
+            let prefix = join_prefix(&inside, &spec.path);
             return Ok(GitSource {
                 repo,
                 spec,
+                prefix,
                 remote: false,
                 shown,
             });
@@ -191,9 +232,11 @@ impl GitSource {
                 repo
             }
         };
+        let prefix = join_prefix("", &spec.path);
         Ok(GitSource {
             repo,
             spec,
+            prefix,
             remote: true,
             shown,
         })
@@ -276,6 +319,7 @@ impl GitSource {
             Reference::Branch(b) => format!("refs/heads/{b}"),
             Reference::Tag(t) => format!("refs/tags/{t}"),
             Reference::Commit(c) => c.clone(),
+            Reference::Head => "HEAD".to_owned(),
         };
         self.resolve(&spec)
     }
@@ -328,7 +372,7 @@ impl GitSource {
             .map_err(|e| read_error("/", e.message().to_owned()))?;
         let mut blobs = Vec::new();
         for top in ["clusters", "environments"] {
-            let Ok(entry) = tree.get_path(Path::new(top)) else {
+            let Ok(entry) = tree.get_path(Path::new(&format!("{}{top}", self.prefix))) else {
                 continue;
             };
             let Ok(subtree) = self.repo.find_tree(entry.id()) else {

@@ -28,7 +28,8 @@ pub enum StoreError {
 type Result<T> = std::result::Result<T, StoreError>;
 
 /// The schema, one migration per entry; `PRAGMA user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE environments (
     name TEXT PRIMARY KEY,
     revision TEXT,
@@ -67,7 +68,14 @@ CREATE TABLE events (
     reason TEXT NOT NULL,
     message TEXT NOT NULL
 );
-"#];
+"#,
+    r#"
+CREATE TABLE node_overrides (
+    node TEXT PRIMARY KEY,
+    availability TEXT NOT NULL
+);
+"#,
+];
 
 /// Events kept by default; older ones are dropped as new ones arrive.
 const EVENTS_KEPT: i64 = 10_000;
@@ -151,6 +159,39 @@ impl Store {
             db,
             events_kept: EVENTS_KEPT,
         })
+    }
+
+    /// Runs `f` as one transaction: all of its writes land, or none (a crash or an
+    /// error in between leaves the state as it was).
+    pub fn batch<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
+        let tx = self.db.unchecked_transaction()?;
+        let value = f(self)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Sets (or with `None` clears) an operator's override of a node's availability.
+    pub fn set_availability_override(&self, node: &str, availability: Option<&str>) -> Result<()> {
+        match availability {
+            Some(a) => self.db.execute(
+                "INSERT INTO node_overrides (node, availability) VALUES (?1, ?2)
+                 ON CONFLICT(node) DO UPDATE SET availability = ?2",
+                params![node, a],
+            )?,
+            None => self
+                .db
+                .execute("DELETE FROM node_overrides WHERE node = ?1", params![node])?,
+        };
+        Ok(())
+    }
+
+    /// Every availability override, by node.
+    pub fn availability_overrides(&self) -> Result<std::collections::BTreeMap<String, String>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT node, availability FROM node_overrides")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Keeps at most `n` events (default 10,000).
@@ -287,16 +328,16 @@ impl Store {
         reason: &str,
         message: &str,
     ) -> Result<()> {
-        let tx = self.db.unchecked_transaction()?;
-        tx.execute(
+        // No transaction of its own, so that it can be part of a batch; a crash between
+        // the two statements leaves one event too many, which the next one trims.
+        self.db.execute(
             "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![now_ms(), environment, object, reason, message],
         )?;
-        tx.execute(
+        self.db.execute(
             "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
             params![self.events_kept],
         )?;
-        tx.commit()?;
         Ok(())
     }
 

@@ -157,9 +157,16 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     {
         let limit = lim
             .memory
-            .map_or("no limit".to_owned(), |l| format!("limit {l}"));
-        f.at(service, "spec.resources.requests.memory", Code::MemoryRequestNotLimit, format!("memory request {r} differs from the {limit}: an instance above its request may be killed"))
-            .hint(format!("set `limits.memory: {r}` as well"));
+            .map_or("there is no memory limit".to_owned(), |l| {
+                format!("differs from the limit {l}")
+            });
+        f.at(
+            service,
+            "spec.resources.requests.memory",
+            Code::MemoryRequestNotLimit,
+            format!("memory request {r} {limit}: an instance above its request may be killed"),
+        )
+        .hint(format!("set `limits.memory: {r}` as well"));
     }
 
     // Probes.

@@ -1,0 +1,381 @@
+//! The commands that talk to a running control plane: `drover status`, `drover logs`,
+//! `drover scale` and `drover node update`.
+
+use std::io::{Read, Seek, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use drover_local::client::Client;
+use drover_local::files::StateDir;
+use drover_local::view::{AvailabilityRequest, Done, ScaleRequest, ServiceView, Status};
+
+use crate::Output;
+
+/// How to reach the control plane.
+#[derive(Debug, clap::Args)]
+pub struct Target {
+    /// The state directory of `drover up` (default `$DROVER_STATE_DIR`, else
+    /// `~/.local/state/drover`).
+    #[arg(long, global = true)]
+    state_dir: Option<PathBuf>,
+    /// The API's URL (default: the one in the state directory).
+    #[arg(long, global = true)]
+    api: Option<String>,
+}
+
+impl Target {
+    fn state(&self) -> StateDir {
+        StateDir::new(
+            self.state_dir
+                .clone()
+                .unwrap_or_else(StateDir::default_root),
+        )
+    }
+
+    fn client(&self) -> anyhow::Result<Client> {
+        let state = self.state();
+        let url = self.api.clone().or_else(|| state.api_url()).with_context(|| {
+            format!(
+                "no control plane is running on {} (start one with `drover up DIR`, or pass --api)",
+                state.root().display()
+            )
+        })?;
+        Ok(Client::new(&url, state.token()))
+    }
+}
+
+fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(future))
+}
+
+/// Arguments of `drover status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    target: Target,
+    /// `human` (default) or `json`.
+    #[arg(long, short, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(&rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn render(status: &Status) -> String {
+    let mut out = String::new();
+    let envs = status
+        .environments
+        .iter()
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                e.cluster.clone(),
+                e.revision.clone().unwrap_or_else(|| "-".into()),
+                e.sync.clone(),
+                e.message.clone(),
+            ]
+        })
+        .collect();
+    out += &table(
+        &["ENVIRONMENT", "CLUSTER", "REVISION", "SYNC", "MESSAGE"],
+        envs,
+    );
+    out.push('\n');
+    let services = status
+        .services
+        .iter()
+        .map(|s| {
+            vec![
+                s.environment.clone(),
+                s.name.clone(),
+                s.version.clone().unwrap_or_else(|| "-".into()),
+                format!("{:?}", s.state),
+                format!("{}/{}", s.ready, s.desired),
+                s.message.clone(),
+            ]
+        })
+        .collect();
+    out += &table(
+        &[
+            "ENVIRONMENT",
+            "SERVICE",
+            "VERSION",
+            "STATE",
+            "READY",
+            "MESSAGE",
+        ],
+        services,
+    );
+    out.push('\n');
+    let instances = status
+        .instances
+        .iter()
+        .map(|i| {
+            vec![
+                i.id.clone(),
+                i.node.clone(),
+                i.state.clone(),
+                if i.ready { "yes" } else { "no" }.into(),
+                i.port.map_or("-".into(), |p| p.to_string()),
+                i.pid.map_or("-".into(), |p| p.to_string()),
+                i.restarts.to_string(),
+            ]
+        })
+        .collect();
+    out += &table(
+        &[
+            "INSTANCE", "NODE", "STATE", "READY", "PORT", "PID", "RESTARTS",
+        ],
+        instances,
+    );
+    out.push('\n');
+    let nodes = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let availability = match &n.availability_override {
+                Some(_) => format!("{} (override)", n.availability),
+                None => n.availability.clone(),
+            };
+            vec![
+                n.name.clone(),
+                n.cluster.clone(),
+                n.role.clone(),
+                n.status.clone(),
+                availability,
+                n.instances.to_string(),
+            ]
+        })
+        .collect();
+    out += &table(
+        &[
+            "NODE",
+            "CLUSTER",
+            "ROLE",
+            "STATUS",
+            "AVAILABILITY",
+            "INSTANCES",
+        ],
+        nodes,
+    );
+    out.push('\n');
+    let proxies = status
+        .proxies
+        .iter()
+        .map(|p| vec![p.cluster.clone(), p.listener.clone(), p.address.clone()])
+        .collect();
+    out += &table(&["CLUSTER", "LISTENER", "ADDRESS"], proxies);
+    out
+}
+
+pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    let status: Status = block_on(client.get("/api/v1/status"))??;
+    let text = match args.output {
+        Output::Json => serde_json::to_string_pretty(&status)? + "\n",
+        Output::Human => render(&status),
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `drover logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// `SERVICE` (in every environment) or `ENV/SERVICE`.
+    service: String,
+    /// Keep printing new lines as they are written.
+    #[arg(long, short)]
+    follow: bool,
+    /// Start with the last N lines of each instance (default: all).
+    #[arg(long)]
+    tail: Option<usize>,
+}
+
+/// The log files of a service's instances: `ENV.SERVICE.SLOT.log`.
+fn log_files(state: &StateDir, service: &str) -> Vec<(String, PathBuf)> {
+    let (env, name) = match service.split_once('/') {
+        Some((e, s)) => (Some(e), s),
+        None => (None, service),
+    };
+    let Ok(entries) = std::fs::read_dir(state.logs()) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(String, PathBuf)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let file = e.file_name().into_string().ok()?;
+            let id = file.strip_suffix(".log")?.to_owned();
+            let mut parts = id.splitn(3, '.');
+            let (e_name, s_name) = (parts.next()?, parts.next()?);
+            parts.next()?;
+            (s_name == name && env.is_none_or(|e| e == e_name)).then(|| (id, e.path()))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
+    let state = args.target.state();
+    let files = log_files(&state, &args.service);
+    if files.is_empty() && !args.follow {
+        bail!(
+            "no logs for `{}` in {} (is it a service of a running `drover up`?)",
+            args.service,
+            state.logs().display()
+        );
+    }
+    let mut offsets: std::collections::BTreeMap<PathBuf, u64> = Default::default();
+    let mut out = std::io::stdout().lock();
+    for (id, path) in &files {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let skip = args.tail.map_or(0, |n| lines.len().saturating_sub(n));
+        for line in &lines[skip..] {
+            writeln!(out, "{id} | {line}")?;
+        }
+        offsets.insert(path.clone(), text.len() as u64);
+    }
+    out.flush()?;
+    if !args.follow {
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(200));
+        for (id, path) in log_files(&state, &args.service) {
+            let Ok(mut file) = std::fs::File::open(&path) else {
+                continue;
+            };
+            let len = file.metadata().map_or(0, |m| m.len());
+            let offset = offsets.entry(path.clone()).or_insert(0);
+            // A shorter file was rotated: read the new one from its start.
+            if len < *offset {
+                *offset = 0;
+            }
+            if len == *offset {
+                continue;
+            }
+            file.seek(std::io::SeekFrom::Start(*offset))?;
+            let mut text = String::new();
+            file.read_to_string(&mut text)?;
+            // Only whole lines; the rest is read next time.
+            let whole = text.rfind('\n').map_or(0, |i| i + 1);
+            for line in text[..whole].lines() {
+                writeln!(out, "{id} | {line}")?;
+            }
+            *offset += whole as u64;
+            out.flush()?;
+        }
+    }
+}
+
+/// Arguments of `drover scale`.
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    target: Target,
+    /// `SERVICE=N` or `ENV/SERVICE=N`, one or more.
+    #[arg(required = true)]
+    changes: Vec<String>,
+}
+
+pub fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    block_on(async {
+        let services: Vec<ServiceView> = client.get("/api/v1/services").await?;
+        for change in &args.changes {
+            let Some((service, replicas)) = change.split_once('=') else {
+                bail!("`{change}`: expected SERVICE=N, like web=3");
+            };
+            let replicas: u32 = replicas
+                .parse()
+                .with_context(|| format!("`{change}`: {replicas} is not a number of replicas"))?;
+            let (env, name) = match service.split_once('/') {
+                Some((e, s)) => (e.to_owned(), s.to_owned()),
+                None => {
+                    let envs: Vec<&str> = services
+                        .iter()
+                        .filter(|s| s.name == service)
+                        .map(|s| s.environment.as_str())
+                        .collect();
+                    match envs.as_slice() {
+                        [env] => ((*env).to_owned(), service.to_owned()),
+                        [] => bail!("no service `{service}` runs"),
+                        many => bail!(
+                            "`{service}` runs in {}: say which, like {}/{service}={replicas}",
+                            many.join(" and "),
+                            many[0]
+                        ),
+                    }
+                }
+            };
+            let done: Done = client
+                .post(
+                    &format!("/api/v1/services/{env}/{name}/scale"),
+                    &ScaleRequest { replicas },
+                )
+                .await?;
+            println!("{}", done.message);
+        }
+        anyhow::Ok(())
+    })??;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `drover node …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum NodeCommand {
+    /// Change a node's availability: `active`, `pause` (nothing new arrives, nothing
+    /// moves), `drain` (its instances move elsewhere), or `git` (follow the config
+    /// again).
+    Update {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long, value_parser = ["active", "pause", "drain", "git"])]
+        availability: String,
+        node: String,
+    },
+}
+
+pub fn node(command: NodeCommand) -> anyhow::Result<ExitCode> {
+    let NodeCommand::Update {
+        target,
+        availability,
+        node,
+    } = command;
+    let client = target.client()?;
+    let request = AvailabilityRequest {
+        availability: (availability != "git").then_some(availability),
+    };
+    let done: Done =
+        block_on(client.post(&format!("/api/v1/nodes/{node}/availability"), &request))??;
+    println!("{}", done.message);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,388 @@
+//! `drover up`: the local engine's control plane — follow the config repo, reconcile,
+//! serve the API and the proxy, and keep one agent process per node. Ctrl-C stops it
+//! all: agents stop their instances, and whatever an agent killed earlier left behind
+//! is stopped from the state directory's records.
+//!
+//! Agents outlive a control plane that is killed (like Swarm workers outlive a manager):
+//! the next `drover up` adopts them through their pid files, and they reconnect.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use drover_api::ApiState;
+use drover_diagnostics::{RenderOptions, render_human, summary};
+use drover_local::control::{Config, ControlPlane, DesiredRevision};
+use drover_local::files::{ProcessMark, StateDir, known_nodes};
+use drover_local::server::{ServerState, router};
+use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
+use tokio::sync::Notify;
+
+use crate::repo_args::RepoArgs;
+
+/// Arguments of `drover up`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    repo: RepoArgs,
+    /// The state directory (default `$DROVER_STATE_DIR`, else `~/.local/state/drover`).
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Where the API listens (by default a free port, the previous one if possible).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// How often to fetch a remote config repo.
+    #[arg(long, default_value = "60s", value_parser = crate::watch::parse_duration)]
+    poll: Duration,
+    /// Start no agents: run `drover agent --node NAME` for each node yourself.
+    #[arg(long)]
+    no_agents: bool,
+}
+
+pub fn line(text: impl AsRef<str>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{}", text.as_ref());
+    let _ = out.flush();
+}
+
+pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(up(args))?;
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Holds the state directory's lock while `up` runs: two control planes on one state
+/// would fight over every instance.
+fn lock(state: &StateDir) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(state.root())
+        .with_context(|| format!("cannot create {}", state.root().display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.lock_file())?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another `drover up` is running on {}; stop it first, or use --state-dir",
+            state.root().display()
+        )
+    })
+}
+
+/// Binds the API, on the previous address when it asked for any port, so that agents
+/// left running by a control plane that was killed find this one at once.
+async fn bind_api(state: &StateDir, listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    if listen.port() == 0
+        && let Some(previous) = state
+            .api_url()
+            .and_then(|u| u.strip_prefix("http://").map(str::to_owned))
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        && previous.ip() == listen.ip()
+        && let Ok(listener) = tokio::net::TcpListener::bind(previous).await
+    {
+        return Ok(listener);
+    }
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// One agent process, started by us or adopted from a previous `up`.
+struct AgentProcess {
+    child: Option<tokio::process::Child>,
+    mark: Option<ProcessMark>,
+    died: Option<Instant>,
+}
+
+impl AgentProcess {
+    fn alive(&mut self) -> bool {
+        if let Some(child) = &mut self.child {
+            return matches!(child.try_wait(), Ok(None));
+        }
+        self.mark.is_some_and(|m| m.alive())
+    }
+
+    fn terminate(&self) {
+        if let Some(mark) = self.mark.filter(|m| m.alive()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(mark.pid as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+    }
+}
+
+struct Agents {
+    state: StateDir,
+    api: String,
+    token: String,
+    drover: PathBuf,
+    running: BTreeMap<String, AgentProcess>,
+}
+
+impl Agents {
+    fn spawn(&mut self, node: &str) {
+        let mut command = tokio::process::Command::new(&self.drover);
+        command
+            .arg("agent")
+            .args(["--node", node, "--control", &self.api, "--state-dir"])
+            .arg(self.state.root())
+            // The token travels in the environment: argv is visible to every user.
+            .env("DROVER_API_TOKEN", &self.token)
+            .stdin(std::process::Stdio::null())
+            // Its own group, so that Ctrl-C reaches `up` alone and `up` stops agents in
+            // order (each stops its instances first).
+            .process_group(0);
+        match command.spawn() {
+            Ok(child) => {
+                let mark = child.id().and_then(ProcessMark::of);
+                line(format!(
+                    "agent {node} started (pid {})",
+                    child.id().unwrap_or_default()
+                ));
+                self.running.insert(
+                    node.to_owned(),
+                    AgentProcess {
+                        child: Some(child),
+                        mark,
+                        died: None,
+                    },
+                );
+            }
+            Err(error) => line(format!("cannot start the agent of node {node}: {error}")),
+        }
+    }
+
+    /// Keeps one agent per wanted node. A dead agent is restarted only after its
+    /// heartbeat timeout, once its node has been marked down and its instances moved:
+    /// that is what a node failure means, and the new agent stops the leftovers.
+    fn tend(&mut self, wanted: &[(String, String, Duration)]) {
+        for (node, _, timeout) in wanted {
+            let Some(agent) = self.running.get_mut(node) else {
+                self.spawn(node);
+                continue;
+            };
+            if agent.alive() {
+                continue;
+            }
+            match agent.died {
+                None => {
+                    agent.died = Some(Instant::now());
+                    line(format!(
+                        "agent {node} exited; node {node} will be marked down after {}s without heartbeats, then the agent restarts",
+                        timeout.as_secs()
+                    ));
+                }
+                Some(at) if at.elapsed() > *timeout + Duration::from_secs(2) => self.spawn(node),
+                Some(_) => {}
+            }
+        }
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|n| !wanted.iter().any(|(w, _, _)| w == *n))
+            .cloned()
+            .collect();
+        for node in gone {
+            if let Some(agent) = self.running.remove(&node) {
+                agent.terminate();
+                line(format!("node {node} left the config: its agent stops"));
+            }
+        }
+    }
+
+    /// Stops every agent (each stops its instances), then anything left behind.
+    async fn stop_all(&mut self) {
+        for agent in self.running.values() {
+            agent.terminate();
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && self.running.values_mut().any(|a| a.alive()) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for agent in self.running.values_mut() {
+            if agent.alive()
+                && let Some(mark) = agent.mark
+            {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(mark.pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if let Some(child) = &mut agent.child {
+                let _ = child.wait().await;
+            }
+        }
+        for node in known_nodes(&self.state) {
+            drover_local::agent::stop_leftovers(&self.state, &node).await;
+        }
+    }
+}
+
+async fn up(args: Args) -> anyhow::Result<()> {
+    let state = StateDir::new(args.state_dir.unwrap_or_else(StateDir::default_root));
+    let _lock = lock(&state)?;
+    let token = state.ensure_token()?;
+    let drover = std::env::current_exe().context("cannot find this program's path")?;
+
+    let spec = args.repo.spec();
+    let reference = spec.reference.clone();
+    let source = GitSource::open(spec, &state.git_cache())?;
+    if source.is_remote() {
+        source.fetch()?;
+    }
+    let remote = source.is_remote();
+    let git_dir = source.git_dir().to_owned();
+    line(format!("following {} ({reference})", source.location()));
+    line(format!("state: {}", state.root().display()));
+    let follower = Arc::new(Mutex::new(Follower::new(source)));
+
+    let control = ControlPlane::open(
+        Config {
+            state: state.clone(),
+            drover: drover.clone(),
+        },
+        |text| line(text),
+    )?;
+
+    let trigger = Arc::new(Notify::new());
+    let listener = bind_api(&state, args.listen).await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    drover_local::files::write_atomic(&state.api_file(), api.as_bytes())?;
+    line(format!(
+        "api: {api} (writes need the token in {})",
+        state.token_file().display()
+    ));
+    let webhooks = drover_api::router(Arc::new(ApiState {
+        webhook_secret: std::env::var("DROVER_WEBHOOK_SECRET").ok().map(Redacted),
+        on_push: trigger.clone(),
+    }));
+    let app = router(Arc::new(ServerState {
+        control: control.clone(),
+        token: token.clone(),
+    }))
+    .merge(webhooks);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let reconciler = tokio::spawn(control.clone().run(stopped(stop_rx.clone())));
+
+    let mut agents = Agents {
+        state: state.clone(),
+        api: api.clone(),
+        token,
+        drover,
+        running: BTreeMap::new(),
+    };
+    for node in known_nodes(&state).into_iter().filter(|_| !args.no_agents) {
+        if let Some(mark) = ProcessMark::read(&state.agent_pid_file(&node)).filter(|m| m.alive()) {
+            line(format!("agent {node} adopted (pid {})", mark.pid));
+            agents.running.insert(
+                node,
+                AgentProcess {
+                    child: None,
+                    mark: Some(mark),
+                    died: None,
+                },
+            );
+        }
+    }
+
+    let quit = Arc::new(AtomicBool::new(false));
+    if remote {
+        let (trigger, period) = (trigger.clone(), args.poll);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                trigger.notify_one();
+            }
+        });
+    } else {
+        let watch = watch_refs(&git_dir)?;
+        let (trigger, quit) = (trigger.clone(), quit.clone());
+        tokio::task::spawn_blocking(move || {
+            while !quit.load(Ordering::Relaxed) {
+                if watch.wait(Duration::from_millis(250)) {
+                    trigger.notify_one();
+                }
+            }
+        });
+    }
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut check = true;
+    loop {
+        if check {
+            check = false;
+            let follower = follower.clone();
+            let update = tokio::task::spawn_blocking(move || {
+                follower.lock().expect("follower lock").check()
+            })
+            .await?;
+            match update {
+                Ok(Some(Update::Accepted(desired))) => {
+                    line(format!(
+                        "revision {} accepted: {} ({})",
+                        desired.revision.short(),
+                        desired.revision.summary,
+                        summary(&desired.checked.diagnostics)
+                    ));
+                    control.set_desired(DesiredRevision {
+                        state: drover_diff::normalize(&desired.checked.repo),
+                        revision: desired.revision.clone(),
+                    });
+                }
+                Ok(Some(Update::Rejected {
+                    revision,
+                    diagnostics,
+                    in_force,
+                })) => {
+                    let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
+                        format!("{} stays in force", r.short())
+                    });
+                    let text = format!("{}; {kept}", summary(&diagnostics));
+                    line(format!("revision {} rejected: {text}", revision.short()));
+                    for l in render_human(&diagnostics, RenderOptions::default()).lines() {
+                        line(format!("  {l}"));
+                    }
+                    control.reject(&revision, &text);
+                }
+                Ok(None) => {}
+                Err(error) => line(format!("error: {error}")),
+            }
+        }
+        tokio::select! {
+            _ = trigger.notified() => check = true,
+            _ = tick.tick() => {
+                if !args.no_agents {
+                    agents.tend(&control.nodes_wanted());
+                }
+            }
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+        }
+    }
+
+    line("stopping: agents stop their instances");
+    quit.store(true, Ordering::Relaxed);
+    if !args.no_agents {
+        agents.stop_all().await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = reconciler.await;
+    let _ = std::fs::remove_file(state.api_file());
+    line("stopped");
+    Ok(())
+}

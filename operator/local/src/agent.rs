@@ -1,0 +1,376 @@
+//! A node agent: runs the instances the control plane assigns to its node, reports how
+//! they are doing, and never leaves a duplicate behind.
+//!
+//! The loop is level-triggered: post a report (the heartbeat), receive the complete
+//! assignment set, make the node match it. The control plane holds the request until
+//! the assignments change or a heartbeat interval passes (long poll), and a status
+//! change of any instance cuts the wait short, so news travels both ways at once.
+//!
+//! Each process the agent starts is recorded in the state directory (pid and start
+//! time). An agent that starts finds the records of its predecessor — which was killed,
+//! or it would have stopped them — and stops those processes before anything else: it
+//! cannot adopt them (their output pipes died with the old agent), and running them
+//! twice is the one thing that must never happen.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use drover_agent::probe::Target;
+use drover_agent::process::{Backoff, Spec};
+use drover_agent::supervise::{Handle, InstanceSpec, Phase, Status, supervise};
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+use crate::client::{Client, ClientError};
+use crate::files::{InstanceFile, ProcessMark, StateDir, instance_files, stop_group};
+use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
+
+/// Instance logs rotate at this size, keeping this many old files.
+const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
+const LOG_KEEP: usize = 3;
+
+/// How an agent is set up.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node: String,
+    /// The control plane's base URL. When it stops answering, the agent also tries the
+    /// address in the state directory: a restarted control plane may listen elsewhere.
+    pub control: String,
+    pub state: StateDir,
+    pub token: Option<String>,
+}
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot write to the state directory {path}: {source}")]
+    State {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+struct Running {
+    spec_hash: String,
+    ports: BTreeMap<String, u16>,
+    handle: Handle,
+    file: PathBuf,
+}
+
+fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Starting => "starting",
+        Phase::Running => "running",
+        Phase::BackingOff => "backing-off",
+        Phase::Exited => "exited",
+        Phase::Failed => "failed",
+        Phase::Stopped => "stopped",
+    }
+}
+
+fn report_of(id: &str, running: &Running) -> InstanceReport {
+    let status: Status = running.handle.status.borrow().clone();
+    InstanceReport {
+        id: id.to_owned(),
+        spec_hash: running.spec_hash.clone(),
+        phase: phase_name(status.phase).to_owned(),
+        ready: status.ready,
+        pid: status.pid,
+        ports: running.ports.clone(),
+        restarts: status.restarts,
+        last_failure: status.last_failure,
+    }
+}
+
+/// A free port on 127.0.0.1, as the kernel hands them out.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+/// `PORT_<NAME>` for a port name.
+fn port_variable(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("PORT_{upper}")
+}
+
+/// Stops every process a previous agent of this node left running.
+pub async fn stop_leftovers(state: &StateDir, node: &str) -> usize {
+    let mut stops = JoinSet::new();
+    for (path, file) in instance_files(state, node) {
+        stops.spawn(async move {
+            let stopped = match file.process {
+                Some(mark) => stop_group(mark, Duration::from_secs(10)).await,
+                None => false,
+            };
+            let _ = std::fs::remove_file(path);
+            stopped
+        });
+    }
+    stops
+        .join_all()
+        .await
+        .into_iter()
+        .filter(|stopped| *stopped)
+        .count()
+}
+
+struct Agent {
+    config: AgentConfig,
+    running: BTreeMap<String, Running>,
+    /// Pinged by every instance's status watcher.
+    news: Arc<Notify>,
+    stopping: JoinSet<()>,
+}
+
+impl Agent {
+    fn start(&mut self, assignment: &Assignment) {
+        let spec = &assignment.spec;
+        let mut ports = BTreeMap::new();
+        for name in &spec.ports {
+            if let Ok(port) = free_port() {
+                ports.insert(name.clone(), port);
+            }
+        }
+        let mut env = spec.env.clone();
+        if let Some(first) = spec.ports.first().and_then(|n| ports.get(n)) {
+            env.insert("PORT".into(), first.to_string());
+        }
+        for (name, port) in &ports {
+            env.insert(port_variable(name), port.to_string());
+        }
+        env.insert("DROVER_INSTANCE".into(), assignment.id.clone());
+        env.insert("DROVER_NODE".into(), self.config.node.clone());
+        env.entry("PATH".into())
+            .or_insert_with(|| "/usr/local/bin:/usr/bin:/bin".into());
+        let home = self.config.state.instance_dir(&assignment.id);
+        let _ = std::fs::create_dir_all(&home);
+        let working_dir = match &spec.working_dir {
+            Some(dir) => home.join(dir),
+            None => home,
+        };
+        let target = Target {
+            ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            ports: ports.clone(),
+            default_port: spec.ports.first().and_then(|n| ports.get(n)).copied(),
+            env: env.clone(),
+            working_dir: Some(working_dir.clone()),
+        };
+        let handle = supervise(InstanceSpec {
+            process: Spec {
+                argv: spec.argv.clone(),
+                env,
+                working_dir,
+                log: self.config.state.log(&assignment.id),
+                log_max_bytes: LOG_MAX_BYTES,
+                log_keep: LOG_KEEP,
+            },
+            restart: spec.restart,
+            liveness: spec.liveness.clone(),
+            readiness: spec.readiness.clone(),
+            target,
+            backoff: Backoff::default(),
+            grace: Duration::from_millis(spec.grace_ms),
+        });
+        let file = self.config.state.instance_file(
+            &self.config.node,
+            &assignment.id,
+            &assignment.spec_hash,
+        );
+        // Record the process on every change of pid (restarts), and tell the loop.
+        let mut status = handle.status.clone();
+        let (news, path) = (self.news.clone(), file.clone());
+        let record = InstanceFile {
+            id: assignment.id.clone(),
+            spec_hash: assignment.spec_hash.clone(),
+            process: None,
+        };
+        tokio::spawn(async move {
+            let mut pid = None;
+            loop {
+                let now = status.borrow_and_update().pid;
+                if now != pid && status.borrow().phase != Phase::Stopped {
+                    pid = now;
+                    let record = InstanceFile {
+                        process: pid.and_then(ProcessMark::of),
+                        ..record.clone()
+                    };
+                    let _ = crate::files::write_atomic(
+                        &path,
+                        &serde_json::to_vec(&record).expect("serializes"),
+                    );
+                }
+                news.notify_one();
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        self.running.insert(
+            assignment.id.clone(),
+            Running {
+                spec_hash: assignment.spec_hash.clone(),
+                ports,
+                handle,
+                file,
+            },
+        );
+    }
+
+    /// Stops an instance in the background, so heartbeats go on during its grace period.
+    fn stop(&mut self, id: &str) {
+        if let Some(running) = self.running.remove(id) {
+            self.stopping.spawn(async move {
+                running.handle.stop().await;
+                let _ = std::fs::remove_file(&running.file);
+            });
+        }
+    }
+
+    /// Makes the node run exactly the assigned instances. True when anything changed.
+    fn apply(&mut self, assignments: &Assignments) -> bool {
+        let wanted: BTreeMap<&str, &Assignment> = assignments
+            .instances
+            .iter()
+            .map(|a| (a.id.as_str(), a))
+            .collect();
+        let stale: Vec<String> = self
+            .running
+            .iter()
+            .filter(|(id, r)| {
+                wanted
+                    .get(id.as_str())
+                    .is_none_or(|a| a.spec_hash != r.spec_hash)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut changed = !stale.is_empty();
+        for id in stale {
+            self.stop(&id);
+        }
+        for (id, assignment) in wanted {
+            if !self.running.contains_key(id) {
+                self.start(assignment);
+                changed = true;
+            }
+        }
+        changed
+    }
+
+    fn report(&self, generation: u64, urgent: bool) -> Report {
+        Report {
+            generation,
+            pid: std::process::id(),
+            instances: self
+                .running
+                .iter()
+                .map(|(id, r)| report_of(id, r))
+                .collect(),
+            urgent,
+        }
+    }
+
+    async fn shutdown(mut self) {
+        let ids: Vec<String> = self.running.keys().cloned().collect();
+        for id in ids {
+            self.stop(&id);
+        }
+        while self.stopping.join_next().await.is_some() {}
+    }
+}
+
+/// Runs an agent until `shutdown` completes; then stops its instances and returns.
+pub async fn run(
+    config: AgentConfig,
+    shutdown: impl Future<Output = ()>,
+    log: impl Fn(&str),
+) -> Result<(), AgentError> {
+    let state_error = |path: PathBuf| {
+        move |source| AgentError::State {
+            path: path.clone(),
+            source,
+        }
+    };
+    let pid_file = config.state.agent_pid_file(&config.node);
+    std::fs::create_dir_all(config.state.instance_files(&config.node))
+        .map_err(state_error(config.state.instance_files(&config.node)))?;
+    std::fs::create_dir_all(config.state.logs()).map_err(state_error(config.state.logs()))?;
+    ProcessMark::me()
+        .write(&pid_file)
+        .map_err(state_error(pid_file.clone()))?;
+    let stopped = stop_leftovers(&config.state, &config.node).await;
+    if stopped > 0 {
+        log(&format!(
+            "stopped {stopped} instance(s) a previous agent of node {} left running",
+            config.node
+        ));
+    }
+
+    let mut client = Client::new(&config.control, config.token.clone());
+    let mut agent = Agent {
+        config,
+        running: BTreeMap::new(),
+        news: Arc::new(Notify::new()),
+        stopping: JoinSet::new(),
+    };
+    let path = format!("/api/v1/agents/{}/report", agent.config.node);
+    let (mut generation, mut urgent, mut unreachable) = (0u64, true, false);
+    tokio::pin!(shutdown);
+    loop {
+        let report = agent.report(generation, urgent);
+        let news = agent.news.clone();
+        tokio::select! {
+            answer = client.post::<_, Assignments>(&path, &report) => match answer {
+                Ok(assignments) => {
+                    if unreachable {
+                        log(&format!("control plane at {} answers again", client.base()));
+                        unreachable = false;
+                    }
+                    urgent = agent.apply(&assignments);
+                    generation = assignments.generation;
+                }
+                Err(error) => {
+                    if !unreachable {
+                        log(&format!("{error}; instances keep running, retrying"));
+                        unreachable = true;
+                    }
+                    if let ClientError::Refused { status: 401, .. } = error {
+                        log("the control plane refuses this agent's token; stopping");
+                        break;
+                    }
+                    // A restarted control plane may listen on another address.
+                    if let Some(url) = agent.config.state.api_url()
+                        && url != client.base()
+                    {
+                        client = Client::new(&url, agent.config.token.clone());
+                    }
+                    urgent = true;
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        _ = &mut shutdown => break,
+                    }
+                }
+            },
+            _ = news.notified() => urgent = true,
+            _ = &mut shutdown => break,
+        }
+        // Reap background stops that finished.
+        while agent.stopping.try_join_next().is_some() {}
+    }
+    agent.shutdown().await;
+    let _ = std::fs::remove_file(pid_file);
+    Ok(())
+}

@@ -1,0 +1,1002 @@
+//! The control plane of the local engine.
+//!
+//! One reconcile pass, run on every change and at least every few seconds, is a
+//! function of what Git wants, what the store says is applied, and what the agents
+//! report:
+//! 1. objects: each environment's plan (desired vs applied) is applied to the store
+//!    when a new revision arrives, and drift (a change made through the API, such as
+//!    `drover scale`) is reverted when self-heal is on or reported when it is off;
+//!    replicas owned by an autoscaler are never drift;
+//! 2. nodes: a node is up while its agent's heartbeats arrive within the cluster's
+//!    heartbeat timeout; an operator's availability override beats Git's;
+//! 3. instances: the scheduler places every slot; the records are stored, and each
+//!    node's share becomes its assignments;
+//! 4. the proxy of each listener gets routes and the ready instances.
+//!
+//! All of it is recomputed from scratch each time (level-triggered), so a control plane
+//! that restarts after a crash picks up where the store says things are.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use drover_diff::{ObjectKey, State};
+use drover_model::Kind;
+use drover_model::cluster::Availability;
+use drover_plan::{Observed, plan};
+use drover_proxy::{Backend, Proxy, Route, Table};
+use drover_scheduler::NodeState;
+use drover_source::Revision;
+use drover_store::{EnvironmentStatus, InstanceRecord, Store, StoreError};
+use serde_json::Value;
+use tokio::sync::{Notify, watch};
+
+use crate::files::StateDir;
+use crate::instances::{Blocked, Live, instances};
+use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
+use crate::view::{
+    EnvironmentView, InstanceView, Lifecycle, NodeView, ProxyView, ServiceView, Status,
+};
+
+/// How often the loop runs without being woken: heartbeat checks and resync.
+const TICK: Duration = Duration::from_millis(500);
+/// How long an agent's request is held when there is no news for it.
+pub const LONG_POLL: Duration = Duration::from_secs(1);
+
+/// Why the control plane failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {address} for proxy listener {listener}: {source}")]
+    Listen {
+        address: String,
+        listener: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// What the control plane needs to know about its surroundings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state: StateDir,
+    /// This binary: what `drover` means in a service's command.
+    pub drover: PathBuf,
+}
+
+/// A revision that passed validation, normalized.
+#[derive(Debug, Clone)]
+pub struct DesiredRevision {
+    pub revision: Revision,
+    pub state: State,
+}
+
+#[derive(Debug, Default)]
+struct NodeLive {
+    last_seen: Option<Instant>,
+    agent: Option<u32>,
+    reports: BTreeMap<String, InstanceReport>,
+    up: bool,
+}
+
+#[derive(Debug)]
+struct Listening {
+    proxy: Arc<Proxy>,
+    addr: SocketAddr,
+    table: Table,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Store,
+    desired: Option<DesiredRevision>,
+    rejected: Option<String>,
+    nodes: BTreeMap<String, NodeLive>,
+    assignments: BTreeMap<String, (u64, Vec<Assignment>)>,
+    generation: u64,
+    proxies: BTreeMap<(String, String), Listening>,
+    blocked: Vec<Blocked>,
+    /// What was last said about each instance's readiness, to say only changes.
+    said_ready: BTreeMap<String, bool>,
+}
+
+/// The control plane. Shared by the reconcile loop and the API.
+pub struct ControlPlane {
+    config: Config,
+    inner: Mutex<Inner>,
+    wake: Notify,
+    generation: watch::Sender<u64>,
+    started: Instant,
+    say: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl std::fmt::Debug for ControlPlane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlane")
+            .field("state", &self.config.state)
+            .finish()
+    }
+}
+
+fn sync_policy(state: &State, env: &str) -> drover_model::environment::SyncPolicy {
+    state
+        .iter()
+        .find(|(k, _)| k.environment == env && k.kind == Kind::Environment)
+        .and_then(|(_, v)| serde_json::from_value(v["spec"]["sync"].clone()).ok())
+        .unwrap_or_default()
+}
+
+fn subset(state: &State, env: &str) -> State {
+    state
+        .iter()
+        .filter(|(k, _)| k.environment == env)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The lines of a change set, for events: `service web: replicas 5 → 2`.
+fn describe(from: &State, to: &State) -> String {
+    let set = drover_diff::diff(from, to, drover_diff::Options::default());
+    let lines: Vec<String> = set
+        .changes
+        .iter()
+        .flat_map(|c| c.summary.iter().cloned())
+        .collect();
+    lines.join("; ")
+}
+
+impl ControlPlane {
+    /// Opens the store and starts with what it holds.
+    pub fn open(
+        config: Config,
+        say: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<Arc<ControlPlane>, ControlError> {
+        let store = Store::open(&config.state.database())?;
+        Ok(Arc::new(ControlPlane {
+            config,
+            inner: Mutex::new(Inner {
+                store,
+                desired: None,
+                rejected: None,
+                nodes: BTreeMap::new(),
+                assignments: BTreeMap::new(),
+                generation: 0,
+                proxies: BTreeMap::new(),
+                blocked: Vec::new(),
+                said_ready: BTreeMap::new(),
+            }),
+            wake: Notify::new(),
+            generation: watch::channel(0).0,
+            started: Instant::now(),
+            say: Box::new(say),
+        }))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks for a reconcile pass soon.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A new valid revision.
+    pub fn set_desired(&self, desired: DesiredRevision) {
+        let mut inner = self.lock();
+        inner.rejected = None;
+        inner.desired = Some(desired);
+        drop(inner);
+        self.wake();
+    }
+
+    /// A revision that failed validation: recorded, nothing applied.
+    pub fn reject(&self, revision: &Revision, message: &str) {
+        let inner = &mut *self.lock();
+        inner.rejected = Some(format!("revision {} rejected: {message}", revision.short()));
+        let _ = inner.store.event(
+            "",
+            &format!("revision/{}", revision.short()),
+            "RevisionRejected",
+            message,
+        );
+    }
+
+    /// Runs reconcile passes until `shutdown` completes.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(error) = self.reconcile() {
+                (self.say)(&format!("reconcile failed: {error}"));
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+    }
+
+    /// One reconcile pass.
+    pub fn reconcile(&self) -> Result<(), ControlError> {
+        let inner = &mut *self.lock();
+        if let Some(desired) = inner.desired.clone() {
+            self.sync_objects(inner, &desired)?;
+        }
+        let applied = inner.store.observed()?.objects;
+        let live = Live::from_state(&applied);
+        let nodes = self.node_states(inner, &live)?;
+        self.place(inner, &live, &nodes)?;
+        self.route(inner, &live)?;
+        Ok(())
+    }
+
+    /// Step 1: apply new revisions, revert (or report) drift.
+    fn sync_objects(
+        &self,
+        inner: &mut Inner,
+        desired: &DesiredRevision,
+    ) -> Result<(), ControlError> {
+        let observed = inner.store.observed()?;
+        let desired_live = Live::from_state(&desired.state);
+        // Only what the local engine runs: its clusters and their environments.
+        let mut want: State = desired
+            .state
+            .iter()
+            .filter(|(k, _)| match k.kind {
+                Kind::Cluster => desired_live
+                    .clusters
+                    .get(&k.name)
+                    .is_some_and(|c| c.engine == drover_model::cluster::Engine::Local),
+                _ => desired_live.local_cluster_of(&k.environment).is_some(),
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        // Replicas an autoscaler owns stay as they are live (within its bounds).
+        for (key, value) in want.iter_mut() {
+            if key.kind != Kind::Service {
+                continue;
+            }
+            let Some(scaling) = value["spec"].get("autoscaling").cloned() else {
+                continue;
+            };
+            let live_replicas = observed
+                .objects
+                .get(key)
+                .and_then(|v| v["spec"]["replicas"].as_u64());
+            let (min, max) = (
+                scaling["minReplicas"].as_u64().unwrap_or(1),
+                scaling["maxReplicas"].as_u64().unwrap_or(u64::MAX),
+            );
+            if let Some(n) = live_replicas {
+                value["spec"]["replicas"] = Value::from(n.clamp(min, max));
+            }
+        }
+        let environments: BTreeSet<String> = want
+            .keys()
+            .chain(observed.objects.keys())
+            .map(|k| k.environment.clone())
+            .collect();
+        let statuses: BTreeMap<String, EnvironmentStatus> = inner
+            .store
+            .environments()?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let revision = &desired.revision;
+        inner.store.batch(|store| {
+            for env in &environments {
+                let wanted = subset(&want, env);
+                let applied = Observed {
+                    objects: subset(&observed.objects, env),
+                    inventory: observed
+                        .inventory
+                        .iter()
+                        .filter(|k| &k.environment == env)
+                        .cloned()
+                        .collect(),
+                };
+                let plan = plan(&wanted, &applied);
+                let before = statuses.get(env);
+                let new_revision = before.and_then(|s| s.revision.as_deref()) != Some(&revision.id);
+                let policy = sync_policy(
+                    if wanted.is_empty() {
+                        &applied.objects
+                    } else {
+                        &wanted
+                    },
+                    env,
+                );
+                let label = if env.is_empty() {
+                    "clusters"
+                } else {
+                    env.as_str()
+                };
+                let (status, message) = if plan.is_empty() {
+                    ("Synced", String::new())
+                } else if env.is_empty()
+                    || (policy.mode == drover_model::environment::SyncMode::Automatic
+                        && (new_revision || policy.self_heal))
+                {
+                    let changes = describe(&applied.objects, &wanted);
+                    for action in &plan.actions {
+                        store.record(action)?;
+                    }
+                    let (reason, text) = if new_revision {
+                        (
+                            "Synced",
+                            format!("revision {} applied: {changes}", revision.short()),
+                        )
+                    } else {
+                        ("DriftReverted", format!("drift reverted to Git: {changes}"))
+                    };
+                    if !plan.actions.is_empty() {
+                        store.event(env, label, reason, &text)?;
+                        (self.say)(&format!("{label}: {text}"));
+                    }
+                    match plan.holds.first() {
+                        Some(hold) => ("Held", hold.reason.clone()),
+                        None => ("Synced", String::new()),
+                    }
+                } else {
+                    let changes = describe(&applied.objects, &wanted);
+                    let why = if policy.mode == drover_model::environment::SyncMode::Manual {
+                        "manual sync"
+                    } else {
+                        "self-heal is off"
+                    };
+                    ("OutOfSync", format!("{why}: {changes}"))
+                };
+                if wanted.is_empty() && applied.objects.is_empty() {
+                    continue;
+                }
+                let next = EnvironmentStatus {
+                    name: env.clone(),
+                    revision: Some(revision.id.clone()),
+                    summary: Some(revision.summary.clone()),
+                    status: status.to_owned(),
+                    message,
+                };
+                if before != Some(&next) {
+                    if status == "OutOfSync" {
+                        store.event(env, label, "OutOfSync", &next.message)?;
+                        (self.say)(&format!("{label}: out of sync ({})", next.message));
+                    }
+                    store.set_environment(&next)?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// Step 2: the nodes as the scheduler should see them, per cluster.
+    fn node_states(
+        &self,
+        inner: &mut Inner,
+        live: &Live,
+    ) -> Result<BTreeMap<String, Vec<NodeState>>, ControlError> {
+        let overrides = inner.store.availability_overrides()?;
+        let mut out = BTreeMap::new();
+        for (cluster, spec) in live.local_clusters() {
+            let local = spec.local.as_ref().expect("local clusters have nodes");
+            let timeout = local.heartbeat_timeout.to_std();
+            let mut states = Vec::new();
+            for node in &local.nodes {
+                let seen = inner.nodes.entry(node.name.clone()).or_default();
+                // Until a node is first heard from, it gets one timeout from our start.
+                let up = match seen.last_seen {
+                    Some(at) => at.elapsed() < timeout,
+                    None => self.started.elapsed() < timeout,
+                };
+                if up != seen.up && (seen.last_seen.is_some() || !up) {
+                    let (reason, text) = if up {
+                        ("NodeReady", format!("node {} is ready", node.name))
+                    } else {
+                        (
+                            "NodeDown",
+                            format!(
+                                "node {} is down: no heartbeat for {}; its instances move",
+                                node.name, local.heartbeat_timeout
+                            ),
+                        )
+                    };
+                    inner
+                        .store
+                        .event("", &format!("node/{}", node.name), reason, &text)?;
+                    (self.say)(&text);
+                }
+                seen.up = up;
+                if !up {
+                    seen.reports.clear();
+                }
+                let availability = match overrides.get(&node.name).map(String::as_str) {
+                    Some("active") => Availability::Active,
+                    Some("pause") => Availability::Pause,
+                    Some("drain") => Availability::Drain,
+                    _ => node.availability,
+                };
+                states.push(NodeState {
+                    name: node.name.clone(),
+                    role: node.role,
+                    availability,
+                    labels: node.labels.clone(),
+                    cpu: node.capacity.cpu,
+                    memory: node.capacity.memory,
+                    up,
+                });
+            }
+            out.insert(cluster.clone(), states);
+        }
+        Ok(out)
+    }
+
+    /// Step 3: instance records and assignments.
+    fn place(
+        &self,
+        inner: &mut Inner,
+        live: &Live,
+        nodes: &BTreeMap<String, Vec<NodeState>>,
+    ) -> Result<(), ControlError> {
+        let current = inner.store.instances()?;
+        let placed = instances(live, nodes, &current, &self.config.drover);
+        let mut by_node: BTreeMap<String, Vec<Assignment>> = nodes
+            .values()
+            .flatten()
+            .map(|n| (n.name.clone(), Vec::new()))
+            .collect();
+        let mut records = Vec::new();
+        for wanted in &placed.wanted {
+            let mut record = wanted.record.clone();
+            let report = inner
+                .nodes
+                .get(&record.node)
+                .and_then(|n| n.reports.get(&record.id));
+            match report {
+                Some(r) => {
+                    record.pid = r.pid;
+                    record.state = if r.spec_hash == record.spec_hash {
+                        r.phase.clone()
+                    } else {
+                        "replacing".into()
+                    };
+                    record.ready = r.ready && r.spec_hash == record.spec_hash;
+                    record.restarts = r.restarts;
+                    record.port = r.ports.values().next().copied();
+                }
+                None if record.node_changed_from(&current) => {
+                    record.state = "pending".into();
+                    record.ready = false;
+                }
+                // Nothing heard from its node since this control plane started: what
+                // the store says is from before, and nobody vouches for it now.
+                None if inner
+                    .nodes
+                    .get(&record.node)
+                    .is_none_or(|n| n.last_seen.is_none()) =>
+                {
+                    record.state = "unknown".into();
+                    record.ready = false;
+                }
+                None => {}
+            }
+            by_node
+                .entry(record.node.clone())
+                .or_default()
+                .push(Assignment {
+                    id: record.id.clone(),
+                    spec_hash: record.spec_hash.clone(),
+                    spec: wanted.spec.clone(),
+                });
+            records.push(record);
+        }
+        let wanted_ids: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        let old: BTreeMap<&str, &InstanceRecord> =
+            current.iter().map(|r| (r.id.as_str(), r)).collect();
+        inner.store.batch(|store| {
+            for record in &records {
+                if old.get(record.id.as_str()) != Some(&record) {
+                    store.put_instance(record)?;
+                }
+            }
+            for gone in current
+                .iter()
+                .filter(|r| !wanted_ids.contains(r.id.as_str()))
+            {
+                store.remove_instance(&gone.id)?;
+            }
+            Ok(())
+        })?;
+        for record in &records {
+            let said = inner.said_ready.insert(record.id.clone(), record.ready);
+            if said != Some(record.ready) && (record.ready || said == Some(true)) {
+                let text = if record.ready {
+                    format!(
+                        "instance {} ready on {} (127.0.0.1:{})",
+                        record.id,
+                        record.node,
+                        record.port.unwrap_or_default()
+                    )
+                } else {
+                    format!("instance {} on {} is not ready", record.id, record.node)
+                };
+                (self.say)(&text);
+            }
+        }
+        inner
+            .said_ready
+            .retain(|id, _| wanted_ids.contains(id.as_str()));
+        let mut changed = false;
+        for (node, list) in by_node {
+            let entry = inner.assignments.entry(node).or_default();
+            if entry.1 != list || entry.0 == 0 {
+                inner.generation += 1;
+                *entry = (inner.generation, list);
+                changed = true;
+            }
+        }
+        if changed {
+            self.generation.send_replace(inner.generation);
+        }
+        inner.blocked = placed.blocked;
+        Ok(())
+    }
+
+    /// Step 4: listeners and routing tables.
+    fn route(&self, inner: &mut Inner, live: &Live) -> Result<(), ControlError> {
+        let records = inner.store.instances()?;
+        for (cluster, spec) in live.local_clusters() {
+            let local = spec.local.as_ref().expect("local clusters have nodes");
+            for listener in &local.proxy.listeners {
+                let key = (cluster.clone(), listener.name.clone());
+                if !inner.proxies.contains_key(&key) {
+                    let listening = self.listen(cluster, listener)?;
+                    (self.say)(&format!(
+                        "proxy {cluster}/{}: http://{}",
+                        listener.name, listening.addr
+                    ));
+                    inner.proxies.insert(key.clone(), listening);
+                }
+                let mut table = Table::default();
+                for env in live.environments_on(cluster) {
+                    for ((e, name), service) in &live.services {
+                        if e != env {
+                            continue;
+                        }
+                        for route in &service.routes {
+                            if route.listener.as_ref().is_some_and(|l| *l != listener.name) {
+                                continue;
+                            }
+                            let port = route
+                                .port
+                                .clone()
+                                .or_else(|| service.ports.first().map(|p| p.name.clone()))
+                                .unwrap_or_else(|| "default".into());
+                            let backend_key = format!("{env}/{name}:{port}");
+                            table.routes.push(Route {
+                                host: route.host.clone(),
+                                path: route.path.clone(),
+                                service: backend_key.clone(),
+                                balancing: route.balancing,
+                                affinity: route.session_affinity,
+                            });
+                            let backends = records
+                                .iter()
+                                .filter(|r| r.environment == *env && r.service == *name)
+                                .filter_map(|r| {
+                                    let node = inner.nodes.get(&r.node)?;
+                                    let report = node.reports.get(&r.id)?;
+                                    let port = *report.ports.get(&port)?;
+                                    Some(Backend {
+                                        id: r.id.clone(),
+                                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                                        ready: report.ready && node.up,
+                                    })
+                                })
+                                .collect();
+                            table.backends.insert(backend_key, backends);
+                        }
+                    }
+                }
+                let listening = inner.proxies.get_mut(&key).expect("inserted above");
+                if listening.table != table {
+                    listening.proxy.update(table.clone());
+                    listening.table = table;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Binds a listener, on the address it had before when it asked for any port.
+    fn listen(
+        &self,
+        cluster: &str,
+        listener: &drover_model::cluster::Listener,
+    ) -> Result<Listening, ControlError> {
+        let file = self.config.state.proxy_addr_file(cluster, &listener.name);
+        let wanted = format!("{}:{}", listener.address, listener.port);
+        let previous = (listener.port == 0)
+            .then(|| std::fs::read_to_string(&file).ok())
+            .flatten()
+            .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+            .filter(|a| a.ip().to_string() == listener.address);
+        let std_listener = previous
+            .and_then(|a| std::net::TcpListener::bind(a).ok())
+            .map_or_else(|| std::net::TcpListener::bind(&wanted), Ok)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|source| ControlError::Listen {
+                address: wanted.clone(),
+                listener: format!("{cluster}/{}", listener.name),
+                source,
+            })?;
+        let addr = std_listener
+            .local_addr()
+            .map_err(|source| ControlError::Listen {
+                address: wanted.clone(),
+                listener: listener.name.clone(),
+                source,
+            })?;
+        let _ = crate::files::write_atomic(&file, addr.to_string().as_bytes());
+        let tokio_listener = tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
+            ControlError::Listen {
+                address: wanted,
+                listener: listener.name.clone(),
+                source,
+            }
+        })?;
+        let proxy = Proxy::new();
+        tokio::spawn(proxy.clone().serve(tokio_listener));
+        Ok(Listening {
+            proxy,
+            addr,
+            table: Table::default(),
+        })
+    }
+
+    /// An agent's heartbeat. Returns whether the node is known.
+    pub fn report(&self, node: &str, report: Report) -> bool {
+        let mut inner = self.lock();
+        let Some(seen) = inner.nodes.get_mut(node) else {
+            return false;
+        };
+        seen.last_seen = Some(Instant::now());
+        seen.agent = Some(report.pid);
+        let reports: BTreeMap<String, InstanceReport> = report
+            .instances
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        let changed = seen.reports != reports || !seen.up;
+        seen.reports = reports;
+        drop(inner);
+        if changed {
+            self.wake();
+        }
+        true
+    }
+
+    /// A node's assignments; held up to [`LONG_POLL`] while they are the ones the agent
+    /// already has.
+    pub async fn assignments(&self, node: &str, known: u64, hold: bool) -> Assignments {
+        let mut changes = self.generation.subscribe();
+        let current = || {
+            let inner = self.lock();
+            let (generation, instances) = inner.assignments.get(node).cloned().unwrap_or_default();
+            Assignments {
+                generation,
+                instances,
+            }
+        };
+        let now = current();
+        if !hold || now.generation != known || now.generation == 0 {
+            return now;
+        }
+        let deadline = tokio::time::Instant::now() + LONG_POLL;
+        loop {
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { break },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+            let next = current();
+            if next.generation != known {
+                return next;
+            }
+        }
+        current()
+    }
+
+    /// The nodes the local engine runs, by cluster: `up` keeps an agent on each.
+    pub fn nodes_wanted(&self) -> Vec<(String, String, Duration)> {
+        let inner = self.lock();
+        let Ok(observed) = inner.store.observed() else {
+            return Vec::new();
+        };
+        let live = Live::from_state(&observed.objects);
+        live.local_clusters()
+            .flat_map(|(cluster, spec)| {
+                let local = spec.local.as_ref().expect("local clusters have nodes");
+                local.nodes.iter().map(move |n| {
+                    (
+                        n.name.clone(),
+                        cluster.clone(),
+                        local.heartbeat_timeout.to_std(),
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// `drover scale`: an out-of-band change of the applied replicas, which self-heal
+    /// reverts unless an autoscaler owns the count.
+    pub fn scale(&self, env: &str, service: &str, replicas: u32) -> Result<String, ControlError> {
+        let key = ObjectKey {
+            environment: env.to_owned(),
+            kind: Kind::Service,
+            name: service.to_owned(),
+        };
+        let inner = self.lock();
+        let observed = inner.store.observed()?;
+        let Some(value) = observed.objects.get(&key) else {
+            return Err(ControlError::NotFound(format!(
+                "environment `{env}` has no service `{service}`"
+            )));
+        };
+        let mut value = value.clone();
+        let scaling = value["spec"].get("autoscaling").cloned();
+        if let Some(s) = &scaling {
+            let (min, max) = (
+                s["minReplicas"].as_u64().unwrap_or(1),
+                s["maxReplicas"].as_u64().unwrap_or(u64::MAX),
+            );
+            if !(min..=max).contains(&u64::from(replicas)) {
+                return Err(ControlError::Refused(format!(
+                    "{env}/{service} is autoscaled between {min} and {max} replicas; {replicas} is outside"
+                )));
+            }
+        }
+        let before = value["spec"]["replicas"].as_u64().unwrap_or(1);
+        value["spec"]["replicas"] = Value::from(replicas);
+        inner.store.batch(|store| {
+            store.record(&drover_plan::Action::Update {
+                key: key.clone(),
+                value: value.clone(),
+                patch: json_patch::Patch(Vec::new()),
+            })?;
+            store.event(
+                env,
+                service,
+                "Scaled",
+                &format!("replicas {before} → {replicas} (through the API)"),
+            )
+        })?;
+        drop(inner);
+        self.wake();
+        let policy = sync_policy(&observed.objects, env);
+        Ok(if scaling.is_some() {
+            format!("{env}/{service} scaled to {replicas} (within its autoscaling bounds)")
+        } else if policy.self_heal {
+            format!(
+                "{env}/{service} scaled to {replicas}; this differs from Git, and self-heal will revert it"
+            )
+        } else {
+            format!("{env}/{service} scaled to {replicas}; reported as drift (self-heal is off)")
+        })
+    }
+
+    /// `drover node update --availability`.
+    pub fn set_availability(
+        &self,
+        node: &str,
+        availability: Option<&str>,
+    ) -> Result<String, ControlError> {
+        if let Some(a) = availability
+            && !["active", "pause", "drain"].contains(&a)
+        {
+            return Err(ControlError::Refused(format!(
+                "unknown availability `{a}`: expected active, pause or drain"
+            )));
+        }
+        let inner = self.lock();
+        if !inner.nodes.contains_key(node) {
+            return Err(ControlError::NotFound(format!("no node `{node}`")));
+        }
+        inner.store.set_availability_override(node, availability)?;
+        let text = match availability {
+            Some(a) => format!("node {node} availability set to {a}"),
+            None => format!("node {node} availability follows Git again"),
+        };
+        inner
+            .store
+            .event("", &format!("node/{node}"), "Availability", &text)?;
+        drop(inner);
+        self.wake();
+        Ok(text)
+    }
+
+    /// Where each proxy listener listens.
+    pub fn proxies(&self) -> Vec<ProxyView> {
+        self.lock()
+            .proxies
+            .iter()
+            .map(|((cluster, listener), l)| ProxyView {
+                cluster: cluster.clone(),
+                listener: listener.clone(),
+                address: format!("http://{}", l.addr),
+            })
+            .collect()
+    }
+
+    /// The last events, newest first.
+    pub fn events(&self, limit: usize) -> Result<Vec<drover_store::Event>, ControlError> {
+        Ok(self.lock().store.events(limit)?)
+    }
+
+    /// Everything `drover status` shows.
+    pub fn status(&self) -> Result<Status, ControlError> {
+        let inner = self.lock();
+        let applied = inner.store.observed()?.objects;
+        let live = Live::from_state(&applied);
+        let records = inner.store.instances()?;
+        let overrides = inner.store.availability_overrides()?;
+        let mut status = Status::default();
+        for env in inner.store.environments()? {
+            if env.name.is_empty() {
+                continue;
+            }
+            let mut message = env.message.clone();
+            if let Some(rejected) = &inner.rejected {
+                message = if message.is_empty() {
+                    rejected.clone()
+                } else {
+                    format!("{message}; {rejected}")
+                };
+            }
+            status.environments.push(EnvironmentView {
+                cluster: live
+                    .environments
+                    .get(&env.name)
+                    .map(|e| e.cluster.clone())
+                    .unwrap_or_default(),
+                name: env.name,
+                revision: env.revision.map(|r| r[..r.len().min(7)].to_owned()),
+                summary: env.summary,
+                sync: env.status,
+                message,
+            });
+        }
+        for record in &records {
+            let report = inner
+                .nodes
+                .get(&record.node)
+                .and_then(|n| n.reports.get(&record.id));
+            status.instances.push(InstanceView {
+                id: record.id.clone(),
+                environment: record.environment.clone(),
+                service: record.service.clone(),
+                node: record.node.clone(),
+                state: record.state.clone(),
+                ready: record.ready,
+                pid: record.pid,
+                port: record.port,
+                restarts: record.restarts,
+                current: report.is_none_or(|r| r.spec_hash == record.spec_hash),
+                last_failure: report.and_then(|r| r.last_failure.clone()),
+            });
+        }
+        for ((env, name), service) in &live.services {
+            if live.local_cluster_of(env).is_none() {
+                continue;
+            }
+            let mine: Vec<&InstanceView> = status
+                .instances
+                .iter()
+                .filter(|i| i.environment == *env && i.service == *name)
+                .collect();
+            let blocked: Vec<&Blocked> = inner
+                .blocked
+                .iter()
+                .filter(|b| b.environment == *env && b.service == *name)
+                .collect();
+            let desired = match service.mode {
+                drover_model::service::Mode::Replicated => service.replicas.unwrap_or(1),
+                drover_model::service::Mode::Global => (mine.len() + blocked.len()) as u32,
+            };
+            let ready = mine.iter().filter(|i| i.ready).count() as u32;
+            let failing: Vec<String> = mine
+                .iter()
+                .filter(|i| matches!(i.state.as_str(), "backing-off" | "failed" | "exited"))
+                .map(|i| {
+                    format!(
+                        "{}: {}",
+                        i.id,
+                        i.last_failure.clone().unwrap_or_else(|| i.state.clone())
+                    )
+                })
+                .chain(blocked.iter().map(|b| match &b.slot {
+                    Some(slot) => format!("slot {slot}: {}", b.reason),
+                    None => b.reason.clone(),
+                }))
+                .collect();
+            let state = if !failing.is_empty() {
+                Lifecycle::Abnormal
+            } else if mine.iter().any(|i| !i.current) {
+                Lifecycle::Updating
+            } else if ready >= desired && mine.len() as u32 == desired {
+                Lifecycle::Running
+            } else if mine.iter().any(|i| i.restarts > 0) || ready > 0 {
+                Lifecycle::Updating
+            } else {
+                Lifecycle::Starting
+            };
+            status.services.push(ServiceView {
+                environment: env.clone(),
+                name: name.clone(),
+                version: service.version.clone(),
+                state,
+                ready,
+                desired,
+                message: failing.join("; "),
+            });
+        }
+        for (cluster, spec) in live.local_clusters() {
+            let local = spec.local.as_ref().expect("local clusters have nodes");
+            for node in &local.nodes {
+                let seen = inner.nodes.get(&node.name);
+                let o = overrides.get(&node.name).cloned();
+                let git = format!("{:?}", node.availability).to_lowercase();
+                status.nodes.push(NodeView {
+                    name: node.name.clone(),
+                    cluster: cluster.clone(),
+                    role: format!("{:?}", node.role).to_lowercase(),
+                    availability: o.clone().unwrap_or(git),
+                    availability_override: o,
+                    status: if seen.is_some_and(|s| s.up && s.last_seen.is_some()) {
+                        "ready".into()
+                    } else {
+                        "down".into()
+                    },
+                    instances: records.iter().filter(|r| r.node == node.name).count() as u32,
+                    agent_pid: seen.and_then(|s| s.agent),
+                });
+            }
+        }
+        drop(inner);
+        status.proxies = self.proxies();
+        Ok(status)
+    }
+
+    /// The node an agent pid belongs to, as last reported.
+    pub fn agent_of(&self, node: &str) -> Option<u32> {
+        self.lock().nodes.get(node).and_then(|n| n.agent)
+    }
+
+    /// Instances per node with a report, for tests and `up`'s summary.
+    pub fn reported(&self) -> HashMap<String, usize> {
+        self.lock()
+            .nodes
+            .iter()
+            .map(|(n, s)| (n.clone(), s.reports.len()))
+            .collect()
+    }
+}
+
+trait NodeChanged {
+    fn node_changed_from(&self, current: &[InstanceRecord]) -> bool;
+}
+
+impl NodeChanged for InstanceRecord {
+    /// A new record, or one that moved to another node.
+    fn node_changed_from(&self, current: &[InstanceRecord]) -> bool {
+        current
+            .iter()
+            .find(|r| r.id == self.id)
+            .is_none_or(|r| r.node != self.node)
+    }
+}

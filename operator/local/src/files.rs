@@ -1,0 +1,284 @@
+//! The state directory shared by `drover up`, its agents and the CLI: where the
+//! database, the API address and token, pid files and instance logs live.
+//!
+//! ```text
+//! STATE/drover.db                      the store (SQLite)
+//! STATE/api, STATE/api-token           where the API listens; its write token (0600)
+//! STATE/lock                           held by the running control plane
+//! STATE/git/                           mirrors of remote config repos
+//! STATE/proxy/CLUSTER-LISTENER.addr    the address a listener got (reused on restart)
+//! STATE/nodes/NODE/agent.pid           the node's agent
+//! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
+//! STATE/instances/ID/                  an instance's working directory
+//! STATE/logs/ID.log                    an instance's stdout and stderr (rotated)
+//! ```
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(root: impl Into<PathBuf>) -> StateDir {
+        StateDir { root: root.into() }
+    }
+
+    /// `$DROVER_STATE_DIR`, else `$XDG_STATE_HOME/drover`, else `~/.local/state/drover`.
+    pub fn default_root() -> PathBuf {
+        if let Some(dir) = std::env::var_os("DROVER_STATE_DIR") {
+            return dir.into();
+        }
+        if let Some(dir) = std::env::var_os("XDG_STATE_HOME") {
+            return PathBuf::from(dir).join("drover");
+        }
+        let home = std::env::var_os("HOME").map_or_else(std::env::temp_dir, PathBuf::from);
+        home.join(".local/state/drover")
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn database(&self) -> PathBuf {
+        self.root.join("drover.db")
+    }
+    pub fn git_cache(&self) -> PathBuf {
+        self.root.join("git")
+    }
+    pub fn api_file(&self) -> PathBuf {
+        self.root.join("api")
+    }
+    pub fn token_file(&self) -> PathBuf {
+        self.root.join("api-token")
+    }
+    pub fn lock_file(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    pub fn proxy_addr_file(&self, cluster: &str, listener: &str) -> PathBuf {
+        self.root.join(format!("proxy/{cluster}-{listener}.addr"))
+    }
+    pub fn node_dir(&self, node: &str) -> PathBuf {
+        self.root.join("nodes").join(node)
+    }
+    pub fn agent_pid_file(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent.pid")
+    }
+    pub fn instance_files(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("instances")
+    }
+    pub fn instance_file(&self, node: &str, id: &str, hash: &str) -> PathBuf {
+        self.instance_files(node).join(format!("{id}@{hash}.json"))
+    }
+    pub fn instance_dir(&self, id: &str) -> PathBuf {
+        self.root.join("instances").join(id)
+    }
+    pub fn logs(&self) -> PathBuf {
+        self.root.join("logs")
+    }
+    pub fn log(&self, id: &str) -> PathBuf {
+        self.logs().join(format!("{id}.log"))
+    }
+
+    /// The API's base URL, as the running control plane wrote it.
+    pub fn api_url(&self) -> Option<String> {
+        let text = std::fs::read_to_string(self.api_file()).ok()?;
+        Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    }
+
+    /// The write token: `$DROVER_API_TOKEN`, else the state directory's.
+    pub fn token(&self) -> Option<String> {
+        if let Ok(token) = std::env::var("DROVER_API_TOKEN") {
+            return Some(token);
+        }
+        let text = std::fs::read_to_string(self.token_file()).ok()?;
+        Some(text.trim().to_owned()).filter(|t| !t.is_empty())
+    }
+
+    /// The token, created (random, readable by the owner only) on first use.
+    pub fn ensure_token(&self) -> std::io::Result<String> {
+        if let Some(token) = self.token() {
+            return Ok(token);
+        }
+        let mut bytes = [0u8; 24];
+        std::io::Read::read_exact(&mut std::fs::File::open("/dev/urandom")?, &mut bytes)?;
+        let token = hex::encode(bytes);
+        std::fs::create_dir_all(&self.root)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode_0600()
+            .open(self.token_file())?;
+        file.write_all(token.as_bytes())?;
+        Ok(token)
+    }
+}
+
+trait Private {
+    fn mode_0600(&mut self) -> &mut Self;
+}
+
+impl Private for std::fs::OpenOptions {
+    fn mode_0600(&mut self) -> &mut Self {
+        std::os::unix::fs::OpenOptionsExt::mode(self, 0o600)
+    }
+}
+
+/// Writes a file so that readers see the old content or the new, never half.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents)?;
+    std::fs::rename(tmp, path)
+}
+
+/// A process, identified so that a recycled pid is never mistaken for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessMark {
+    pub pid: u32,
+    /// Start time in clock ticks since boot (`/proc/PID/stat`, field 22).
+    pub start: u64,
+}
+
+impl ProcessMark {
+    /// The mark of a running process.
+    pub fn of(pid: u32) -> Option<ProcessMark> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces and parentheses: skip past its end.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let start = rest.split(' ').nth(19)?.parse().ok()?;
+        Some(ProcessMark { pid, start })
+    }
+
+    /// This process.
+    pub fn me() -> ProcessMark {
+        ProcessMark::of(std::process::id()).unwrap_or(ProcessMark {
+            pid: std::process::id(),
+            start: 0,
+        })
+    }
+
+    /// Still the same process, and not a zombie.
+    pub fn alive(&self) -> bool {
+        let Some(now) = ProcessMark::of(self.pid) else {
+            return false;
+        };
+        let zombie = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
+            .ok()
+            .and_then(|s| {
+                s.rfind(')')
+                    .and_then(|i| s[i + 2..].chars().next())
+                    .map(|c| c == 'Z')
+            })
+            .unwrap_or(false);
+        now.start == self.start && !zombie
+    }
+
+    /// Reads a mark written with [`ProcessMark::write`].
+    pub fn read(path: &Path) -> Option<ProcessMark> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        write_atomic(path, &serde_json::to_vec(self).expect("a mark serializes"))
+    }
+}
+
+/// What an agent records about a process it started, so that it (or `drover up` on
+/// its way out) can stop it even after the agent itself was killed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFile {
+    pub id: String,
+    pub spec_hash: String,
+    /// The process (its group has the same id).
+    pub process: Option<ProcessMark>,
+}
+
+/// Every instance file of a node.
+pub fn instance_files(state: &StateDir, node: &str) -> Vec<(PathBuf, InstanceFile)> {
+    let Ok(entries) = std::fs::read_dir(state.instance_files(node)) else {
+        return Vec::new();
+    };
+    let mut files: Vec<(PathBuf, InstanceFile)> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| {
+            let file = serde_json::from_slice(&std::fs::read(&p).ok()?).ok()?;
+            Some((p, file))
+        })
+        .collect();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files
+}
+
+/// The nodes that have a directory in the state directory.
+pub fn known_nodes(state: &StateDir) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(state.root.join("nodes")) else {
+        return Vec::new();
+    };
+    let mut nodes: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+/// Stops a process group (SIGTERM, then SIGKILL after `grace`) if its leader is still
+/// the process `mark` names. Returns whether there was anything to stop.
+pub async fn stop_group(mark: ProcessMark, grace: std::time::Duration) -> bool {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    if !mark.alive() {
+        return false;
+    }
+    let group = Pid::from_raw(mark.pid as i32);
+    let _ = killpg(group, Signal::SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    while mark.alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // SIGKILL the group even when the leader has gone: its children may not have.
+    let _ = killpg(group, Signal::SIGKILL);
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_mark_tells_a_live_process_from_a_recycled_pid() {
+        let me = ProcessMark::me();
+        assert!(me.alive());
+        let impostor = ProcessMark {
+            start: me.start + 1,
+            ..me
+        };
+        assert!(!impostor.alive());
+    }
+
+    #[test]
+    fn the_token_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        if std::env::var_os("DROVER_API_TOKEN").is_some() {
+            return;
+        }
+        let token = state.ensure_token().unwrap();
+        assert_eq!(token.len(), 48);
+        assert_eq!(state.ensure_token().unwrap(), token);
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(state.token_file()).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}

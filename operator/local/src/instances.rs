@@ -1,0 +1,247 @@
+//! Which instance runs where: from the applied objects, the nodes and the instances
+//! that exist now, the complete set of instance records there should be. A pure
+//! function; the control plane stores its result and hands each node its share.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use drover_diff::State;
+use drover_model::cluster::Engine;
+use drover_model::placement::Constraint;
+use drover_model::service::Mode;
+use drover_model::{ClusterSpec, Cpu, EnvironmentSpec, Kind, Memory, QuotaSpec, ServiceSpec};
+use drover_scheduler::{Demand, NodeState, Placement, schedule};
+use drover_store::InstanceRecord;
+use serde::de::DeserializeOwned;
+
+use crate::run_spec::{RunSpec, run_spec};
+
+/// The applied objects, typed.
+#[derive(Debug, Default, Clone)]
+pub struct Live {
+    pub clusters: BTreeMap<String, ClusterSpec>,
+    pub environments: BTreeMap<String, EnvironmentSpec>,
+    /// By (environment, name).
+    pub services: BTreeMap<(String, String), ServiceSpec>,
+    /// By environment (at most one quota per environment counts; the first by name).
+    pub quotas: BTreeMap<String, QuotaSpec>,
+}
+
+fn spec<S: DeserializeOwned>(value: &serde_json::Value) -> Option<S> {
+    serde_json::from_value(value.get("spec")?.clone()).ok()
+}
+
+impl Live {
+    /// Reads the applied objects (normalized manifests) back into the model.
+    pub fn from_state(state: &State) -> Live {
+        let mut live = Live::default();
+        for (key, value) in state {
+            let name = key.name.clone();
+            let env = key.environment.clone();
+            match key.kind {
+                Kind::Cluster => {
+                    if let Some(s) = spec(value) {
+                        live.clusters.insert(name, s);
+                    }
+                }
+                Kind::Environment => {
+                    if let Some(s) = spec(value) {
+                        live.environments.insert(env, s);
+                    }
+                }
+                Kind::Service => {
+                    if let Some(s) = spec(value) {
+                        live.services.insert((env, name), s);
+                    }
+                }
+                Kind::Quota => {
+                    if let Some(s) = spec(value) {
+                        live.quotas.entry(env).or_insert(s);
+                    }
+                }
+                Kind::Secret => {}
+            }
+        }
+        live
+    }
+
+    /// The clusters the local engine runs.
+    pub fn local_clusters(&self) -> impl Iterator<Item = (&String, &ClusterSpec)> {
+        self.clusters
+            .iter()
+            .filter(|(_, c)| c.engine == Engine::Local && c.local.is_some())
+    }
+
+    /// The environments placed on a cluster.
+    pub fn environments_on<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a String> {
+        self.environments
+            .iter()
+            .filter(move |(_, e)| e.cluster == cluster)
+            .map(|(name, _)| name)
+    }
+
+    /// The cluster an environment runs on, when the local engine runs it.
+    pub fn local_cluster_of(&self, environment: &str) -> Option<&str> {
+        let cluster = &self.environments.get(environment)?.cluster;
+        let spec = self.clusters.get(cluster)?;
+        (spec.engine == Engine::Local && spec.local.is_some()).then_some(cluster.as_str())
+    }
+}
+
+/// One instance that should exist, and what it runs.
+#[derive(Debug, Clone)]
+pub struct Wanted {
+    pub record: InstanceRecord,
+    pub spec: RunSpec,
+}
+
+/// A service (or one of its slots) that cannot run, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Blocked {
+    pub environment: String,
+    pub service: String,
+    pub slot: Option<String>,
+    pub reason: String,
+}
+
+/// The outcome of [`instances`].
+#[derive(Debug, Clone, Default)]
+pub struct Instances {
+    pub wanted: Vec<Wanted>,
+    pub blocked: Vec<Blocked>,
+}
+
+/// The instance id of a slot: `ENV.SERVICE.SLOT`.
+pub fn instance_id(environment: &str, service: &str, slot: &str) -> String {
+    format!("{environment}.{service}.{slot}")
+}
+
+/// The scheduler's name for a service: unique across the environments of a cluster.
+fn scheduled_name(environment: &str, service: &str) -> String {
+    format!("{environment}/{service}")
+}
+
+/// The instances there should be. `nodes` are per cluster, as the control plane sees
+/// them now (availability, liveness); `current` are the instance records that exist.
+pub fn instances(
+    live: &Live,
+    nodes: &BTreeMap<String, Vec<NodeState>>,
+    current: &[InstanceRecord],
+    drover: &Path,
+) -> Instances {
+    let mut out = Instances::default();
+    let by_id: BTreeMap<&str, &InstanceRecord> =
+        current.iter().map(|r| (r.id.as_str(), r)).collect();
+    for (cluster, _) in live.local_clusters() {
+        let cluster_nodes = nodes.get(cluster).map(Vec::as_slice).unwrap_or_default();
+        let mut demands = Vec::new();
+        let mut specs: BTreeMap<String, (String, String, RunSpec)> = BTreeMap::new();
+        for env in live.environments_on(cluster) {
+            let services = live.services.iter().filter(|((e, _), _)| e == env);
+            for ((_, name), service) in services {
+                let run = match run_spec(env, name, service, drover) {
+                    Ok(run) => run,
+                    Err(error) => {
+                        out.blocked.push(Blocked {
+                            environment: env.clone(),
+                            service: name.clone(),
+                            slot: None,
+                            reason: error.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                let constraints: Result<Vec<Constraint>, _> = service
+                    .placement
+                    .constraints
+                    .iter()
+                    .map(|c| Constraint::parse(c))
+                    .collect();
+                let Ok(constraints) = constraints else {
+                    // Validation rejects these before they are applied; be safe anyway.
+                    out.blocked.push(Blocked {
+                        environment: env.clone(),
+                        service: name.clone(),
+                        slot: None,
+                        reason: "has an invalid placement constraint".into(),
+                    });
+                    continue;
+                };
+                let defaults = live.quotas.get(env).map(|q| q.limit_range.default_request);
+                let requests = service.resources.requests;
+                demands.push(Demand {
+                    service: scheduled_name(env, name),
+                    mode: service.mode,
+                    replicas: match service.mode {
+                        Mode::Replicated => service.replicas.unwrap_or(1),
+                        Mode::Global => 0,
+                    },
+                    cpu: requests
+                        .cpu
+                        .or(defaults.and_then(|d| d.cpu))
+                        .unwrap_or(Cpu(0)),
+                    memory: requests
+                        .memory
+                        .or(defaults.and_then(|d| d.memory))
+                        .unwrap_or(Memory(0)),
+                    constraints,
+                });
+                specs.insert(scheduled_name(env, name), (env.clone(), name.clone(), run));
+            }
+        }
+        let placements: Vec<Placement> = current
+            .iter()
+            .filter(|r| specs.contains_key(&scheduled_name(&r.environment, &r.service)))
+            .filter(|r| cluster_nodes.iter().any(|n| n.name == r.node))
+            .map(|r| Placement {
+                service: scheduled_name(&r.environment, &r.service),
+                slot: r.slot.clone(),
+                node: r.node.clone(),
+            })
+            .collect();
+        let schedule = schedule(cluster_nodes, &demands, &placements);
+        for placement in schedule.keep.iter().chain(&schedule.start) {
+            let (env, name, run) = &specs[&placement.service];
+            let id = instance_id(env, name, &placement.slot);
+            let mut record = InstanceRecord {
+                id: id.clone(),
+                environment: env.clone(),
+                service: name.clone(),
+                slot: placement.slot.clone(),
+                node: placement.node.clone(),
+                spec_hash: run.hash(),
+                port: None,
+                pid: None,
+                state: "pending".into(),
+                ready: false,
+                restarts: 0,
+            };
+            // What is known about an instance stays with it while it stays on its node.
+            if let Some(old) = by_id.get(id.as_str()).filter(|o| o.node == record.node) {
+                record.port = old.port;
+                record.pid = old.pid;
+                record.state = old.state.clone();
+                record.ready = old.ready;
+                record.restarts = old.restarts;
+            }
+            out.wanted.push(Wanted {
+                record,
+                spec: run.clone(),
+            });
+        }
+        for u in schedule.unschedulable {
+            let (env, name, _) = &specs[&u.service];
+            out.blocked.push(Blocked {
+                environment: env.clone(),
+                service: name.clone(),
+                slot: Some(u.slot),
+                reason: u.reason,
+            });
+        }
+    }
+    out.wanted.sort_by(|a, b| a.record.id.cmp(&b.record.id));
+    out
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,107 @@
+//! What the API shows: environments, services, instances, nodes and proxies, shaped
+//! for `drover status` and for scripts (`--output json`).
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `drover status` shows.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Status {
+    pub environments: Vec<EnvironmentView>,
+    pub services: Vec<ServiceView>,
+    pub instances: Vec<InstanceView>,
+    pub nodes: Vec<NodeView>,
+    pub proxies: Vec<ProxyView>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EnvironmentView {
+    pub name: String,
+    pub cluster: String,
+    pub revision: Option<String>,
+    pub summary: Option<String>,
+    /// `Synced`, `OutOfSync`, `Held`, `Pending`.
+    pub sync: String,
+    pub message: String,
+}
+
+/// Where a service is in its life (the words Swarm and Kubernetes users read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifecycle {
+    /// No instance has become ready yet.
+    Starting,
+    /// Every instance runs the current spec and is ready.
+    Running,
+    /// Some instances still run an older spec.
+    Updating,
+    /// Instances fail, crash or cannot be placed.
+    Abnormal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceView {
+    pub environment: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub state: Lifecycle,
+    pub ready: u32,
+    pub desired: u32,
+    /// Why it is abnormal, when it is.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstanceView {
+    pub id: String,
+    pub environment: String,
+    pub service: String,
+    pub node: String,
+    /// The agent's phase (`running`, `backing-off`, …), or `pending` before it reports.
+    pub state: String,
+    pub ready: bool,
+    pub pid: Option<u32>,
+    pub port: Option<u16>,
+    pub restarts: u32,
+    /// Runs the spec it is assigned (false while being replaced).
+    pub current: bool,
+    pub last_failure: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeView {
+    pub name: String,
+    pub cluster: String,
+    pub role: String,
+    /// The availability in force: the override when there is one, else Git's.
+    pub availability: String,
+    /// Set with `drover node update --availability`.
+    pub availability_override: Option<String>,
+    /// `ready` while heartbeats arrive, else `down`.
+    pub status: String,
+    pub instances: u32,
+    pub agent_pid: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProxyView {
+    pub cluster: String,
+    pub listener: String,
+    pub address: String,
+}
+
+/// `POST /api/v1/services/{env}/{service}/scale`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub replicas: u32,
+}
+
+/// `POST /api/v1/nodes/{node}/availability`; `None` clears the override.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AvailabilityRequest {
+    pub availability: Option<String>,
+}
+
+/// The answer to a write: what happened, in a sentence.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Done {
+    pub message: String,
+}

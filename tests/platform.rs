@@ -1,0 +1,206 @@
+//! A running local platform for end-to-end tests: a temporary config repo, `drover up`
+//! on it with its own state directory, and helpers to look at what runs. Dropping it
+//! stops `up` with SIGINT (as Ctrl-C would), then makes sure nothing is left.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use drover_testkit::git::TestRepo;
+use serde_json::Value;
+
+use crate::support::{Running, drover, http};
+
+/// The fixture repo every platform test starts from: one cluster of two nodes with a
+/// 3 s heartbeat timeout, one environment `dev`, one service `web`.
+pub fn fixture() -> PathBuf {
+    crate::support::repo_root().join("tests/fixtures/platform")
+}
+
+pub struct Platform {
+    pub repo: TestRepo,
+    pub state: PathBuf,
+    pub up: Option<Running>,
+    pub proxy: String,
+    pub api: String,
+    // Last, so the directory outlives everything that uses it.
+    pub _tmp: tempfile::TempDir,
+}
+
+/// A process's pid is still running (and not a zombie).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rfind(')').map(|i| s[i + 2..].starts_with('Z')))
+        .is_some_and(|zombie| !zombie)
+}
+
+/// Processes that belong to a state directory: agents (it is in their arguments) and
+/// instances (their working directory is inside it).
+pub fn processes_of(state: &Path) -> Vec<u32> {
+    let state = state.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || !alive(pid) {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).unwrap_or_default();
+        let is_up = cmdline.contains(" up ");
+        if (!is_up && cmdline.contains(&state)) || cwd.to_string_lossy().starts_with(&state) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+impl Platform {
+    /// Commits the fixture (plus `files`) and starts `drover up` on it.
+    pub fn start() -> Platform {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = TestRepo::init(&tmp.path().join("config"));
+        repo.copy_from(&fixture());
+        repo.commit("the platform fixture");
+        let state = tmp.path().join("state");
+        let mut platform = Platform {
+            repo,
+            state,
+            up: None,
+            proxy: String::new(),
+            api: String::new(),
+            _tmp: tmp,
+        };
+        platform.start_up();
+        platform
+    }
+
+    /// Starts (or restarts) `drover up` and waits for its addresses.
+    pub fn start_up(&mut self) {
+        let up = Running::start(
+            &[
+                "up",
+                self.repo.dir.to_str().unwrap(),
+                "--state-dir",
+                self.state.to_str().unwrap(),
+            ],
+            &[],
+        );
+        let address = |line: String| line.rsplit("http://").next().unwrap().to_owned();
+        self.api = address(up.expect_line(Duration::from_secs(20), |l| l.starts_with("api: ")))
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_owned();
+        self.proxy = address(up.expect_line(Duration::from_secs(20), |l| {
+            l.starts_with("proxy local/http: ")
+        }));
+        self.up = Some(up);
+    }
+
+    /// `drover ARGS --state-dir STATE`, which must succeed; its standard output.
+    pub fn drover(&self, args: &[&str]) -> String {
+        let output = drover()
+            .args(args)
+            .args(["--state-dir", self.state.to_str().unwrap()])
+            .output()
+            .expect("drover runs");
+        assert!(
+            output.status.success(),
+            "drover {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// `drover status -o json`.
+    pub fn status(&self) -> Value {
+        serde_json::from_str(&self.drover(&["status", "-o", "json"])).unwrap()
+    }
+
+    /// Waits until `test` holds for the status; returns that status. Panics with the
+    /// last status seen after `timeout`.
+    pub fn wait_for(&self, timeout: Duration, what: &str, test: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            if test(&status) {
+                return status;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "not within {timeout:?}: {what}; status:\n{}",
+                    serde_json::to_string_pretty(&status).unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// A service's instances in the status.
+    pub fn instances<'s>(status: &'s Value, service: &str) -> Vec<&'s Value> {
+        status["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["service"] == service)
+            .collect()
+    }
+
+    /// All instances of a service ready, and exactly `n` of them.
+    pub fn ready(status: &Value, service: &str, n: usize) -> bool {
+        let instances = Platform::instances(status, service);
+        instances.len() == n && instances.iter().all(|i| i["ready"] == true)
+    }
+
+    /// GET through the proxy with a Host header.
+    pub fn get(&self, host: &str, path: &str) -> (u16, String) {
+        http("GET", &self.proxy, path, &[("Host", host)], b"")
+    }
+
+    /// GET through the proxy, the example app's JSON answer.
+    pub fn get_json(&self, host: &str, path: &str) -> Value {
+        let (status, body) = self.get(host, path);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Stops `up` as Ctrl-C does and waits for it to exit.
+    pub fn interrupt(&mut self) -> Option<i32> {
+        let mut up = self.up.take()?;
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(up.pid() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        up.wait_exit(Duration::from_secs(40))
+    }
+
+    /// Kills `up` with SIGKILL, leaving its agents and instances running.
+    pub fn kill_up(&mut self) {
+        let mut up = self.up.take().expect("up runs");
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(up.pid() as i32),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        up.wait_exit(Duration::from_secs(10));
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        self.interrupt();
+        // Whatever is still there (a failed test, a bug): gone, so no test leaks.
+        for pid in processes_of(&self.state) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}

@@ -1,0 +1,294 @@
+//! `drover up`: the local engine end to end — real agents, real service processes, the
+//! real proxy, a real Git repository. Each test starts its own platform.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::platform::{Platform, alive, processes_of};
+
+const SOON: Duration = Duration::from_secs(20);
+const HOST: &str = "web.dev.localhost";
+
+fn kill9(pid: u64) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("the process exists");
+}
+
+fn pids(status: &Value, service: &str) -> BTreeSet<u64> {
+    Platform::instances(status, service)
+        .iter()
+        .filter_map(|i| i["pid"].as_u64())
+        .collect()
+}
+
+fn nodes_of(status: &Value, service: &str) -> Vec<String> {
+    let mut nodes: Vec<String> = Platform::instances(status, service)
+        .iter()
+        .map(|i| i["node"].as_str().unwrap().to_owned())
+        .collect();
+    nodes.sort();
+    nodes
+}
+
+fn set_replicas(platform: &Platform, from: u32, to: u32) {
+    platform.repo.edit(
+        "environments/dev/web.yaml",
+        &format!("replicas: {from}"),
+        &format!("replicas: {to}"),
+    );
+    platform.repo.commit(&format!("web: {to} replicas"));
+}
+
+#[test]
+fn a_committed_service_answers_through_the_proxy() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    assert_eq!(platform.get_json(HOST, "/")["message"], "web");
+
+    let web = std::fs::read_to_string(platform.repo.dir.join("environments/dev/web.yaml")).unwrap();
+    let api = web
+        .replace("name: web", "name: api")
+        .replace("--message, web", "--message, api")
+        .replace("web.dev.localhost", "api.dev.localhost");
+    platform.repo.write("environments/dev/api.yaml", &api);
+    platform.repo.commit("a new service: api");
+    platform.wait_for(SOON, "api ready", |s| Platform::ready(s, "api", 1));
+    assert_eq!(
+        platform.get_json("api.dev.localhost", "/")["message"],
+        "api"
+    );
+    // A host no route knows gets a clear 404.
+    let (status, body) = platform.get("nobody.dev.localhost", "/");
+    assert_eq!(status, 404);
+    assert!(body.contains("no route"), "{body}");
+}
+
+#[test]
+fn three_replicas_are_spread_and_share_the_requests() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    set_replicas(&platform, 1, 3);
+    let status = platform.wait_for(SOON, "3 web instances ready", |s| {
+        Platform::ready(s, "web", 3)
+    });
+    assert_eq!(nodes_of(&status, "web"), ["node-1", "node-1", "node-2"]);
+    let answered: BTreeSet<u64> = (0..30)
+        .map(|_| platform.get_json(HOST, "/")["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        answered,
+        pids(&status, "web"),
+        "requests reach every instance"
+    );
+}
+
+#[test]
+fn an_instance_killed_with_sigkill_is_restarted() {
+    let platform = Platform::start();
+    let before = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let pid = *pids(&before, "web").first().unwrap();
+    kill9(pid);
+    let after = platform.wait_for(SOON, "web restarted and ready", |s| {
+        Platform::ready(s, "web", 1) && !pids(s, "web").contains(&pid)
+    });
+    assert_eq!(Platform::instances(&after, "web")[0]["restarts"], 1);
+    assert_eq!(platform.get_json(HOST, "/")["message"], "web");
+}
+
+#[test]
+fn a_killed_agents_instances_move_to_another_node_within_the_heartbeat_timeout() {
+    let platform = Platform::start();
+    let before = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let node = nodes_of(&before, "web")[0].clone();
+    let old_pid = *pids(&before, "web").first().unwrap();
+    let agent = before["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node.as_str())
+        .and_then(|n| n["agent_pid"].as_u64())
+        .expect("the node's agent reports its pid");
+    let killed = Instant::now();
+    kill9(agent);
+    let after = platform.wait_for(Duration::from_secs(3 + 5), "web moved and ready", |s| {
+        Platform::ready(s, "web", 1) && nodes_of(s, "web") != [node.clone()]
+    });
+    assert!(killed.elapsed() < Duration::from_secs(8));
+    assert_eq!(
+        platform.get_json(HOST, "/")["pid"],
+        *pids(&after, "web").first().unwrap()
+    );
+    // The agent comes back, finds the instance its predecessor left and stops it.
+    let deadline = Instant::now() + SOON;
+    while alive(old_pid as u32) {
+        assert!(
+            Instant::now() < deadline,
+            "the orphaned instance {old_pid} still runs"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    platform.wait_for(SOON, "the node is back", |s| {
+        s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|n| n["status"] == "ready")
+    });
+}
+
+#[test]
+fn draining_a_node_moves_its_instances_and_pausing_moves_none() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    set_replicas(&platform, 1, 2);
+    platform.wait_for(SOON, "web on both nodes", |s| {
+        Platform::ready(s, "web", 2) && nodes_of(s, "web") == ["node-1", "node-2"]
+    });
+
+    platform.drover(&["node", "update", "--availability", "drain", "node-1"]);
+    platform.wait_for(SOON, "web drained off node-1", |s| {
+        Platform::ready(s, "web", 2) && nodes_of(s, "web") == ["node-2", "node-2"]
+    });
+
+    // Active again: nothing moves back. Paused: nothing moves away, nothing arrives.
+    platform.drover(&["node", "update", "--availability", "active", "node-1"]);
+    platform.drover(&["node", "update", "--availability", "pause", "node-2"]);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(nodes_of(&platform.status(), "web"), ["node-2", "node-2"]);
+    set_replicas(&platform, 2, 3);
+    let status = platform.wait_for(SOON, "a third instance", |s| Platform::ready(s, "web", 3));
+    assert_eq!(nodes_of(&status, "web"), ["node-1", "node-2", "node-2"]);
+    let node_2 = &status["nodes"].as_array().unwrap()[1];
+    assert_eq!(node_2["availability"], "pause");
+    assert_eq!(node_2["availability_override"], "pause");
+}
+
+#[test]
+fn an_invalid_commit_is_rejected_and_services_keep_serving() {
+    let mut platform = Platform::start();
+    let before = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    platform.repo.edit(
+        "environments/dev/web.yaml",
+        "replicas: 1",
+        "replicas: three",
+    );
+    let bad = platform.repo.commit("typo");
+    let up = platform.up.as_mut().unwrap();
+    let line = up.expect_line(SOON, |l| {
+        l.starts_with(&format!("revision {} rejected", &bad[..7]))
+    });
+    assert!(line.contains("stays in force"), "{line}");
+    up.expect_line(SOON, |l| {
+        l.contains("environments/dev/web.yaml:9:13: error[E004]")
+    });
+    let status = platform.status();
+    assert_eq!(pids(&status, "web"), pids(&before, "web"), "web untouched");
+    assert!(
+        status["environments"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("revision {} rejected", &bad[..7])),
+        "{status}"
+    );
+    assert_eq!(platform.get_json(HOST, "/")["message"], "web");
+}
+
+#[test]
+fn a_control_plane_killed_and_restarted_finds_the_same_instances_and_no_duplicates() {
+    let mut platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    set_replicas(&platform, 1, 2);
+    let before = platform.wait_for(SOON, "2 web ready", |s| Platform::ready(s, "web", 2));
+    let proxy = platform.proxy.clone();
+
+    platform.kill_up();
+    platform.start_up();
+    let after = platform.wait_for(SOON, "2 web ready again", |s| Platform::ready(s, "web", 2));
+    assert_eq!(
+        pids(&after, "web"),
+        pids(&before, "web"),
+        "the same processes"
+    );
+    assert_eq!(platform.proxy, proxy, "the proxy listens where it did");
+    let instances: Vec<u32> = processes_of(&platform.state)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| cwd.to_string_lossy().contains("/instances/"))
+        })
+        .collect();
+    assert_eq!(instances.len(), 2, "no duplicate instances: {instances:?}");
+    assert_eq!(platform.get_json(HOST, "/")["message"], "web");
+}
+
+#[test]
+fn ctrl_c_stops_agents_and_instances() {
+    let mut platform = Platform::start();
+    let status = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    assert!(!processes_of(&platform.state).is_empty());
+    let agents: Vec<u64> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| n["agent_pid"].as_u64())
+        .collect();
+    assert_eq!(agents.len(), 2);
+    assert_eq!(platform.interrupt(), Some(0));
+    assert_eq!(processes_of(&platform.state), Vec::<u32>::new());
+    assert!(agents.iter().all(|pid| !alive(*pid as u32)));
+}
+
+#[test]
+fn scaling_outside_git_is_reported_as_drift_and_reverted() {
+    let mut platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let said = platform.drover(&["scale", "web=3"]);
+    assert!(said.contains("self-heal will revert it"), "{said}");
+    let up = platform.up.as_mut().unwrap();
+    up.expect_line(SOON, |l| {
+        l == "dev: drift reverted to Git: web: replicas 3 → 1"
+    });
+    platform.wait_for(SOON, "back to 1", |s| Platform::ready(s, "web", 1));
+    let events: Value =
+        serde_json::from_str(&crate::support::http_get(&platform.api, "/api/v1/events").1).unwrap();
+    let reasons: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons.starts_with(&["DriftReverted", "Scaled"]),
+        "{reasons:?}"
+    );
+}
+
+#[test]
+fn writes_without_the_token_are_refused() {
+    let platform = Platform::start();
+    let (status, body) = crate::support::http_post(
+        &platform.api,
+        "/api/v1/services/dev/web/scale",
+        &[("Content-Type", "application/json")],
+        br#"{"replicas": 5}"#,
+    );
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("Bearer"), "{body}");
+}
+
+#[test]
+fn logs_show_what_instances_print() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let logs = platform.drover(&["logs", "web"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("dev.web.1 | example-app v1 listening on http://")),
+        "{logs}"
+    );
+}
