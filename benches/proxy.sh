@@ -18,19 +18,22 @@ done
 cargo build --release --locked -q -p drover-bench
 
 work=$(mktemp -d)
-target/release/proxy_server > "$work/ports" &
+target/release/proxy_server backend > "$work/backend" &
+backend_pid=$!
+for _ in $(seq 100); do [ -s "$work/backend" ] && break; sleep 0.05; done
+backend=$(awk '/^backend/ {print $2}' "$work/backend")
+target/release/proxy_server proxy "$backend" > "$work/proxy" &
 server=$!
 nginx_pid=""
 cleanup() {
-  kill "$server" 2>/dev/null || true
+  kill "$server" "$backend_pid" 2>/dev/null || true
   if [ -n "$nginx_pid" ]; then kill "$nginx_pid" 2>/dev/null || true; wait "$nginx_pid" 2>/dev/null || true; fi
-  wait "$server" 2>/dev/null || true
+  wait "$server" "$backend_pid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
-for _ in $(seq 100); do [ "$(wc -l < "$work/ports")" -ge 2 ] && break; sleep 0.05; done
-backend=$(awk '/^backend/ {print $2}' "$work/ports")
-proxy=$(awk '/^proxy/ {print $2}' "$work/ports")
+for _ in $(seq 100); do [ -s "$work/proxy" ] && break; sleep 0.05; done
+proxy=$(awk '/^proxy/ {print $2}' "$work/proxy")
 nginx_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 cat > "$work/nginx.conf" <<CONF

@@ -292,3 +292,46 @@ fn logs_show_what_instances_print() {
         "{logs}"
     );
 }
+
+#[test]
+fn a_removed_instance_finishes_its_requests_before_it_is_stopped() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    set_replicas(&platform, 1, 2);
+    platform.wait_for(SOON, "2 web ready", |s| Platform::ready(s, "web", 2));
+    // Round-robin: one slow request on each instance.
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let proxy = platform.proxy.clone();
+            let request = std::thread::spawn(move || {
+                crate::support::http("GET", &proxy, "/sleep?ms=2000", &[("Host", HOST)], b"")
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            request
+        })
+        .collect();
+    set_replicas(&platform, 2, 1);
+    for request in slow {
+        let (status, body) = request.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert!(body.starts_with("slept 2000 ms"), "{body}");
+    }
+    // The removed instance was stopped only once its request was done.
+    let log = platform.state.join("logs/dev.web.2.log");
+    let deadline = Instant::now() + SOON;
+    loop {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        if let Some(line) = text.lines().find(|l| l.contains("stopping with")) {
+            assert!(
+                line.ends_with("stopping with 0 slow request(s) in flight"),
+                "{line}"
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "dev.web.2 was not stopped:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -54,6 +54,9 @@ pub struct Args {
 struct App {
     args: Args,
     started: Instant,
+    /// `/sleep` requests being served now: printed on SIGTERM, which shows whether the
+    /// platform drained this instance before stopping it.
+    sleeping: std::sync::atomic::AtomicUsize,
 }
 
 impl App {
@@ -92,6 +95,23 @@ async fn ready(State(app): State<Arc<App>>) -> impl IntoResponse {
     }
 }
 
+/// `/sleep?ms=N`: answers after N milliseconds (at most a minute), like a slow request.
+async fn sleep(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> impl IntoResponse {
+    use std::sync::atomic::Ordering;
+    let ms: u64 = query
+        .as_deref()
+        .unwrap_or_default()
+        .split('&')
+        .find_map(|p| p.strip_prefix("ms="))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1000)
+        .min(60_000);
+    app.sleeping.fetch_add(1, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    app.sleeping.fetch_sub(1, Ordering::SeqCst);
+    format!("slept {ms} ms in {}\n", std::process::id())
+}
+
 async fn version(State(app): State<Arc<App>>) -> impl IntoResponse {
     format!("{}\n", app.args.app_version)
 }
@@ -103,6 +123,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/ready", get(ready))
         .route("/version", get(version))
+        .route("/sleep", get(sleep))
         .with_state(app)
 }
 
@@ -127,19 +148,27 @@ pub fn run(args: Args) -> std::io::Result<u8> {
         let listener = tokio::net::TcpListener::bind(listen).await?;
         println!("example-app {} listening on http://{}", args.app_version, listener.local_addr()?);
         let crash_after = args.crash_after;
-        let app = Arc::new(App { args, started: Instant::now() });
+        let app = Arc::new(App {
+            args,
+            started: Instant::now(),
+            sleeping: Default::default(),
+        });
+        let version = app.args.app_version.clone();
+        let counted = app.clone();
         let crash = async move {
             match crash_after {
                 Some(seconds) => tokio::time::sleep(Duration::from_secs_f64(seconds.max(0.0))).await,
                 None => std::future::pending().await,
             }
         };
-        let stop = async {
+        let stop = async move {
             let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
             tokio::select! {
                 _ = term.recv() => {}
                 _ = tokio::signal::ctrl_c() => {}
             }
+            let sleeping = counted.sleeping.load(std::sync::atomic::Ordering::SeqCst);
+            println!("example-app {version} stopping with {sleeping} slow request(s) in flight");
             Ok::<(), std::io::Error>(())
         };
         let server = axum::serve(listener, router(app)).with_graceful_shutdown(async {

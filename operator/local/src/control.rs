@@ -40,8 +40,12 @@ use crate::view::{
     EnvironmentView, InstanceView, Lifecycle, NodeView, ProxyView, ServiceView, Status,
 };
 
-/// How often the loop runs without being woken: heartbeat checks and resync.
-const TICK: Duration = Duration::from_millis(500);
+/// How often heartbeats are checked.
+const TICK: Duration = Duration::from_millis(250);
+/// How often a full reconcile pass runs when nothing wakes the loop.
+const RESYNC: Duration = Duration::from_secs(10);
+/// The longest a removed instance keeps running to finish requests in flight.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long an agent's request is held when there is no news for it.
 pub const LONG_POLL: Duration = Duration::from_secs(1);
 
@@ -80,9 +84,20 @@ pub struct DesiredRevision {
 #[derive(Debug, Default)]
 struct NodeLive {
     last_seen: Option<Instant>,
+    /// The cluster's heartbeat timeout.
+    timeout: Duration,
     agent: Option<u32>,
     reports: BTreeMap<String, InstanceReport>,
     up: bool,
+}
+
+/// An instance that left its node's assignments while the proxy still had requests
+/// in flight to it.
+#[derive(Debug)]
+struct Draining {
+    assignment: Assignment,
+    ports: Vec<u16>,
+    since: Instant,
 }
 
 #[derive(Debug)]
@@ -102,6 +117,8 @@ struct Inner {
     generation: u64,
     proxies: BTreeMap<(String, String), Listening>,
     blocked: Vec<Blocked>,
+    /// By (node, instance id).
+    draining: BTreeMap<(String, String), Draining>,
     /// What was last said about each instance's readiness, to say only changes.
     said_ready: BTreeMap<String, bool>,
 }
@@ -169,6 +186,7 @@ impl ControlPlane {
                 generation: 0,
                 proxies: BTreeMap::new(),
                 blocked: Vec::new(),
+                draining: BTreeMap::new(),
                 said_ready: BTreeMap::new(),
             }),
             wake: Notify::new(),
@@ -208,19 +226,41 @@ impl ControlPlane {
         );
     }
 
-    /// Runs reconcile passes until `shutdown` completes.
+    /// Runs reconcile passes until `shutdown` completes: on every change (a revision,
+    /// a report that differs, an API write, a node missing its heartbeats), and a full
+    /// resync every [`RESYNC`] whatever happens, which repairs anything missed.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut last = Instant::now();
+        let mut due = true;
         loop {
-            if let Err(error) = self.reconcile() {
-                (self.say)(&format!("reconcile failed: {error}"));
+            if due {
+                if let Err(error) = self.reconcile() {
+                    (self.say)(&format!("reconcile failed: {error}"));
+                }
+                last = Instant::now();
             }
             tokio::select! {
-                _ = self.wake.notified() => {}
-                _ = tokio::time::sleep(TICK) => {}
+                _ = self.wake.notified() => due = true,
+                _ = tokio::time::sleep(TICK) => {
+                    due = last.elapsed() >= RESYNC || self.liveness_changed();
+                }
                 _ = &mut shutdown => break,
             }
         }
+    }
+
+    /// Would a node's up/down state change now? (Cheap: no store access.)
+    fn liveness_changed(&self) -> bool {
+        let inner = self.lock();
+        !inner.draining.is_empty()
+            || inner.nodes.values().any(|n| {
+                let up = match n.last_seen {
+                    Some(at) => at.elapsed() < n.timeout,
+                    None => self.started.elapsed() < n.timeout,
+                };
+                up != n.up
+            })
     }
 
     /// One reconcile pass.
@@ -232,9 +272,74 @@ impl ControlPlane {
         let applied = inner.store.observed()?.objects;
         let live = Live::from_state(&applied);
         let nodes = self.node_states(inner, &live)?;
-        self.place(inner, &live, &nodes)?;
+        let by_node = self.place(inner, &live, &nodes)?;
+        // Routes first: an instance leaves the proxy before its agent hears it is to stop.
         self.route(inner, &live)?;
+        self.publish(inner, by_node);
         Ok(())
+    }
+
+    /// Step 5: each node's assignments — what it should run, plus instances that left
+    /// and still finish requests the proxy sent them (drained, up to [`DRAIN_TIMEOUT`]).
+    fn publish(&self, inner: &mut Inner, mut by_node: BTreeMap<String, Vec<Assignment>>) {
+        // Instances that were assigned and are no longer (same id on the same node with
+        // another spec is a replacement, which the agent does in place).
+        for (node, (_, old)) in &inner.assignments {
+            let new = by_node.get(node);
+            for assignment in old {
+                let still = new.is_some_and(|list| list.iter().any(|a| a.id == assignment.id));
+                let key = (node.clone(), assignment.id.clone());
+                if !still && !inner.draining.contains_key(&key) {
+                    let ports: Vec<u16> = inner
+                        .nodes
+                        .get(node)
+                        .filter(|n| n.up)
+                        .and_then(|n| n.reports.get(&assignment.id))
+                        .filter(|r| r.ready)
+                        .map(|r| r.ports.values().copied().collect())
+                        .unwrap_or_default();
+                    if !ports.is_empty() {
+                        inner.draining.insert(
+                            key,
+                            Draining {
+                                assignment: assignment.clone(),
+                                ports,
+                                since: Instant::now(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let proxies: Vec<Arc<Proxy>> = inner.proxies.values().map(|l| l.proxy.clone()).collect();
+        inner.draining.retain(|(node, id), d| {
+            let back = by_node
+                .get(node)
+                .is_some_and(|list| list.iter().any(|a| a.id == *id));
+            let busy = d.ports.iter().any(|port| {
+                let addr = SocketAddr::from(([127, 0, 0, 1], *port));
+                proxies.iter().any(|p| p.in_flight(addr) > 0)
+            });
+            !back && busy && d.since.elapsed() < DRAIN_TIMEOUT
+        });
+        for ((node, _), d) in &inner.draining {
+            by_node
+                .entry(node.clone())
+                .or_default()
+                .push(d.assignment.clone());
+        }
+        let mut changed = false;
+        for (node, list) in by_node {
+            let entry = inner.assignments.entry(node).or_default();
+            if entry.1 != list || entry.0 == 0 {
+                inner.generation += 1;
+                *entry = (inner.generation, list);
+                changed = true;
+            }
+        }
+        if changed {
+            self.generation.send_replace(inner.generation);
+        }
     }
 
     /// Step 1: apply new revisions, revert (or report) drift.
@@ -390,6 +495,7 @@ impl ControlPlane {
             let mut states = Vec::new();
             for node in &local.nodes {
                 let seen = inner.nodes.entry(node.name.clone()).or_default();
+                seen.timeout = timeout;
                 // Until a node is first heard from, it gets one timeout from our start.
                 let up = match seen.last_seen {
                     Some(at) => at.elapsed() < timeout,
@@ -443,7 +549,7 @@ impl ControlPlane {
         inner: &mut Inner,
         live: &Live,
         nodes: &BTreeMap<String, Vec<NodeState>>,
-    ) -> Result<(), ControlError> {
+    ) -> Result<BTreeMap<String, Vec<Assignment>>, ControlError> {
         let current = inner.store.instances()?;
         let placed = instances(live, nodes, &current, &self.config.drover);
         let mut by_node: BTreeMap<String, Vec<Assignment>> = nodes
@@ -532,20 +638,8 @@ impl ControlPlane {
         inner
             .said_ready
             .retain(|id, _| wanted_ids.contains(id.as_str()));
-        let mut changed = false;
-        for (node, list) in by_node {
-            let entry = inner.assignments.entry(node).or_default();
-            if entry.1 != list || entry.0 == 0 {
-                inner.generation += 1;
-                *entry = (inner.generation, list);
-                changed = true;
-            }
-        }
-        if changed {
-            self.generation.send_replace(inner.generation);
-        }
         inner.blocked = placed.blocked;
-        Ok(())
+        Ok(by_node)
     }
 
     /// Step 4: listeners and routing tables.
@@ -627,32 +721,29 @@ impl ControlPlane {
             .flatten()
             .and_then(|t| t.trim().parse::<SocketAddr>().ok())
             .filter(|a| a.ip().to_string() == listener.address);
-        let std_listener = previous
-            .and_then(|a| std::net::TcpListener::bind(a).ok())
-            .map_or_else(|| std::net::TcpListener::bind(&wanted), Ok)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .map_err(|source| ControlError::Listen {
-                address: wanted.clone(),
-                listener: format!("{cluster}/{}", listener.name),
-                source,
-            })?;
-        let addr = std_listener
-            .local_addr()
-            .map_err(|source| ControlError::Listen {
-                address: wanted.clone(),
-                listener: listener.name.clone(),
-                source,
-            })?;
-        let _ = crate::files::write_atomic(&file, addr.to_string().as_bytes());
-        let tokio_listener = tokio::net::TcpListener::from_std(std_listener).map_err(|source| {
-            ControlError::Listen {
-                address: wanted,
-                listener: listener.name.clone(),
-                source,
-            }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let listen_error = |source| ControlError::Listen {
+            address: wanted.clone(),
+            listener: format!("{cluster}/{}", listener.name),
+            source,
+        };
+        let wanted_addr: SocketAddr = wanted.parse().map_err(|_| {
+            listen_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not an IP address and port",
+            ))
         })?;
+        let listeners = previous
+            .and_then(|a| Proxy::bind(a, threads).ok())
+            .map_or_else(|| Proxy::bind(wanted_addr, threads), Ok)
+            .map_err(listen_error)?;
+        let addr = listeners[0].local_addr().map_err(listen_error)?;
+        let _ = crate::files::write_atomic(&file, addr.to_string().as_bytes());
         let proxy = Proxy::new();
-        tokio::spawn(proxy.clone().serve(tokio_listener));
+        proxy
+            .clone()
+            .serve_on_threads(listeners)
+            .map_err(listen_error)?;
         Ok(Listening {
             proxy,
             addr,

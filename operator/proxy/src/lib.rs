@@ -4,26 +4,64 @@
 //! proxy matches a request's host (exact, or `*.domain`) and the longest path prefix
 //! (whole segments: `/api` matches `/api/x`, not `/apix`), picks a ready instance
 //! (round-robin or least-connections, optionally sticky by cookie), and forwards the
-//! request over pooled HTTP/1.1 keep-alive connections, adding `X-Forwarded-*`.
+//! request over HTTP/1.1 keep-alive connections (each client connection keeps its own to the
+//! instances it uses, so requests never queue on a shared pool), adding `X-Forwarded-*`.
 //! [`Proxy::update`] swaps the table atomically: requests in flight finish against
 //! the instance they started on, new ones see the new table.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
 
 use drover_model::service::{Balancing, SessionAffinity};
-use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 
-type Body = BoxBody<Bytes, hyper::Error>;
+/// What the proxy answers with: its own short text, or an instance's body (not boxed:
+/// one allocation less per request).
+enum Body {
+    Text(Full<Bytes>),
+    Instance(Tracked),
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            Body::Text(full) => Pin::new(full)
+                .poll_frame(cx)
+                .map_err(|never| match never {}),
+            Body::Instance(tracked) => Pin::new(tracked).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::Text(full) => full.is_end_stream(),
+            Body::Instance(tracked) => tracked.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            Body::Text(full) => full.size_hint(),
+            Body::Instance(tracked) => tracked.size_hint(),
+        }
+    }
+}
 
 /// One instance of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +123,10 @@ impl Table {
     /// The route for a request: host match first (an exact host beats a wildcard, which
     /// beats any host), then the longest path prefix.
     pub fn route(&self, host: &str, path: &str) -> Option<&Route> {
+        self.route_index(host, path).map(|i| &self.routes[i])
+    }
+
+    fn route_index(&self, host: &str, path: &str) -> Option<usize> {
         let specificity = |r: &Route| match &r.host {
             Some(h) if h.starts_with("*.") => 1,
             Some(_) => 2,
@@ -92,19 +134,23 @@ impl Table {
         };
         self.routes
             .iter()
-            .filter(|r| host_matches(r.host.as_deref(), host) && path_matches(&r.path, path))
-            .max_by_key(|r| (specificity(r), r.path.trim_end_matches('/').len()))
+            .enumerate()
+            .filter(|(_, r)| host_matches(r.host.as_deref(), host) && path_matches(&r.path, path))
+            .max_by_key(|(_, r)| (specificity(r), r.path.trim_end_matches('/').len()))
+            .map(|(i, _)| i)
     }
 }
 
-/// The proxy: a routing table, balancing state and a connection pool.
+/// The proxy: the current table, compiled for fast lookups, and balancing state that
+/// outlives table versions.
 pub struct Proxy {
-    table: RwLock<Arc<Table>>,
-    client: Client<HttpConnector, Incoming>,
-    /// Round-robin position per service.
-    next: RwLock<HashMap<String, Arc<AtomicUsize>>>,
-    /// Requests in flight per instance address (least-connections).
-    in_flight: RwLock<HashMap<SocketAddr, Arc<AtomicUsize>>>,
+    current: RwLock<Arc<Compiled>>,
+    /// Bumped on each update, so connections re-read the table only when it changed.
+    version: AtomicU64,
+    /// Round-robin positions by service.
+    next: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Requests in flight per instance address (least-connections, draining).
+    in_flight: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -112,18 +158,39 @@ impl std::fmt::Debug for Proxy {
         f.debug_struct("Proxy")
             .field(
                 "routes",
-                &self.table.read().map(|t| t.routes.len()).unwrap_or(0),
+                &self
+                    .current
+                    .read()
+                    .map(|t| t.table.routes.len())
+                    .unwrap_or(0),
             )
             .finish()
     }
 }
 
+/// A ready instance, with everything a request to it needs resolved in advance.
+struct Target {
+    id: String,
+    addr: SocketAddr,
+    in_flight: Arc<AtomicUsize>,
+    /// `Set-Cookie` for affinity, when the route has it.
+    cookie: Option<HeaderValue>,
+}
+
+struct CompiledRoute {
+    ready: Vec<Target>,
+    next: Arc<AtomicUsize>,
+}
+
+/// A table with each route's ready instances and counters resolved.
+struct Compiled {
+    table: Table,
+    /// Parallel to `table.routes`.
+    routes: Vec<CompiledRoute>,
+}
+
 fn text(status: StatusCode, body: String) -> Response<Body> {
-    let mut response = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut response = Response::new(Body::Text(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -133,16 +200,26 @@ fn text(status: StatusCode, body: String) -> Response<Body> {
 }
 
 /// Headers that belong to one connection and are not forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+/// Removes hop-by-hop headers; one pass over the (few) headers when there are none,
+/// which is nearly always.
+fn remove_hop_by_hop(headers: &mut hyper::HeaderMap) {
+    if headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        for name in &HOP_BY_HOP {
+            headers.remove(name);
+        }
+    }
+}
 
 fn cookie_name(service: &str) -> String {
     format!("drover-affinity-{service}")
@@ -162,127 +239,276 @@ fn affinity_cookie<'a>(request: &'a Request<Incoming>, service: &str) -> Option<
         })
 }
 
+/// Decrements an in-flight counter when dropped: when the response body is done, or
+/// when the request is abandoned.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that keeps its instance counted as busy until it is fully sent.
+struct Tracked {
+    inner: Incoming,
+    _in_flight: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One client connection: its view of the table and its own keep-alive connections to
+/// instances. Requests on an HTTP/1.1 connection come one at a time, so these are
+/// never contended, and no request waits on another connection's pool.
+struct Connection {
+    proxy: Arc<Proxy>,
+    table: Mutex<(u64, Arc<Compiled>)>,
+    /// Few entries (the instances this client reached): a list beats hashing.
+    upstreams: Mutex<Vec<(SocketAddr, SendRequest<Incoming>)>>,
+    /// `X-Forwarded-For` when the request has none: the client's address.
+    client_ip: HeaderValue,
+}
+
+impl Connection {
+    fn table(&self) -> Arc<Compiled> {
+        let version = self.proxy.version.load(Ordering::Acquire);
+        let mut mine = self.table.lock().expect("connection lock");
+        if mine.0 != version {
+            *mine = (
+                version,
+                self.proxy.current.read().expect("table lock").clone(),
+            );
+        }
+        mine.1.clone()
+    }
+
+    /// Sends a request to an instance over this connection's keep-alive connection to
+    /// it, opening one if there is none or it has closed.
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        request: Request<Incoming>,
+    ) -> Result<Response<Incoming>, String> {
+        let pooled = {
+            let mut upstreams = self.upstreams.lock().expect("connection lock");
+            upstreams
+                .iter()
+                .position(|(a, _)| *a == addr)
+                .map(|i| upstreams.swap_remove(i).1)
+        };
+        let mut request = request;
+        if let Some(mut sender) = pooled
+            && sender.ready().await.is_ok()
+        {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.upstreams
+                        .lock()
+                        .expect("connection lock")
+                        .push((addr, sender));
+                    return Ok(response);
+                }
+                // Closed before the request went out: try a fresh connection once.
+                Err(mut error) => match error.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(error.into_error().to_string()),
+                },
+            }
+        }
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
+            .writev(false)
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.upstreams
+            .lock()
+            .expect("connection lock")
+            .push((addr, sender));
+        Ok(response)
+    }
+}
+
 impl Proxy {
     /// A proxy with an empty table (every request gets 404).
     pub fn new() -> Arc<Proxy> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
         Arc::new(Proxy {
-            table: RwLock::new(Arc::new(Table::default())),
-            client: Client::builder(TokioExecutor::new()).build(connector),
-            next: RwLock::new(HashMap::new()),
-            in_flight: RwLock::new(HashMap::new()),
+            current: RwLock::new(Arc::new(Compiled {
+                table: Table::default(),
+                routes: Vec::new(),
+            })),
+            version: AtomicU64::new(0),
+            next: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
-    /// Replaces the table. Requests already forwarded are not affected.
-    pub fn update(&self, table: Table) {
-        *self.table.write().expect("table lock") = Arc::new(table);
-    }
-
     fn counter<K: std::hash::Hash + Eq + Clone>(
-        map: &RwLock<HashMap<K, Arc<AtomicUsize>>>,
+        map: &Mutex<HashMap<K, Arc<AtomicUsize>>>,
         key: &K,
     ) -> Arc<AtomicUsize> {
-        if let Some(c) = map.read().expect("counter lock").get(key) {
-            return c.clone();
-        }
-        map.write()
+        map.lock()
             .expect("counter lock")
             .entry(key.clone())
             .or_default()
             .clone()
     }
 
+    /// Replaces the table. Requests already forwarded are not affected.
+    pub fn update(&self, table: Table) {
+        let routes = table
+            .routes
+            .iter()
+            .map(|route| CompiledRoute {
+                next: Self::counter(&self.next, &route.service),
+                ready: table
+                    .backends
+                    .get(&route.service)
+                    .into_iter()
+                    .flatten()
+                    .filter(|b| b.ready)
+                    .map(|b| Target {
+                        id: b.id.clone(),
+                        addr: b.addr,
+                        in_flight: Self::counter(&self.in_flight, &b.addr),
+                        cookie: (route.affinity == SessionAffinity::Cookie)
+                            .then(|| {
+                                HeaderValue::from_str(&format!(
+                                    "{}={}; Path=/; HttpOnly",
+                                    cookie_name(&route.service),
+                                    b.id
+                                ))
+                                .ok()
+                            })
+                            .flatten(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        *self.current.write().expect("table lock") = Arc::new(Compiled { table, routes });
+        self.version.fetch_add(1, Ordering::Release);
+    }
+
+    /// Requests being served by the instance at `addr` right now (a removed instance
+    /// is stopped once this reaches 0, or its drain timeout passes).
+    pub fn in_flight(&self, addr: SocketAddr) -> usize {
+        self.in_flight
+            .lock()
+            .expect("counter lock")
+            .get(&addr)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
     /// Picks the instance for a request, and whether to set an affinity cookie.
     fn pick<'t>(
-        &self,
         route: &Route,
-        ready: &[&'t Backend],
+        compiled: &'t CompiledRoute,
         request: &Request<Incoming>,
-    ) -> (&'t Backend, bool) {
+    ) -> (&'t Target, bool) {
+        let ready = &compiled.ready;
         if route.affinity == SessionAffinity::Cookie
             && let Some(id) = affinity_cookie(request, &route.service)
-            && let Some(b) = ready.iter().find(|b| b.id == id)
+            && let Some(t) = ready.iter().find(|t| t.id == id)
         {
-            return (b, false);
+            return (t, false);
         }
         let chosen = match route.balancing {
             Balancing::RoundRobin => {
-                let n = Self::counter(&self.next, &route.service).fetch_add(1, Ordering::Relaxed);
-                ready[n % ready.len()]
+                &ready[compiled.next.fetch_add(1, Ordering::Relaxed) % ready.len()]
             }
-            Balancing::LeastConnections => *ready
+            Balancing::LeastConnections => ready
                 .iter()
-                .min_by_key(|b| Self::counter(&self.in_flight, &b.addr).load(Ordering::Relaxed))
+                .min_by_key(|t| t.in_flight.load(Ordering::Relaxed))
                 .expect("at least one ready instance"),
         };
         (chosen, route.affinity == SessionAffinity::Cookie)
     }
 
-    /// Handles one request.
-    pub async fn handle(
-        &self,
-        mut request: Request<Incoming>,
-        client: SocketAddr,
-    ) -> Response<Body> {
-        let table = self.table.read().expect("table lock").clone();
+    /// Handles one request of a connection.
+    async fn handle(connection: &Connection, mut request: Request<Incoming>) -> Response<Body> {
+        let compiled = connection.table();
         let host = request
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
             .or_else(|| request.uri().host())
-            .unwrap_or("")
-            .to_owned();
-        let host_only = host.rsplit_once(':').map_or(host.as_str(), |(h, port)| {
+            .unwrap_or("");
+        let host_only = host.rsplit_once(':').map_or(host, |(h, port)| {
             if port.bytes().all(|b| b.is_ascii_digit()) {
                 h
             } else {
-                host.as_str()
+                host
             }
         });
-        let path = request.uri().path().to_owned();
-        let Some(route) = table.route(host_only, &path) else {
+        let path = request.uri().path();
+        let Some(index) = compiled.table.route_index(host_only, path) else {
             return text(
                 StatusCode::NOT_FOUND,
                 format!("no route for {host_only}{path}\n"),
             );
         };
-        let ready: Vec<&Backend> = table
-            .backends
-            .get(&route.service)
-            .map(|b| b.iter().filter(|b| b.ready).collect())
-            .unwrap_or_default();
-        if ready.is_empty() {
+        let route = &compiled.table.routes[index];
+        let target_route = &compiled.routes[index];
+        if target_route.ready.is_empty() {
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no ready instance of service {}\n", route.service),
             );
         }
-        let (backend, set_cookie) = self.pick(route, &ready, &request);
-        let (addr, id, service) = (backend.addr, backend.id.clone(), route.service.clone());
+        let (target, set_cookie) = Self::pick(route, target_route, &request);
+        let host_value = request.headers().get(header::HOST).cloned();
 
-        // Rewrite the request for the instance.
-        let path_and_query = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        *request.uri_mut() = format!("http://{addr}{path_and_query}")
-            .parse()
-            .expect("a valid URI");
-        let headers = request.headers_mut();
-        for name in HOP_BY_HOP {
-            headers.remove(name);
+        // Origin-form for the instance: only the path and query.
+        if request.uri().authority().is_some() {
+            let origin = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .parse()
+                .expect("a path is a valid URI");
+            *request.uri_mut() = origin;
         }
-        let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-            Some(earlier) => format!("{earlier}, {}", client.ip()),
-            None => client.ip().to_string(),
+        let headers = request.headers_mut();
+        remove_hop_by_hop(headers);
+        headers.reserve(3);
+        let forwarded_for = match headers.get("x-forwarded-for").map(|v| v.to_str()) {
+            Some(Ok(earlier)) => HeaderValue::from_str(&format!(
+                "{earlier}, {}",
+                connection.client_ip.to_str().unwrap_or_default()
+            ))
+            .ok(),
+            _ => Some(connection.client_ip.clone()),
         };
-        if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
+        if let Some(v) = forwarded_for {
             headers.insert(HeaderName::from_static("x-forwarded-for"), v);
         }
-        if let Ok(v) = HeaderValue::from_str(&host) {
+        if let Some(v) = host_value {
             headers.insert(HeaderName::from_static("x-forwarded-host"), v);
         }
         headers.insert(
@@ -290,29 +516,30 @@ impl Proxy {
             HeaderValue::from_static("http"),
         );
 
-        let in_flight = Self::counter(&self.in_flight, &addr);
-        in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self.client.request(request).await;
-        in_flight.fetch_sub(1, Ordering::Relaxed);
-        match result {
+        target.in_flight.fetch_add(1, Ordering::Relaxed);
+        let in_flight = InFlight(target.in_flight.clone());
+        match connection.send(target.addr, request).await {
             Ok(response) => {
-                let mut response = response.map(|b| b.boxed());
-                for name in HOP_BY_HOP {
-                    response.headers_mut().remove(name);
-                }
-                if set_cookie
-                    && let Ok(v) = HeaderValue::from_str(&format!(
-                        "{}={id}; Path=/; HttpOnly",
-                        cookie_name(&service)
-                    ))
-                {
-                    response.headers_mut().append(header::SET_COOKIE, v);
+                let mut response = response.map(|inner| {
+                    Body::Instance(Tracked {
+                        inner,
+                        _in_flight: in_flight,
+                    })
+                });
+                remove_hop_by_hop(response.headers_mut());
+                if set_cookie && let Some(cookie) = &target.cookie {
+                    response
+                        .headers_mut()
+                        .append(header::SET_COOKIE, cookie.clone());
                 }
                 response
             }
             Err(error) => text(
                 StatusCode::BAD_GATEWAY,
-                format!("instance {id} of service {service} did not answer: {error}\n"),
+                format!(
+                    "instance {} of service {} did not answer: {error}\n",
+                    target.id, route.service
+                ),
             ),
         }
     }
@@ -321,19 +548,86 @@ impl Proxy {
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         loop {
             let (stream, client) = listener.accept().await?;
-            let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |request| {
-                    let proxy = proxy.clone();
-                    async move { Ok::<_, Infallible>(proxy.handle(request, client).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
-            });
+            tokio::spawn(self.clone().connection(stream, client));
         }
+    }
+
+    /// Binds `addr` (port 0: any free port) once per thread with `SO_REUSEPORT`, so the
+    /// kernel spreads new connections evenly over the threads; see
+    /// [`Proxy::serve_on_threads`].
+    pub fn bind(addr: SocketAddr, threads: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+        use socket2::{Domain, Socket, Type};
+        let mut bound = addr;
+        let mut listeners = Vec::new();
+        for _ in 0..threads.max(1) {
+            let socket = Socket::new(Domain::for_address(bound), Type::STREAM, None)?;
+            socket.set_reuse_address(true)?;
+            socket.set_reuse_port(true)?;
+            socket.set_nonblocking(true)?;
+            socket.bind(&bound.into())?;
+            socket.listen(1024)?;
+            let listener: std::net::TcpListener = socket.into();
+            bound = listener.local_addr()?;
+            listeners.push(listener);
+        }
+        Ok(listeners)
+    }
+
+    /// Serves each listener on a thread of its own running a single-threaded runtime
+    /// (nginx's worker model): a connection and the instance connections it uses live
+    /// on one thread, so no request pays for a hop between threads.
+    pub fn serve_on_threads(
+        self: Arc<Self>,
+        listeners: Vec<std::net::TcpListener>,
+    ) -> std::io::Result<Vec<std::thread::JoinHandle<std::io::Result<()>>>> {
+        let mut handles = Vec::new();
+        for (i, listener) in listeners.into_iter().enumerate() {
+            let proxy = self.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("drover-proxy-{i}"))
+                .spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        listener.set_nonblocking(true)?;
+                        let listener = tokio::net::TcpListener::from_std(listener)?;
+                        loop {
+                            let (stream, client) = listener.accept().await?;
+                            tokio::spawn(proxy.clone().connection(stream, client));
+                        }
+                    })
+                })?;
+            handles.push(handle);
+        }
+        Ok(handles)
+    }
+
+    /// Serves one client connection.
+    async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let connection = Arc::new(Connection {
+            table: Mutex::new((
+                u64::MAX,
+                Arc::new(Compiled {
+                    table: Table::default(),
+                    routes: Vec::new(),
+                }),
+            )),
+            proxy: self,
+            upstreams: Mutex::new(Vec::new()),
+            client_ip: HeaderValue::from_str(&client.ip().to_string())
+                .expect("an IP address is a valid header value"),
+        });
+        let service = hyper::service::service_fn(move |request| {
+            let connection = connection.clone();
+            async move { Ok::<_, Infallible>(Proxy::handle(&connection, request).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .writev(false)
+            .serve_connection(TokioIo::new(stream), service)
+            .await;
     }
 }
 

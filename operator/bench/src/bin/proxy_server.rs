@@ -1,8 +1,10 @@
-//! For benches/proxy.sh: a backend HTTP server and, in front of it, Drover's proxy —
-//! both on loopback, in one process. Prints `backend PORT` and `proxy PORT`, then runs
+//! For benches/proxy.sh: a backend HTTP server, or Drover's proxy in front of one —
+//! separate processes, so that the proxy under test never shares its threads with the
+//! backend (nginx does not either). Prints `backend PORT` or `proxy PORT`, then runs
 //! until killed.
 //!
-//!   proxy_server
+//!   proxy_server backend
+//!   proxy_server proxy BACKEND_PORT
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -16,10 +18,24 @@ use hyper_util::rt::TokioIo;
 
 #[tokio::main(worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    // The backend answers a small fixed body, like a health or API endpoint.
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["backend"] => backend().await,
+        ["proxy", port] => proxy(port.parse()?).await,
+        _ => anyhow::bail!("usage: proxy_server backend | proxy_server proxy BACKEND_PORT"),
+    }
+}
+
+/// Answers a small fixed body, like a health or API endpoint.
+async fn backend() -> anyhow::Result<()> {
     let backend = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let backend_addr = backend.local_addr()?;
-    tokio::spawn(async move {
+    println!("backend {}", backend.local_addr()?.port());
+    {
         loop {
             let Ok((stream, _)) = backend.accept().await else {
                 continue;
@@ -37,7 +53,11 @@ async fn main() -> anyhow::Result<()> {
                     .await;
             });
         }
-    });
+    }
+}
+
+async fn proxy(backend_port: u16) -> anyhow::Result<()> {
+    let backend_addr = std::net::SocketAddr::from(([127, 0, 0, 1], backend_port));
     let proxy = Proxy::new();
     proxy.update(Table {
         routes: vec![Route {
@@ -56,9 +76,10 @@ async fn main() -> anyhow::Result<()> {
             }],
         )]),
     });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    println!("backend {}", backend_addr.port());
-    println!("proxy {}", listener.local_addr()?.port());
-    proxy.serve(listener).await?;
+    let listeners = Proxy::bind(([127, 0, 0, 1], 0).into(), 2)?;
+    println!("proxy {}", listeners[0].local_addr()?.port());
+    for thread in proxy.serve_on_threads(listeners)? {
+        let _ = thread.join();
+    }
     Ok(())
 }
