@@ -335,3 +335,36 @@ fn a_removed_instance_finishes_its_requests_before_it_is_stopped() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+#[test]
+fn promoting_the_backup_address_pool_moves_new_connections_to_it() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    assert_eq!(platform.get_json(HOST, "/")["client"], "127.0.30.1");
+    let pool = |s: &Value, name: &str| {
+        s["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["status"].as_str().unwrap().to_owned())
+    };
+    let status = platform.status();
+    assert_eq!(pool(&status, "blue").as_deref(), Some("ACTIVE"));
+    assert_eq!(pool(&status, "green").as_deref(), Some("READY"));
+
+    platform
+        .repo
+        .edit("clusters/local.yaml", "role: active", "role: was-active")
+        .edit("clusters/local.yaml", "role: backup", "role: active")
+        .edit("clusters/local.yaml", "role: was-active", "role: backup");
+    platform.repo.commit("promote the green address pool");
+    platform.wait_for(SOON, "green active, blue draining", |s| {
+        pool(s, "green").as_deref() == Some("ACTIVE")
+            && pool(s, "blue").as_deref() == Some("DRAINING")
+    });
+    assert_eq!(platform.get_json(HOST, "/")["client"], "127.0.31.1");
+    platform.wait_for(Duration::from_secs(2 + 3), "blue drained", |s| {
+        pool(s, "blue").as_deref() == Some("READY")
+    });
+}

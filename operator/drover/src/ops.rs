@@ -189,6 +189,27 @@ fn render(status: &Status) -> String {
         .map(|p| vec![p.cluster.clone(), p.listener.clone(), p.address.clone()])
         .collect();
     out += &table(&["CLUSTER", "LISTENER", "ADDRESS"], proxies);
+    if !status.pools.is_empty() {
+        out.push('\n');
+        let pools = status
+            .pools
+            .iter()
+            .map(|p| {
+                vec![
+                    p.cluster.clone(),
+                    p.name.clone(),
+                    p.cidr.clone(),
+                    p.role.clone(),
+                    p.status.clone(),
+                    format!("{}/{}", p.used, p.capacity),
+                ]
+            })
+            .collect();
+        out += &table(
+            &["CLUSTER", "POOL", "CIDR", "ROLE", "STATUS", "USED"],
+            pools,
+        );
+    }
     out
 }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -66,12 +66,17 @@ impl App {
     }
 }
 
-async fn index(State(app): State<Arc<App>>) -> impl IntoResponse {
+async fn index(
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> impl IntoResponse {
     let body = serde_json::json!({
         "message": app.args.message,
         "version": app.args.app_version,
         "pid": std::process::id(),
         "port": std::env::var("PORT").ok(),
+        // Who connected: behind Drover's proxy, an address of the active proxy pool.
+        "client": peer.ip().to_string(),
     });
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -171,7 +176,11 @@ pub fn run(args: Args) -> std::io::Result<u8> {
             println!("example-app {version} stopping with {sleeping} slow request(s) in flight");
             Ok::<(), std::io::Error>(())
         };
-        let server = axum::serve(listener, router(app)).with_graceful_shutdown(async {
+        let server = axum::serve(
+            listener,
+            router(app).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
             let _ = stop.await;
         });
         tokio::select! {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use drover_diff::{ObjectKey, State};
 use drover_model::Kind;
-use drover_model::cluster::Availability;
+use drover_model::cluster::{AddressPool, Availability, PoolRole};
 use drover_plan::{Observed, plan};
 use drover_proxy::{Backend, Proxy, Route, Table};
 use drover_scheduler::NodeState;
@@ -37,7 +37,7 @@ use crate::files::StateDir;
 use crate::instances::{Blocked, Live, instances};
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
 use crate::view::{
-    EnvironmentView, InstanceView, Lifecycle, NodeView, ProxyView, ServiceView, Status,
+    EnvironmentView, InstanceView, Lifecycle, NodeView, PoolView, ProxyView, ServiceView, Status,
 };
 
 /// How often heartbeats are checked.
@@ -91,6 +91,15 @@ struct NodeLive {
     up: bool,
 }
 
+/// What the control plane remembers of an address pool between passes.
+#[derive(Debug)]
+struct PoolLive {
+    was_active: bool,
+    /// Set while a demoted pool's connections drain.
+    draining_until: Option<Instant>,
+    spec: AddressPool,
+}
+
 /// An instance that left its node's assignments while the proxy still had requests
 /// in flight to it.
 #[derive(Debug)]
@@ -119,6 +128,8 @@ struct Inner {
     blocked: Vec<Blocked>,
     /// By (node, instance id).
     draining: BTreeMap<(String, String), Draining>,
+    /// By (cluster, pool name).
+    pools: BTreeMap<(String, String), PoolLive>,
     /// What was last said about each instance's readiness, to say only changes.
     said_ready: BTreeMap<String, bool>,
 }
@@ -187,6 +198,7 @@ impl ControlPlane {
                 proxies: BTreeMap::new(),
                 blocked: Vec::new(),
                 draining: BTreeMap::new(),
+                pools: BTreeMap::new(),
                 said_ready: BTreeMap::new(),
             }),
             wake: Notify::new(),
@@ -254,6 +266,7 @@ impl ControlPlane {
     fn liveness_changed(&self) -> bool {
         let inner = self.lock();
         !inner.draining.is_empty()
+            || inner.pools.values().any(|p| p.draining_until.is_some())
             || inner.nodes.values().any(|n| {
                 let up = match n.last_seen {
                     Some(at) => at.elapsed() < n.timeout,
@@ -647,8 +660,11 @@ impl ControlPlane {
         let records = inner.store.instances()?;
         for (cluster, spec) in live.local_clusters() {
             let local = spec.local.as_ref().expect("local clusters have nodes");
-            for listener in &local.proxy.listeners {
+            let (active, draining) = self.pools(inner, cluster, &local.proxy.address_pools)?;
+            for (index, listener) in local.proxy.listeners.iter().enumerate() {
                 let key = (cluster.clone(), listener.name.clone());
+                // Each listener takes one address of the pool, in order.
+                let n = index as u32 + 1;
                 if !inner.proxies.contains_key(&key) {
                     let listening = self.listen(cluster, listener)?;
                     (self.say)(&format!(
@@ -698,6 +714,10 @@ impl ControlPlane {
                         }
                     }
                 }
+                table.source = active.as_ref().and_then(|p| p.address(n));
+                table.draining_source = draining
+                    .as_ref()
+                    .and_then(|(p, until)| Some((p.address(n)?, *until)));
                 let listening = inner.proxies.get_mut(&key).expect("inserted above");
                 if listening.table != table {
                     listening.proxy.update(table.clone());
@@ -706,6 +726,58 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Tracks a cluster's proxy address pools (domain notes §7): the active one gives
+    /// proxies their addresses; when a backup is promoted, the demoted pool drains —
+    /// its open connections live on for its drain timeout — then is ready again.
+    /// Returns the active pool and, while one drains, the draining pool and its end.
+    #[allow(clippy::type_complexity)]
+    fn pools(
+        &self,
+        inner: &mut Inner,
+        cluster: &str,
+        pools: &[AddressPool],
+    ) -> Result<(Option<AddressPool>, Option<(AddressPool, Instant)>), ControlError> {
+        let mut draining = None;
+        inner
+            .pools
+            .retain(|(c, name), _| c != cluster || pools.iter().any(|p| p.name == *name));
+        for pool in pools {
+            let key = (cluster.to_owned(), pool.name.clone());
+            let active = pool.role == PoolRole::Active;
+            let live = inner.pools.entry(key).or_insert_with(|| PoolLive {
+                was_active: active,
+                draining_until: None,
+                spec: pool.clone(),
+            });
+            if live.was_active && !active {
+                let until = Instant::now() + pool.drain_timeout.to_std();
+                live.draining_until = Some(until);
+                let text = format!(
+                    "address pool {} of cluster {cluster} is no longer active: its connections drain for {}",
+                    pool.name, pool.drain_timeout
+                );
+                inner
+                    .store
+                    .event("", &format!("cluster/{cluster}"), "PoolDemoted", &text)?;
+                (self.say)(&text);
+            }
+            if active {
+                live.draining_until = None;
+            }
+            if let Some(until) = live.draining_until {
+                if Instant::now() < until {
+                    draining = Some((live.spec.clone(), until));
+                } else {
+                    live.draining_until = None;
+                }
+            }
+            live.was_active = active;
+            live.spec = pool.clone();
+        }
+        let active = pools.iter().find(|p| p.role == PoolRole::Active).cloned();
+        Ok((active, draining))
     }
 
     /// Binds a listener, on the address it had before when it asked for any port.
@@ -1057,6 +1129,34 @@ impl ControlPlane {
                     agent_pid: seen.and_then(|s| s.agent),
                 });
             }
+        }
+        for ((cluster, name), pool) in &inner.pools {
+            let active = pool.spec.role == PoolRole::Active;
+            let listeners = live
+                .clusters
+                .get(cluster)
+                .and_then(|c| c.local.as_ref())
+                .map_or(0, |l| l.proxy.listeners.len() as u64);
+            status.pools.push(PoolView {
+                cluster: cluster.clone(),
+                name: name.clone(),
+                cidr: pool.spec.cidr.clone(),
+                role: if active { "active" } else { "backup" }.into(),
+                status: if active {
+                    "ACTIVE"
+                } else if pool.draining_until.is_some() {
+                    "DRAINING"
+                } else {
+                    "READY"
+                }
+                .into(),
+                used: if active || pool.draining_until.is_some() {
+                    listeners
+                } else {
+                    0
+                },
+                capacity: pool.spec.capacity(),
+            });
         }
         drop(inner);
         status.proxies = self.proxies();

@@ -11,6 +11,8 @@ pub struct Status {
     pub instances: Vec<InstanceView>,
     pub nodes: Vec<NodeView>,
     pub proxies: Vec<ProxyView>,
+    #[serde(default)]
+    pub pools: Vec<PoolView>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -86,6 +88,22 @@ pub struct ProxyView {
     pub cluster: String,
     pub listener: String,
     pub address: String,
+}
+
+/// A proxy address pool and how much of it is used (nothing warns when a pool runs
+/// out, so its usage is shown).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PoolView {
+    pub cluster: String,
+    pub name: String,
+    pub cidr: String,
+    /// `active` or `backup`, as Git says.
+    pub role: String,
+    /// `ACTIVE`, `DRAINING` (demoted, its connections finishing) or `READY`.
+    pub status: String,
+    /// Addresses in use by proxies.
+    pub used: u64,
+    pub capacity: u64,
 }
 
 /// `POST /api/v1/services/{env}/{service}/scale`.

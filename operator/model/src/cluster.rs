@@ -2,6 +2,7 @@
 //! Kubernetes context.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -193,4 +194,60 @@ pub struct KubernetesCluster {
     /// Prefix of the namespaces Drover creates (default none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace_prefix: String,
+}
+
+/// Reads `ADDRESS/PREFIX` (IPv4 or IPv6); the host bits must be zero.
+pub fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
+    let (addr, prefix) = text.split_once('/').ok_or("the `/prefix` is missing")?;
+    let addr: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("`{addr}` is not an IP address"))?;
+    let bits = if addr.is_ipv4() { 32 } else { 128 };
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= bits)
+        .ok_or(format!("the prefix must be 0 to {bits}"))?;
+    let host_bits = u32::from(bits - prefix);
+    let host_part = match addr {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)) & ((1u128 << host_bits) - 1),
+        IpAddr::V6(v6) => {
+            if host_bits == 128 {
+                u128::from(v6)
+            } else {
+                u128::from(v6) & ((1u128 << host_bits) - 1)
+            }
+        }
+    };
+    if host_part != 0 {
+        return Err("host bits are set below the prefix".to_owned());
+    }
+    Ok((addr, prefix))
+}
+
+impl AddressPool {
+    /// The `n`th address of the pool after its network address (`n` from 1), if the
+    /// CIDR is valid and the pool is that large.
+    pub fn address(&self, n: u32) -> Option<IpAddr> {
+        let (network, prefix) = parse_cidr(&self.cidr).ok()?;
+        match network {
+            IpAddr::V4(v4) => {
+                let size = 1u64 << (32 - u32::from(prefix));
+                (u64::from(n) < size.saturating_sub(1))
+                    .then(|| IpAddr::V4((u32::from(v4) + n).into()))
+            }
+            IpAddr::V6(v6) => Some(IpAddr::V6((u128::from(v6) + u128::from(n)).into())),
+        }
+    }
+
+    /// How many addresses the pool has for proxies (network and broadcast excluded).
+    pub fn capacity(&self) -> u64 {
+        match parse_cidr(&self.cidr) {
+            Ok((IpAddr::V4(_), prefix)) => (1u64 << (32 - u32::from(prefix))).saturating_sub(2),
+            Ok((IpAddr::V6(_), prefix)) => 1u64
+                .checked_shl(128 - u32::from(prefix))
+                .unwrap_or(u64::MAX),
+            Err(_) => 0,
+        }
+    }
 }

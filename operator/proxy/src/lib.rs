@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -91,6 +91,12 @@ pub struct Table {
     pub routes: Vec<Route>,
     /// Instances by service.
     pub backends: HashMap<String, Vec<Backend>>,
+    /// The address new connections to instances come from: one of the active proxy
+    /// address pool's (domain notes §7). `None`: whatever the kernel picks.
+    pub source: Option<IpAddr>,
+    /// A demoted pool's address whose open connections may still be used until the
+    /// instant given (its drain timeout); after it, they are closed and replaced.
+    pub draining_source: Option<(IpAddr, std::time::Instant)>,
 }
 
 /// Does `host` (without port) match the route's host pattern?
@@ -275,6 +281,13 @@ impl hyper::body::Body for Tracked {
     }
 }
 
+/// A keep-alive connection to an instance, and the source address it came from.
+struct Upstream {
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    sender: SendRequest<Incoming>,
+}
+
 /// One client connection: its view of the table and its own keep-alive connections to
 /// instances. Requests on an HTTP/1.1 connection come one at a time, so these are
 /// never contended, and no request waits on another connection's pool.
@@ -282,7 +295,7 @@ struct Connection {
     proxy: Arc<Proxy>,
     table: Mutex<(u64, Arc<Compiled>)>,
     /// Few entries (the instances this client reached): a list beats hashing.
-    upstreams: Mutex<Vec<(SocketAddr, SendRequest<Incoming>)>>,
+    upstreams: Mutex<Vec<Upstream>>,
     /// `X-Forwarded-For` when the request has none: the client's address.
     client_ip: HeaderValue,
 }
@@ -301,29 +314,38 @@ impl Connection {
     }
 
     /// Sends a request to an instance over this connection's keep-alive connection to
-    /// it, opening one if there is none or it has closed.
+    /// it, opening one (from the table's source address) if there is none, it has
+    /// closed, or it comes from an address pool that is no longer in use.
     async fn send(
         &self,
+        table: &Table,
         addr: SocketAddr,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
+        let usable = |source: Option<IpAddr>| {
+            source == table.source
+                || table.draining_source.is_some_and(|(old, until)| {
+                    source == Some(old) && std::time::Instant::now() < until
+                })
+        };
         let pooled = {
             let mut upstreams = self.upstreams.lock().expect("connection lock");
+            upstreams.retain(|u| usable(u.source));
             upstreams
                 .iter()
-                .position(|(a, _)| *a == addr)
-                .map(|i| upstreams.swap_remove(i).1)
+                .position(|u| u.addr == addr)
+                .map(|i| upstreams.swap_remove(i))
         };
         let mut request = request;
-        if let Some(mut sender) = pooled
-            && sender.ready().await.is_ok()
+        if let Some(mut upstream) = pooled
+            && upstream.sender.ready().await.is_ok()
         {
-            match sender.try_send_request(request).await {
+            match upstream.sender.try_send_request(request).await {
                 Ok(response) => {
                     self.upstreams
                         .lock()
                         .expect("connection lock")
-                        .push((addr, sender));
+                        .push(upstream);
                     return Ok(response);
                 }
                 // Closed before the request went out: try a fresh connection once.
@@ -333,9 +355,18 @@ impl Connection {
                 },
             }
         }
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| e.to_string())?;
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()
+        } else {
+            tokio::net::TcpSocket::new_v6()
+        }
+        .map_err(|e| e.to_string())?;
+        if let Some(source) = table.source {
+            socket
+                .bind(SocketAddr::new(source, 0))
+                .map_err(|e| format!("cannot use proxy address {source}: {e}"))?;
+        }
+        let stream = socket.connect(addr).await.map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
         let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
             .writev(false)
@@ -350,7 +381,11 @@ impl Connection {
         self.upstreams
             .lock()
             .expect("connection lock")
-            .push((addr, sender));
+            .push(Upstream {
+                addr,
+                source: table.source,
+                sender,
+            });
         Ok(response)
     }
 }
@@ -518,7 +553,7 @@ impl Proxy {
 
         target.in_flight.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(target.in_flight.clone());
-        match connection.send(target.addr, request).await {
+        match connection.send(&compiled.table, target.addr, request).await {
             Ok(response) => {
                 let mut response = response.map(|inner| {
                     Body::Instance(Tracked {
@@ -654,7 +689,7 @@ mod tests {
                 route(Some("shop.localhost"), "/api", "api"),
                 route(Some("*.localhost"), "/", "wild"),
             ],
-            backends: HashMap::new(),
+            ..Table::default()
         };
         let to = |host: &str, path: &str| table.route(host, path).map(|r| r.service.as_str());
         assert_eq!(to("shop.localhost", "/api/orders"), Some("api"));

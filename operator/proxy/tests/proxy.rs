@@ -125,6 +125,7 @@ fn web(
     Table {
         routes: vec![route("shop.localhost", "/", "web", balancing, affinity)],
         backends: HashMap::from([("web".to_owned(), backends(list))]),
+        ..Table::default()
     }
 }
 
@@ -190,6 +191,7 @@ async fn unknown_routes_get_404_and_services_without_ready_instances_503() {
             ("web".to_owned(), backends(&[("a", a, true)])),
             ("api".to_owned(), backends(&[("x", a, false)])),
         ]),
+        ..Table::default()
     });
     let addr = start_proxy(proxy).await;
     let reply = get(addr, "other.localhost", "/", None).await;
@@ -281,6 +283,7 @@ async fn reconfiguring_does_not_drop_a_request_in_flight() {
             SessionAffinity::None,
         )],
         backends: HashMap::from([("web".to_owned(), list)]),
+        ..Table::default()
     };
     proxy.update(table(backends(&[("a", a, true)])));
     let addr = start_proxy(proxy.clone()).await;
@@ -324,5 +327,61 @@ async fn an_instance_that_does_not_answer_gives_502() {
             .starts_with("instance a of service web did not answer"),
         "{}",
         reply.body
+    );
+}
+
+/// A backend that answers with the address the connection came from.
+async fn peer_backend() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, peer) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |_: Request<hyper::body::Incoming>| async move {
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                            peer.ip().to_string(),
+                        ))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn connections_to_instances_come_from_the_active_address_pool() {
+    let backend = peer_backend().await;
+    let proxy = Proxy::new();
+    let table = |source: &str| Table {
+        source: Some(source.parse().unwrap()),
+        ..web(
+            Balancing::RoundRobin,
+            SessionAffinity::None,
+            &[("a", backend, true)],
+        )
+    };
+    proxy.update(table("127.0.30.1"));
+    let addr = start_proxy(proxy.clone()).await;
+    assert_eq!(
+        get(addr, "shop.localhost", "/", None).await.body,
+        "127.0.30.1"
+    );
+    // The backup pool is promoted: new connections use it.
+    proxy.update(Table {
+        draining_source: Some((
+            "127.0.30.1".parse().unwrap(),
+            std::time::Instant::now() + Duration::from_secs(5),
+        )),
+        ..table("127.0.31.1")
+    });
+    assert_eq!(
+        get(addr, "shop.localhost", "/", None).await.body,
+        "127.0.31.1"
     );
 }

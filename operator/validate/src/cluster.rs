@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use drover_diagnostics::Code;
 use drover_load::Object;
 use drover_model::ClusterSpec;
-use drover_model::cluster::{Engine, PoolRole};
+use drover_model::cluster::{Engine, PoolRole, parse_cidr};
 
 use crate::{Findings, Hint, names};
 
@@ -216,37 +216,9 @@ struct PoolsByRole {
 }
 
 /// Parses `a.b.c.d/n` (or IPv6); the address must be the range's first address.
-fn parse_cidr(text: &str) -> Result<(IpAddr, u8), String> {
-    let (addr, prefix) = text.split_once('/').ok_or("the `/prefix` is missing")?;
-    let addr: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("`{addr}` is not an IP address"))?;
-    let bits = if addr.is_ipv4() { 32 } else { 128 };
-    let prefix: u8 = prefix
-        .parse()
-        .ok()
-        .filter(|p| *p <= bits)
-        .ok_or(format!("the prefix must be 0 to {bits}"))?;
-    let host_bits = u32::from(bits - prefix);
-    let host_part = match addr {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)) & ((1u128 << host_bits) - 1),
-        IpAddr::V6(v6) => {
-            if host_bits == 128 {
-                u128::from(v6)
-            } else {
-                u128::from(v6) & ((1u128 << host_bits) - 1)
-            }
-        }
-    };
-    if host_part != 0 {
-        return Err("host bits are set below the prefix".to_owned());
-    }
-    Ok((addr, prefix))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::parse_cidr;
+    use drover_model::cluster::parse_cidr;
 
     #[test]
     fn cidr_ranges_must_start_at_their_first_address() {

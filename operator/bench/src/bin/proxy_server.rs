@@ -75,6 +75,7 @@ async fn proxy(backend_port: u16) -> anyhow::Result<()> {
                 ready: true,
             }],
         )]),
+        ..Table::default()
     });
     let listeners = Proxy::bind(([127, 0, 0, 1], 0).into(), 2)?;
     println!("proxy {}", listeners[0].local_addr()?.port());
