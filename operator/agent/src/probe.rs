@@ -211,6 +211,7 @@ pub struct Tracker {
     failures: u32,
     success_threshold: u32,
     failure_threshold: u32,
+    passed_once: bool,
     /// The last failure, for status lines.
     pub last_failure: Option<String>,
 }
@@ -235,8 +236,14 @@ impl Tracker {
             failures: 0,
             success_threshold: probe.success_threshold.max(1),
             failure_threshold: probe.failure_threshold.max(1),
+            passed_once: false,
             last_failure: None,
         }
+    }
+
+    /// Has any check passed yet?
+    pub fn passed_once(&self) -> bool {
+        self.passed_once
     }
 
     /// The current verdict.
@@ -248,6 +255,7 @@ impl Tracker {
     pub fn observe(&mut self, outcome: Outcome) -> Option<Change> {
         match outcome {
             Outcome::Pass => {
+                self.passed_once = true;
                 self.failures = 0;
                 self.successes += 1;
                 if !self.healthy && self.successes >= self.success_threshold {
@@ -272,11 +280,24 @@ impl Tracker {
     }
 }
 
-/// When the next check is due: after the initial delay, then every period.
-pub fn next_check(probe: &Probe, started: Instant, last: Option<Instant>) -> Instant {
+/// How often a readiness probe is checked until it first passes.
+pub const WARM_UP_PERIOD: Duration = Duration::from_millis(100);
+
+/// When the next check is due: after the initial delay, then every period — except
+/// that a readiness probe that has not passed yet since the start is checked every
+/// [`WARM_UP_PERIOD`]: a new instance takes traffic as soon as it can, not up to a
+/// period later. Passes after the first, and every failure count, keep the period.
+pub fn next_check(
+    probe: &Probe,
+    started: Instant,
+    last: Option<Instant>,
+    warming_up: bool,
+) -> Instant {
+    let period = Duration::from_secs(u64::from(probe.period_seconds.max(1)));
     match last {
         None => started + Duration::from_secs(u64::from(probe.initial_delay_seconds)),
-        Some(at) => at + Duration::from_secs(u64::from(probe.period_seconds.max(1))),
+        Some(at) if warming_up => at + period.min(WARM_UP_PERIOD),
+        Some(at) => at + period,
     }
 }
 
@@ -324,6 +345,30 @@ mod tests {
     }
 
     #[test]
+    fn readiness_is_checked_quickly_only_until_its_first_pass() {
+        let p = Probe {
+            period_seconds: 5,
+            ..Probe::default()
+        };
+        let (start, last) = (Instant::now(), Instant::now());
+        assert_eq!(
+            next_check(&p, start, Some(last), true),
+            last + WARM_UP_PERIOD
+        );
+        let mut t = Tracker::new(&probe(2, 3), Purpose::Readiness);
+        assert!(!t.passed_once());
+        t.observe(fail());
+        assert!(!t.passed_once());
+        t.observe(Outcome::Pass);
+        assert!(t.passed_once() && !t.healthy(), "one pass of two needed");
+        t.observe(fail());
+        assert!(
+            t.passed_once(),
+            "warm-up ends with the first pass, for good"
+        );
+    }
+
+    #[test]
     fn checks_start_after_the_initial_delay_and_repeat_every_period() {
         let p = Probe {
             initial_delay_seconds: 5,
@@ -331,10 +376,13 @@ mod tests {
             ..Probe::default()
         };
         let start = Instant::now();
-        assert_eq!(next_check(&p, start, None), start + Duration::from_secs(5));
+        assert_eq!(
+            next_check(&p, start, None, false),
+            start + Duration::from_secs(5)
+        );
         let last = start + Duration::from_secs(5);
         assert_eq!(
-            next_check(&p, start, Some(last)),
+            next_check(&p, start, Some(last), false),
             last + Duration::from_secs(2)
         );
     }

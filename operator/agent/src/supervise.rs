@@ -131,11 +131,17 @@ async fn run(spec: InstanceSpec, tx: watch::Sender<Status>, mut stop: oneshot::R
 
         let ended = loop {
             // The next probe due, of either kind.
-            let due = [liveness.as_ref(), readiness.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|(p, _, last)| probe::next_check(p, started, *last))
-                .min();
+            let due = [
+                liveness
+                    .as_ref()
+                    .map(|(p, _, last)| probe::next_check(p, started, *last, false)),
+                readiness
+                    .as_ref()
+                    .map(|(p, t, last)| probe::next_check(p, started, *last, !t.passed_once())),
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match due {
                     Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -151,7 +157,7 @@ async fn run(spec: InstanceSpec, tx: watch::Sender<Status>, mut stop: oneshot::R
                 () = sleep => {
                     let now = Instant::now();
                     if let Some((p, tracker, last)) = liveness.as_mut()
-                        && probe::next_check(p, started, *last) <= now
+                        && probe::next_check(p, started, *last, false) <= now
                     {
                         *last = Some(now);
                         if let Some(Change::BecameUnhealthy { reason, failures }) = tracker.observe(probe::check(p, &spec.target).await) {
@@ -159,7 +165,7 @@ async fn run(spec: InstanceSpec, tx: watch::Sender<Status>, mut stop: oneshot::R
                         }
                     }
                     if let Some((p, tracker, last)) = readiness.as_mut()
-                        && probe::next_check(p, started, *last) <= now
+                        && probe::next_check(p, started, *last, !tracker.passed_once()) <= now
                     {
                         *last = Some(now);
                         match tracker.observe(probe::check(p, &spec.target).await) {
