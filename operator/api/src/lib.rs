@@ -1,5 +1,6 @@
-//! Drover's HTTP API. Today it serves `POST /api/v1/webhooks/git`, where Git hosts
-//! announce pushes, and `GET /healthz`.
+//! Git push webhooks: `POST /api/v1/webhooks/git`, where Git hosts announce pushes,
+//! and `GET /healthz`. `drover watch` serves these alone; `drover up` merges them into the
+//! control plane's API (drover-local).
 //!
 //! A webhook only ever triggers a fetch, and only when its signature checks out: a
 //! request without one, or with a wrong one, gets 401 and changes nothing.
