@@ -134,6 +134,7 @@ struct Agent {
     /// Pinged by every instance's status watcher.
     news: Arc<Notify>,
     stopping: JoinSet<()>,
+    seq: u64,
 }
 
 impl Agent {
@@ -270,10 +271,12 @@ impl Agent {
         changed
     }
 
-    fn report(&self, generation: u64, urgent: bool) -> Report {
+    fn report(&mut self, generation: u64, urgent: bool) -> Report {
+        self.seq += 1;
         Report {
             generation,
             pid: std::process::id(),
+            seq: self.seq,
             instances: self
                 .running
                 .iter()
@@ -325,6 +328,7 @@ pub async fn run(
         running: BTreeMap::new(),
         news: Arc::new(Notify::new()),
         stopping: JoinSet::new(),
+        seq: 0,
     };
     let path = format!("/api/v1/agents/{}/report", agent.config.node);
     let (mut generation, mut urgent, mut unreachable) = (0u64, true, false);

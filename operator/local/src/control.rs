@@ -87,6 +87,8 @@ struct NodeLive {
     /// The cluster's heartbeat timeout.
     timeout: Duration,
     agent: Option<u32>,
+    /// The newest report's sequence number from `agent`.
+    seq: u64,
     reports: BTreeMap<String, InstanceReport>,
     up: bool,
 }
@@ -830,7 +832,12 @@ impl ControlPlane {
             return false;
         };
         seen.last_seen = Some(Instant::now());
+        if seen.agent == Some(report.pid) && report.seq <= seen.seq {
+            // Overtaken by a newer report of the same agent: old news.
+            return true;
+        }
         seen.agent = Some(report.pid);
+        seen.seq = report.seq;
         let reports: BTreeMap<String, InstanceReport> = report
             .instances
             .into_iter()
@@ -1191,3 +1198,6 @@ impl NodeChanged for InstanceRecord {
             .is_none_or(|r| r.node != self.node)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -50,6 +50,10 @@ pub struct Report {
     pub generation: u64,
     /// The agent's process id (the control plane stops it by pid after its own crash).
     pub pid: u32,
+    /// Counts up with each report of this agent process: a report overtaken by a later
+    /// one (an abandoned long poll still on its way) is recognised and ignored.
+    #[serde(default)]
+    pub seq: u64,
     pub instances: Vec<InstanceReport>,
     /// When true, answer at once even if nothing changed (the agent has news, or has
     /// just started).
