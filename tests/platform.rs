@@ -62,8 +62,13 @@ pub fn processes_of(state: &Path) -> Vec<u32> {
 }
 
 impl Platform {
-    /// Commits the fixture (plus `files`) and starts `drover up` on it.
+    /// Commits the fixture and starts `drover up` on it.
     pub fn start() -> Platform {
+        Platform::start_with(&[])
+    }
+
+    /// [`Platform::start`] with more arguments for `drover up`.
+    pub fn start_with(extra: &[&str]) -> Platform {
         let tmp = tempfile::tempdir().unwrap();
         let repo = TestRepo::init(&tmp.path().join("config"));
         repo.copy_from(&fixture());
@@ -77,21 +82,25 @@ impl Platform {
             api: String::new(),
             _tmp: tmp,
         };
-        platform.start_up();
+        platform.start_up_with(extra);
         platform
     }
 
     /// Starts (or restarts) `drover up` and waits for its addresses.
     pub fn start_up(&mut self) {
-        let up = Running::start(
-            &[
-                "up",
-                self.repo.dir.to_str().unwrap(),
-                "--state-dir",
-                self.state.to_str().unwrap(),
-            ],
-            &[],
-        );
+        self.start_up_with(&[]);
+    }
+
+    /// [`Platform::start_up`] with more arguments.
+    pub fn start_up_with(&mut self, extra: &[&str]) {
+        let mut args = vec![
+            "up",
+            self.repo.dir.to_str().unwrap(),
+            "--state-dir",
+            self.state.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let up = Running::start(&args, &[]);
         let address = |line: String| line.rsplit("http://").next().unwrap().to_owned();
         self.api = address(up.expect_line(Duration::from_secs(20), |l| l.starts_with("api: ")))
             .split(' ')

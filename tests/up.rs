@@ -282,15 +282,22 @@ fn writes_without_the_token_are_refused() {
 }
 
 #[test]
-fn logs_show_what_instances_print() {
+fn logs_show_what_instances_print_and_follow_new_lines() {
     let platform = Platform::start();
-    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let status = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     let logs = platform.drover(&["logs", "web"]);
     assert!(
         logs.lines()
             .any(|l| l.starts_with("dev.web.1 | example-app v1 listening on http://")),
         "{logs}"
     );
+    let state = platform.state.to_str().unwrap().to_owned();
+    let follow =
+        crate::support::Running::start(&["logs", "dev/web", "-f", "--state-dir", &state], &[]);
+    follow.expect_line(SOON, |l| l.contains("listening on"));
+    // A restart writes a new line, which the follower prints.
+    kill9(*pids(&status, "web").first().unwrap());
+    follow.expect_line(SOON, |l| l.contains("listening on"));
 }
 
 #[test]
@@ -367,4 +374,35 @@ fn promoting_the_backup_address_pool_moves_new_connections_to_it() {
     platform.wait_for(Duration::from_secs(2 + 3), "blue drained", |s| {
         pool(s, "blue").as_deref() == Some("READY")
     });
+}
+
+#[test]
+fn agents_can_run_on_their_own() {
+    let platform = Platform::start_with(&["--no-agents"]);
+    let state = platform.state.to_str().unwrap().to_owned();
+    let agents: Vec<crate::support::Running> = ["node-1", "node-2"]
+        .into_iter()
+        .map(|node| {
+            crate::support::Running::start(&["agent", "--node", node, "--state-dir", &state], &[])
+        })
+        .collect();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    assert_eq!(platform.get_json(HOST, "/")["message"], "web");
+    // SIGTERM: each agent stops its instances and exits.
+    for mut agent in agents {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(agent.pid() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert_eq!(agent.wait_exit(SOON), Some(0));
+    }
+    let instances: Vec<u32> = processes_of(&platform.state)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd"))
+                .is_ok_and(|cwd| cwd.to_string_lossy().contains("/instances/"))
+        })
+        .collect();
+    assert_eq!(instances, Vec::<u32>::new());
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use drover_local::client::Client;
 use drover_local::files::StateDir;
 use drover_local::view::{AvailabilityRequest, Done, ScaleRequest, ServiceView, Status};
+use drover_model::Cpu;
 
 use crate::Output;
 
@@ -85,6 +86,11 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out
 }
 
+/// Resident memory as people read it: `23Mi`.
+fn mebibytes(bytes: u64) -> String {
+    format!("{}Mi", bytes.div_ceil(1024 * 1024))
+}
+
 fn render(status: &Status) -> String {
     let mut out = String::new();
     let envs = status
@@ -143,12 +149,14 @@ fn render(status: &Status) -> String {
                 i.port.map_or("-".into(), |p| p.to_string()),
                 i.pid.map_or("-".into(), |p| p.to_string()),
                 i.restarts.to_string(),
+                Cpu(i.cpu_millis).to_string(),
+                mebibytes(i.memory_bytes),
             ]
         })
         .collect();
     out += &table(
         &[
-            "INSTANCE", "NODE", "STATE", "READY", "PORT", "PID", "RESTARTS",
+            "INSTANCE", "NODE", "STATE", "READY", "PORT", "PID", "RESTARTS", "CPU", "MEMORY",
         ],
         instances,
     );
@@ -168,6 +176,8 @@ fn render(status: &Status) -> String {
                 n.status.clone(),
                 availability,
                 n.instances.to_string(),
+                format!("{}/{}", Cpu(n.cpu_used_millis), n.cpu),
+                format!("{}/{}", mebibytes(n.memory_used_bytes), n.memory),
             ]
         })
         .collect();
@@ -179,6 +189,8 @@ fn render(status: &Status) -> String {
             "STATUS",
             "AVAILABILITY",
             "INSTANCES",
+            "CPU",
+            "MEMORY",
         ],
         nodes,
     );

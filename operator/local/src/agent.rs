@@ -26,7 +26,7 @@ use tokio::task::JoinSet;
 
 use crate::client::{Client, ClientError};
 use crate::files::{InstanceFile, ProcessMark, StateDir, instance_files, stop_group};
-use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
+use crate::protocol::{Assignment, Assignments, InstanceReport, Report, Usage};
 
 /// Instance logs rotate at this size, keeping this many old files.
 const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;
@@ -58,6 +58,8 @@ struct Running {
     ports: BTreeMap<String, u16>,
     handle: Handle,
     file: PathBuf,
+    /// The last CPU reading: (pid, ticks, when).
+    cpu: Option<(u32, u64, std::time::Instant)>,
 }
 
 fn phase_name(phase: Phase) -> &'static str {
@@ -71,8 +73,50 @@ fn phase_name(phase: Phase) -> &'static str {
     }
 }
 
-fn report_of(id: &str, running: &Running) -> InstanceReport {
+/// Linux reports process CPU time in ticks of 1/100 s to user space (USER_HZ).
+const TICKS_PER_SECOND: u64 = 100;
+
+/// CPU time (ticks) and resident memory (bytes) of a process, from /proc.
+fn process_usage(pid: u32) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 2..].split(' ').collect();
+    let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    let pages: u64 = fields.get(21)?.parse().ok()?;
+    Some((ticks, pages * 4096))
+}
+
+/// The machine: its cores (as millicores) and memory.
+fn machine() -> Usage {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    Usage {
+        cpu_millis: cores * 1000,
+        memory_bytes: memory * 1024,
+    }
+}
+
+fn report_of(id: &str, running: &mut Running) -> InstanceReport {
     let status: Status = running.handle.status.borrow().clone();
+    let mut usage = Usage::default();
+    if let Some((ticks, memory)) = status.pid.and_then(process_usage) {
+        let now = std::time::Instant::now();
+        if let Some((pid, before, at)) = running.cpu
+            && Some(pid) == status.pid
+            && ticks >= before
+        {
+            let elapsed = now.duration_since(at).as_millis().max(1) as u64;
+            usage.cpu_millis = (ticks - before) * 1000 * 1000 / TICKS_PER_SECOND / elapsed;
+        }
+        running.cpu = status.pid.map(|pid| (pid, ticks, now));
+        usage.memory_bytes = memory;
+    }
     InstanceReport {
         id: id.to_owned(),
         spec_hash: running.spec_hash.clone(),
@@ -82,6 +126,7 @@ fn report_of(id: &str, running: &Running) -> InstanceReport {
         ports: running.ports.clone(),
         restarts: status.restarts,
         last_failure: status.last_failure,
+        usage,
     }
 }
 
@@ -227,6 +272,7 @@ impl Agent {
                 ports,
                 handle,
                 file,
+                cpu: None,
             },
         );
     }
@@ -279,9 +325,10 @@ impl Agent {
             seq: self.seq,
             instances: self
                 .running
-                .iter()
+                .iter_mut()
                 .map(|(id, r)| report_of(id, r))
                 .collect(),
+            machine: machine(),
             urgent,
         }
     }

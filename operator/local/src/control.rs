@@ -89,6 +89,7 @@ struct NodeLive {
     agent: Option<u32>,
     /// The newest report's sequence number from `agent`.
     seq: u64,
+    machine: crate::protocol::Usage,
     reports: BTreeMap<String, InstanceReport>,
     up: bool,
 }
@@ -843,8 +844,18 @@ impl ControlPlane {
             .into_iter()
             .map(|r| (r.id.clone(), r))
             .collect();
-        let changed = seen.reports != reports || !seen.up;
+        // Usage changes with every report; only a change of state is news.
+        let state = |r: &BTreeMap<String, InstanceReport>| -> Vec<InstanceReport> {
+            r.values()
+                .map(|i| InstanceReport {
+                    usage: Default::default(),
+                    ..i.clone()
+                })
+                .collect()
+        };
+        let changed = !seen.up || state(&seen.reports) != state(&reports);
         seen.reports = reports;
+        seen.machine = report.machine;
         drop(inner);
         if changed {
             self.wake();
@@ -1056,6 +1067,8 @@ impl ControlPlane {
                 pid: record.pid,
                 port: record.port,
                 restarts: record.restarts,
+                cpu_millis: report.map_or(0, |r| r.usage.cpu_millis),
+                memory_bytes: report.map_or(0, |r| r.usage.memory_bytes),
                 current: report.is_none_or(|r| r.spec_hash == record.spec_hash),
                 last_failure: report.and_then(|r| r.last_failure.clone()),
             });
@@ -1121,6 +1134,11 @@ impl ControlPlane {
                 let seen = inner.nodes.get(&node.name);
                 let o = overrides.get(&node.name).cloned();
                 let git = format!("{:?}", node.availability).to_lowercase();
+                let used = seen.map(|s| {
+                    s.reports.values().fold((0, 0), |(c, m), r| {
+                        (c + r.usage.cpu_millis, m + r.usage.memory_bytes)
+                    })
+                });
                 status.nodes.push(NodeView {
                     name: node.name.clone(),
                     cluster: cluster.clone(),
@@ -1134,6 +1152,10 @@ impl ControlPlane {
                     },
                     instances: records.iter().filter(|r| r.node == node.name).count() as u32,
                     agent_pid: seen.and_then(|s| s.agent),
+                    cpu: node.capacity.cpu.to_string(),
+                    memory: node.capacity.memory.to_string(),
+                    cpu_used_millis: used.map_or(0, |u| u.0),
+                    memory_used_bytes: used.map_or(0, |u| u.1),
                 });
             }
         }

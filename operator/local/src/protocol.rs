@@ -41,6 +41,17 @@ pub struct InstanceReport {
     pub ports: BTreeMap<String, u16>,
     pub restarts: u32,
     pub last_failure: Option<String>,
+    /// What the instance's process uses now.
+    #[serde(default)]
+    pub usage: Usage,
+}
+
+/// Resources in use: CPU in millicores (averaged since the previous report) and
+/// resident memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
 }
 
 /// An agent's heartbeat.
@@ -55,6 +66,10 @@ pub struct Report {
     #[serde(default)]
     pub seq: u64,
     pub instances: Vec<InstanceReport>,
+    /// The machine the agent runs on (the scheduler uses the capacity declared in Git:
+    /// several local nodes may share one machine).
+    #[serde(default)]
+    pub machine: Usage,
     /// When true, answer at once even if nothing changed (the agent has news, or has
     /// just started).
     #[serde(default)]

@@ -63,6 +63,10 @@ pub struct InstanceView {
     pub pid: Option<u32>,
     pub port: Option<u16>,
     pub restarts: u32,
+    #[serde(default)]
+    pub cpu_millis: u64,
+    #[serde(default)]
+    pub memory_bytes: u64,
     /// Runs the spec it is assigned (false while being replaced).
     pub current: bool,
     pub last_failure: Option<String>,
@@ -81,6 +85,14 @@ pub struct NodeView {
     pub status: String,
     pub instances: u32,
     pub agent_pid: Option<u32>,
+    /// Declared capacity (what the scheduler reserves against).
+    pub cpu: String,
+    pub memory: String,
+    /// What its instances use now, as its agent measures it.
+    #[serde(default)]
+    pub cpu_used_millis: u64,
+    #[serde(default)]
+    pub memory_used_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

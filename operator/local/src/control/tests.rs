@@ -46,8 +46,10 @@ fn report(seq: u64, ready: bool, assignments: &Assignments) -> Report {
                 ports: [("http".to_owned(), 1u16)].into(),
                 restarts: 0,
                 last_failure: None,
+                usage: Default::default(),
             })
             .collect(),
+        machine: Default::default(),
     }
 }
 
@@ -96,7 +98,10 @@ async fn scaling_against_git_is_reverted_with_an_event() {
     control.reconcile().unwrap();
     let events = control.events(2).unwrap();
     assert_eq!(events[0].reason, "DriftReverted");
-    assert_eq!(events[0].message, "drift reverted to Git: web: replicas 5 → 2");
+    assert_eq!(
+        events[0].message,
+        "drift reverted to Git: web: replicas 5 → 2"
+    );
     let web = control
         .status()
         .unwrap()
