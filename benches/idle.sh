@@ -90,3 +90,5 @@ b, a, t, s, rss, hwm, ab, aa, arss, n = map(float, sys.argv[1:])
 print(f"control plane (drover up): CPU {100 * (a - b) / t / s:.2f}% of a core, RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 print(f"{int(n)} agents together: CPU {100 * (aa - ab) / t / s:.2f}% of a core, RSS {arss / 1024:.1f} MiB")
 PY
+echo "instances that turned unready during the run: $(grep -c 'is not ready' "$work/up.log" || true)"
+grep 'is not ready' "$work/up.log" | head -3 || true

@@ -185,9 +185,11 @@ struct Agent {
 impl Agent {
     fn start(&mut self, assignment: &Assignment) {
         let spec = &assignment.spec;
-        let mut ports = BTreeMap::new();
+        let mut ports = assignment.ports.clone();
         for name in &spec.ports {
-            if let Ok(port) = free_port() {
+            if !ports.contains_key(name)
+                && let Ok(port) = free_port()
+            {
                 ports.insert(name.clone(), port);
             }
         }

@@ -31,10 +31,11 @@ use drover_scheduler::NodeState;
 use drover_source::Revision;
 use drover_store::{EnvironmentStatus, InstanceRecord, Store, StoreError};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
 use crate::files::StateDir;
-use crate::instances::{Blocked, Live, instances};
+use crate::instances::{Blocked, Live, PortRange, instances};
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
 use crate::view::{
     EnvironmentView, InstanceView, Lifecycle, NodeView, PoolView, ProxyView, ServiceView, Status,
@@ -140,6 +141,7 @@ struct Inner {
 /// The control plane. Shared by the reconcile loop and the API.
 pub struct ControlPlane {
     config: Config,
+    ports: PortRange,
     inner: Mutex<Inner>,
     wake: Notify,
     generation: watch::Sender<u64>,
@@ -152,6 +154,28 @@ impl std::fmt::Debug for ControlPlane {
         f.debug_struct("ControlPlane")
             .field("state", &self.config.state)
             .finish()
+    }
+}
+
+/// The range instance ports come from: below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`, usually from 32768), like Nomad's 20000–32000.
+fn instance_ports(state: &StateDir) -> PortRange {
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (first, last) = if ephemeral_start > 21000 {
+        (20000, ephemeral_start - 1)
+    } else {
+        (61000, 65000)
+    };
+    // A stable place in the range per state directory.
+    let digest = Sha256::digest(state.root().to_string_lossy().as_bytes());
+    let offset = u16::from_be_bytes([digest[0], digest[1]]) % (last - first);
+    PortRange {
+        first,
+        last,
+        start: first + offset,
     }
 }
 
@@ -190,6 +214,7 @@ impl ControlPlane {
     ) -> Result<Arc<ControlPlane>, ControlError> {
         let store = Store::open(&config.state.database())?;
         Ok(Arc::new(ControlPlane {
+            ports: instance_ports(&config.state),
             config,
             inner: Mutex::new(Inner {
                 store,
@@ -567,7 +592,15 @@ impl ControlPlane {
         nodes: &BTreeMap<String, Vec<NodeState>>,
     ) -> Result<BTreeMap<String, Vec<Assignment>>, ControlError> {
         let current = inner.store.instances()?;
-        let placed = instances(live, nodes, &current, &self.config.drover);
+        let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
+        let placed = instances(
+            live,
+            nodes,
+            &current,
+            &self.config.drover,
+            self.ports,
+            &free,
+        );
         let mut by_node: BTreeMap<String, Vec<Assignment>> = nodes
             .values()
             .flatten()
@@ -615,6 +648,7 @@ impl ControlPlane {
                     id: record.id.clone(),
                     spec_hash: record.spec_hash.clone(),
                     spec: wanted.spec.clone(),
+                    ports: record.ports.clone(),
                 });
             records.push(record);
         }

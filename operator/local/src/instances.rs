@@ -2,7 +2,7 @@
 //! that exist now, the complete set of instance records there should be. A pure
 //! function; the control plane stores its result and hands each node its share.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use drover_diff::State;
@@ -121,14 +121,74 @@ fn scheduled_name(environment: &str, service: &str) -> String {
     format!("{environment}/{service}")
 }
 
+/// The ports instances get: a range the control plane owns, outside the kernel's
+/// ephemeral range (as Nomad does), so that no two instances on the machine — even on
+/// different agents — and no outgoing connection ever get the same port.
+#[derive(Debug, Clone, Copy)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+    /// Where to start when no instance has a port yet: control planes of different
+    /// state directories on one machine start at different places.
+    pub start: u16,
+}
+
+/// Hands out ports of a range that no record holds and `free` accepts, continuing
+/// after the highest one in use, so that a port just given up (by an instance still
+/// shutting down) is not handed out again at once.
+struct Ports<'f> {
+    range: PortRange,
+    used: BTreeSet<u16>,
+    cursor: u16,
+    free: &'f dyn Fn(u16) -> bool,
+}
+
+impl Ports<'_> {
+    fn take(&mut self) -> Option<u16> {
+        let size = u32::from(self.range.last - self.range.first) + 1;
+        for _ in 0..size {
+            let port = self.cursor;
+            self.cursor = if port >= self.range.last {
+                self.range.first
+            } else {
+                port + 1
+            };
+            if !self.used.contains(&port) && (self.free)(port) {
+                self.used.insert(port);
+                return Some(port);
+            }
+        }
+        None
+    }
+}
+
 /// The instances there should be. `nodes` are per cluster, as the control plane sees
-/// them now (availability, liveness); `current` are the instance records that exist.
+/// them now (availability, liveness); `current` are the instance records that exist;
+/// new instances get ports of `range` that `free` accepts.
 pub fn instances(
     live: &Live,
     nodes: &BTreeMap<String, Vec<NodeState>>,
     current: &[InstanceRecord],
     drover: &Path,
+    range: PortRange,
+    free: &dyn Fn(u16) -> bool,
 ) -> Instances {
+    let used: BTreeSet<u16> = current
+        .iter()
+        .flat_map(|r| r.ports.values().copied())
+        .collect();
+    let cursor = used
+        .iter()
+        .copied()
+        .filter(|p| (range.first..range.last).contains(p))
+        .max()
+        .map_or(range.start.clamp(range.first, range.last), |p| p + 1);
+    let mut ports = Ports {
+        range,
+        used,
+        cursor,
+        free,
+    };
     let mut out = Instances::default();
     let by_id: BTreeMap<&str, &InstanceRecord> =
         current.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -211,18 +271,34 @@ pub fn instances(
                 node: placement.node.clone(),
                 spec_hash: run.hash(),
                 port: None,
+                ports: BTreeMap::new(),
                 pid: None,
                 state: "pending".into(),
                 ready: false,
                 restarts: 0,
             };
+            let old = by_id.get(id.as_str()).filter(|o| o.node == record.node);
             // What is known about an instance stays with it while it stays on its node.
-            if let Some(old) = by_id.get(id.as_str()).filter(|o| o.node == record.node) {
+            if let Some(old) = old {
                 record.port = old.port;
                 record.pid = old.pid;
                 record.state = old.state.clone();
                 record.ready = old.ready;
                 record.restarts = old.restarts;
+            }
+            // Its ports too, while its spec stays the same; a replacement gets new ones,
+            // so that it can start while the instance it replaces is still stopping.
+            match old.filter(|o| {
+                o.spec_hash == record.spec_hash && run.ports.iter().all(|p| o.ports.contains_key(p))
+            }) {
+                Some(old) => record.ports = old.ports.clone(),
+                None => {
+                    for port_name in &run.ports {
+                        if let Some(port) = ports.take() {
+                            record.ports.insert(port_name.clone(), port);
+                        }
+                    }
+                }
             }
             out.wanted.push(Wanted {
                 record,

@@ -17,6 +17,10 @@ pub struct Assignment {
     /// Hash of `spec`: a running instance with another hash is replaced.
     pub spec_hash: String,
     pub spec: RunSpec,
+    /// The ports the control plane allocated, by name (an agent picks free ones itself
+    /// when this is empty).
+    #[serde(default)]
+    pub ports: BTreeMap<String, u16>,
 }
 
 /// The answer to a report.

@@ -75,6 +75,9 @@ CREATE TABLE node_overrides (
     availability TEXT NOT NULL
 );
 "#,
+    r#"
+ALTER TABLE instances ADD COLUMN ports TEXT NOT NULL DEFAULT '{}';
+"#,
 ];
 
 /// Events kept by default; older ones are dropped as new ones arrive.
@@ -109,6 +112,8 @@ pub struct InstanceRecord {
     pub node: String,
     pub spec_hash: String,
     pub port: Option<u16>,
+    /// Every port allocated to the instance, by name.
+    pub ports: std::collections::BTreeMap<String, u16>,
     pub pid: Option<u32>,
     /// `starting`, `running`, `exited`, `stopping`.
     pub state: String,
@@ -284,10 +289,10 @@ impl Store {
     /// Inserts or replaces an instance.
     pub fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
         self.db.execute(
-            "INSERT INTO instances (id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
-             ON CONFLICT(id) DO UPDATE SET node = ?5, spec_hash = ?6, port = ?7, pid = ?8, state = ?9, ready = ?10, restarts = ?11, updated_at = ?12",
-            params![i.id, i.environment, i.service, i.slot, i.node, i.spec_hash, i.port, i.pid, i.state, i.ready, i.restarts, now_ms()],
+            "INSERT INTO instances (id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, updated_at, ports)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT(id) DO UPDATE SET node = ?5, spec_hash = ?6, port = ?7, pid = ?8, state = ?9, ready = ?10, restarts = ?11, updated_at = ?12, ports = ?13",
+            params![i.id, i.environment, i.service, i.slot, i.node, i.spec_hash, i.port, i.pid, i.state, i.ready, i.restarts, now_ms(), serde_json::to_string(&i.ports).expect("ports serialize")],
         )?;
         Ok(())
     }
@@ -359,7 +364,7 @@ impl Store {
     }
 }
 
-const INSTANCE_COLUMNS: &str = "SELECT id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts FROM instances";
+const INSTANCE_COLUMNS: &str = "SELECT id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, ports FROM instances";
 
 fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
@@ -370,6 +375,7 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
         node: r.get(4)?,
         spec_hash: r.get(5)?,
         port: r.get(6)?,
+        ports: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
         pid: r.get(7)?,
         state: r.get(8)?,
         ready: r.get(9)?,

@@ -21,6 +21,7 @@ fn instance(id: &str, node: &str) -> InstanceRecord {
         slot: "0".into(),
         node: node.into(),
         spec_hash: "h1".into(),
+        ports: Default::default(),
         port: Some(41000),
         pid: Some(1234),
         state: "running".into(),

@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use std::collections::BTreeSet;
+
 use super::*;
 use drover_model::cluster::{Availability, NodeRole};
 
@@ -34,6 +36,27 @@ fn nodes(live: &Live, down: &[&str]) -> BTreeMap<String, Vec<NodeState>> {
         .collect()
 }
 
+const RANGE: PortRange = PortRange {
+    first: 20000,
+    last: 20999,
+    start: 20000,
+};
+
+fn place(
+    live: &Live,
+    nodes: &BTreeMap<String, Vec<NodeState>>,
+    current: &[InstanceRecord],
+) -> Instances {
+    instances(
+        live,
+        nodes,
+        current,
+        Path::new("/bin/drover"),
+        RANGE,
+        &|_| true,
+    )
+}
+
 fn records(i: &Instances) -> Vec<InstanceRecord> {
     i.wanted.iter().map(|w| w.record.clone()).collect()
 }
@@ -49,7 +72,7 @@ fn placed<'a>(i: &'a Instances, env: &str, service: &str) -> Vec<(&'a str, &'a s
 #[test]
 fn every_example_service_is_placed_and_replicas_spread() {
     let live = example();
-    let i = instances(&live, &nodes(&live, &[]), &[], Path::new("/bin/drover"));
+    let i = place(&live, &nodes(&live, &[]), &[]);
     assert!(i.blocked.is_empty(), "{:?}", i.blocked);
     assert_eq!(
         placed(&i, "staging", "web"),
@@ -62,14 +85,8 @@ fn every_example_service_is_placed_and_replicas_spread() {
 #[test]
 fn instances_of_a_down_node_move_and_keep_their_ids() {
     let live = example();
-    let drover = Path::new("/bin/drover");
-    let before = instances(&live, &nodes(&live, &[]), &[], drover);
-    let after = instances(
-        &live,
-        &nodes(&live, &["staging-2"]),
-        &records(&before),
-        drover,
-    );
+    let before = place(&live, &nodes(&live, &[]), &[]);
+    let after = place(&live, &nodes(&live, &["staging-2"]), &records(&before));
     assert_eq!(
         placed(&after, "staging", "web"),
         [("1", "staging-1"), ("2", "staging-1")]
@@ -80,14 +97,13 @@ fn instances_of_a_down_node_move_and_keep_their_ids() {
 #[test]
 fn a_changed_service_keeps_its_slots_under_a_new_hash() {
     let mut live = example();
-    let drover = Path::new("/bin/drover");
-    let before = instances(&live, &nodes(&live, &[]), &[], drover);
+    let before = place(&live, &nodes(&live, &[]), &[]);
     let web = live
         .services
         .get_mut(&("staging".to_owned(), "web".to_owned()))
         .unwrap();
     web.version = Some("v9".into());
-    let after = instances(&live, &nodes(&live, &[]), &records(&before), drover);
+    let after = place(&live, &nodes(&live, &[]), &records(&before));
     let hash = |i: &Instances, id: &str| {
         i.wanted
             .iter()
@@ -111,13 +127,12 @@ fn a_changed_service_keeps_its_slots_under_a_new_hash() {
 #[test]
 fn a_drained_node_empties_and_the_reason_is_given_when_nothing_fits() {
     let live = example();
-    let drover = Path::new("/bin/drover");
     let mut n = nodes(&live, &[]);
     for node in n.get_mut("local-staging").unwrap() {
         node.availability = Availability::Drain;
         node.role = NodeRole::Worker;
     }
-    let i = instances(&live, &n, &[], drover);
+    let i = place(&live, &n, &[]);
     assert!(placed(&i, "staging", "web").is_empty());
     let reasons: Vec<&str> = i
         .blocked
@@ -128,5 +143,48 @@ fn a_drained_node_empties_and_the_reason_is_given_when_nothing_fits() {
     assert!(
         reasons.iter().all(|r| r.starts_with("no active node")),
         "{reasons:?}"
+    );
+}
+
+#[test]
+fn every_instance_gets_its_own_ports_and_keeps_them_until_its_spec_changes() {
+    let mut live = example();
+    let n = nodes(&live, &[]);
+    let busy = |port: u16| port != 20001;
+    let before = instances(&live, &n, &[], Path::new("/bin/drover"), RANGE, &busy);
+    let all: Vec<u16> = before
+        .wanted
+        .iter()
+        .flat_map(|w| w.record.ports.values().copied())
+        .collect();
+    let unique: BTreeSet<u16> = all.iter().copied().collect();
+    assert_eq!(unique.len(), all.len(), "no port twice");
+    assert!(
+        !unique.contains(&20001),
+        "a port something else holds is skipped"
+    );
+    live.services
+        .get_mut(&("staging".to_owned(), "web".to_owned()))
+        .unwrap()
+        .version = Some("v9".into());
+    let after = place(&live, &n, &records(&before));
+    let ports = |i: &Instances, id: &str| {
+        i.wanted
+            .iter()
+            .find(|w| w.record.id == id)
+            .map(|w| w.record.ports.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        ports(&before, "staging.api.1"),
+        ports(&after, "staging.api.1")
+    );
+    let (old, new) = (
+        ports(&before, "staging.web.1"),
+        ports(&after, "staging.web.1"),
+    );
+    assert!(
+        old.values().all(|p| !new.values().any(|q| q == p)),
+        "a replacement gets new ports"
     );
 }
