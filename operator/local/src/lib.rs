@@ -16,6 +16,7 @@ pub mod control;
 pub mod files;
 pub mod instances;
 pub mod protocol;
+pub mod rollout;
 pub mod run_spec;
 pub mod server;
 pub mod view;
