@@ -406,3 +406,59 @@ fn agents_can_run_on_their_own() {
         .collect();
     assert_eq!(instances, Vec::<u32>::new());
 }
+
+#[test]
+fn a_start_first_rolling_update_under_load_fails_no_request() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    platform.repo.edit(
+        "environments/dev/web.yaml",
+        "  replicas: 1\n",
+        "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n",
+    );
+    platform.repo.commit("web: 3 replicas, start-first updates");
+    platform.wait_for(SOON, "3 web ready", |s| Platform::ready(s, "web", 3));
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (proxy, stop) = (platform.proxy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let (mut answers, mut failures) = (Vec::new(), Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) =
+                    crate::support::http("GET", &proxy, "/version", &[("Host", HOST)], b"");
+                if status == 200 {
+                    answers.push(body.trim().to_owned());
+                } else {
+                    failures.push(format!("{status} {body}"));
+                }
+            }
+            (answers, failures)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2");
+    platform.repo.commit("web v2");
+    platform.wait_for(Duration::from_secs(40), "every instance on v2", |s| {
+        Platform::ready(s, "web", 3)
+            && s["services"][0]["state"] == "Running"
+            && s["services"][0]["version"] == "v2"
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (answers, failures) = load.join().unwrap();
+    assert_eq!(
+        failures,
+        Vec::<String>::new(),
+        "no request fails during the update"
+    );
+    assert!(answers.iter().any(|v| v == "v1") && answers.last().map(String::as_str) == Some("v2"));
+    let status = platform.status();
+    assert!(
+        Platform::instances(&status, "web")
+            .iter()
+            .all(|i| i["current"] == true)
+    );
+}

@@ -246,6 +246,13 @@ impl Tracker {
         self.passed_once
     }
 
+    /// Failing now: unhealthy with at least `failureThreshold` failures in a row (for a
+    /// readiness probe that never passed, too), with the last failure and the count.
+    pub fn failing(&self) -> Option<(String, u32)> {
+        (!self.healthy && self.failures >= self.failure_threshold)
+            .then(|| (self.last_failure.clone().unwrap_or_default(), self.failures))
+    }
+
     /// The current verdict.
     pub fn healthy(&self) -> bool {
         self.healthy

@@ -47,6 +47,8 @@ pub struct Status {
     pub restarts: u32,
     /// Why it last stopped being healthy or running, in one line.
     pub last_failure: Option<String>,
+    /// Its readiness probe fails `failureThreshold` times in a row or more.
+    pub failing: bool,
 }
 
 /// A supervised instance. Dropping the handle without [`Handle::stop`] stops it too.
@@ -83,6 +85,7 @@ pub fn supervise(spec: InstanceSpec) -> Handle {
         pid: None,
         restarts: 0,
         last_failure: None,
+        failing: false,
     });
     let (stop_tx, stop_rx) = oneshot::channel();
     let task = tokio::spawn(run(spec, tx, stop_rx));
@@ -117,6 +120,7 @@ async fn run(spec: InstanceSpec, tx: watch::Sender<Status>, mut stop: oneshot::R
         let started = Instant::now();
         tx.send_modify(|s| {
             s.phase = Phase::Running;
+            s.failing = false;
             s.pid = Some(child.pid());
             s.ready = spec.readiness.is_none();
         });
@@ -168,7 +172,19 @@ async fn run(spec: InstanceSpec, tx: watch::Sender<Status>, mut stop: oneshot::R
                         && probe::next_check(p, started, *last, !tracker.passed_once()) <= now
                     {
                         *last = Some(now);
-                        match tracker.observe(probe::check(p, &spec.target).await) {
+                        let change = tracker.observe(probe::check(p, &spec.target).await);
+                        // Failing beyond the threshold, ready before or not: rollouts
+                        // count such an instance as failed.
+                        let failing = tracker.failing();
+                        if failing.is_some() != tx.borrow().failing {
+                            tx.send_modify(|s| {
+                                s.failing = failing.is_some();
+                                if let Some((reason, failures)) = &failing {
+                                    s.last_failure = Some(format!("readiness {reason} ({failures} times)"));
+                                }
+                            });
+                        }
+                        match change {
                             Some(Change::BecameHealthy) => tx.send_modify(|s| s.ready = true),
                             Some(Change::BecameUnhealthy { reason, failures }) => tx.send_modify(|s| {
                                 s.ready = false;

@@ -126,6 +126,7 @@ fn report_of(id: &str, running: &mut Running) -> InstanceReport {
         ports: running.ports.clone(),
         restarts: status.restarts,
         last_failure: status.last_failure,
+        failing: status.failing,
         usage,
     }
 }
@@ -175,7 +176,8 @@ pub async fn stop_leftovers(state: &StateDir, node: &str) -> usize {
 
 struct Agent {
     config: AgentConfig,
-    running: BTreeMap<String, Running>,
+    /// By (instance id, spec hash).
+    running: BTreeMap<(String, String), Running>,
     /// Pinged by every instance's status watcher.
     news: Arc<Notify>,
     stopping: JoinSet<()>,
@@ -268,7 +270,7 @@ impl Agent {
             }
         });
         self.running.insert(
-            assignment.id.clone(),
+            (assignment.id.clone(), assignment.spec_hash.clone()),
             Running {
                 spec_hash: assignment.spec_hash.clone(),
                 ports,
@@ -280,8 +282,8 @@ impl Agent {
     }
 
     /// Stops an instance in the background, so heartbeats go on during its grace period.
-    fn stop(&mut self, id: &str) {
-        if let Some(running) = self.running.remove(id) {
+    fn stop(&mut self, key: &(String, String)) {
+        if let Some(running) = self.running.remove(key) {
             self.stopping.spawn(async move {
                 running.handle.stop().await;
                 let _ = std::fs::remove_file(&running.file);
@@ -289,29 +291,28 @@ impl Agent {
         }
     }
 
-    /// Makes the node run exactly the assigned instances. True when anything changed.
+    /// Makes the node run exactly the assigned instances. An instance is an id and a
+    /// spec: one id may be assigned twice during a start-first update (the new spec
+    /// starts, the old keeps serving until the control plane lets it go). True when
+    /// anything changed.
     fn apply(&mut self, assignments: &Assignments) -> bool {
-        let wanted: BTreeMap<&str, &Assignment> = assignments
+        let wanted: BTreeMap<(String, String), &Assignment> = assignments
             .instances
             .iter()
-            .map(|a| (a.id.as_str(), a))
+            .map(|a| ((a.id.clone(), a.spec_hash.clone()), a))
             .collect();
-        let stale: Vec<String> = self
+        let stale: Vec<(String, String)> = self
             .running
-            .iter()
-            .filter(|(id, r)| {
-                wanted
-                    .get(id.as_str())
-                    .is_none_or(|a| a.spec_hash != r.spec_hash)
-            })
-            .map(|(id, _)| id.clone())
+            .keys()
+            .filter(|key| !wanted.contains_key(*key))
+            .cloned()
             .collect();
         let mut changed = !stale.is_empty();
-        for id in stale {
-            self.stop(&id);
+        for key in stale {
+            self.stop(&key);
         }
-        for (id, assignment) in wanted {
-            if !self.running.contains_key(id) {
+        for (key, assignment) in wanted {
+            if !self.running.contains_key(&key) {
                 self.start(assignment);
                 changed = true;
             }
@@ -328,7 +329,7 @@ impl Agent {
             instances: self
                 .running
                 .iter_mut()
-                .map(|(id, r)| report_of(id, r))
+                .map(|((id, _), r)| report_of(id, r))
                 .collect(),
             machine: machine(),
             urgent,
@@ -336,9 +337,9 @@ impl Agent {
     }
 
     async fn shutdown(mut self) {
-        let ids: Vec<String> = self.running.keys().cloned().collect();
-        for id in ids {
-            self.stop(&id);
+        let keys: Vec<(String, String)> = self.running.keys().cloned().collect();
+        for key in keys {
+            self.stop(&key);
         }
         while self.stopping.join_next().await.is_some() {}
     }

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use drover_diff::{ObjectKey, State};
 use drover_model::Kind;
 use drover_model::cluster::{AddressPool, Availability, PoolRole};
+use drover_model::service::UpdateOrder;
 use drover_plan::{Observed, plan};
 use drover_proxy::{Backend, Proxy, Route, Table};
 use drover_scheduler::NodeState;
@@ -37,6 +38,7 @@ use tokio::sync::{Notify, watch};
 use crate::files::StateDir;
 use crate::instances::{Blocked, Live, PortRange, instances};
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
+use crate::rollout;
 use crate::view::{
     EnvironmentView, InstanceView, Lifecycle, NodeView, PoolView, ProxyView, ServiceView, Status,
 };
@@ -91,7 +93,8 @@ struct NodeLive {
     /// The newest report's sequence number from `agent`.
     seq: u64,
     machine: crate::protocol::Usage,
-    reports: BTreeMap<String, InstanceReport>,
+    /// By (instance id, spec hash).
+    reports: BTreeMap<(String, String), InstanceReport>,
     up: bool,
 }
 
@@ -130,12 +133,18 @@ struct Inner {
     generation: u64,
     proxies: BTreeMap<(String, String), Listening>,
     blocked: Vec<Blocked>,
-    /// By (node, instance id).
+    /// By (node, `ID@HASH`).
     draining: BTreeMap<(String, String), Draining>,
     /// By (cluster, pool name).
     pools: BTreeMap<(String, String), PoolLive>,
     /// What was last said about each instance's readiness, to say only changes.
     said_ready: BTreeMap<String, bool>,
+    /// Since when each (instance, spec hash) has been ready.
+    ready_since: BTreeMap<(String, String), Instant>,
+    /// When each service's last update batch started.
+    last_batch: BTreeMap<(String, String), Instant>,
+    /// Each service's update as of the last pass, and whether slots still wait for it.
+    rollouts: BTreeMap<(String, String), (rollout::Step, bool)>,
 }
 
 /// The control plane. Shared by the reconcile loop and the API.
@@ -228,6 +237,9 @@ impl ControlPlane {
                 draining: BTreeMap::new(),
                 pools: BTreeMap::new(),
                 said_ready: BTreeMap::new(),
+                ready_since: BTreeMap::new(),
+                last_batch: BTreeMap::new(),
+                rollouts: BTreeMap::new(),
             }),
             wake: Notify::new(),
             generation: watch::channel(0).0,
@@ -328,14 +340,22 @@ impl ControlPlane {
         for (node, (_, old)) in &inner.assignments {
             let new = by_node.get(node);
             for assignment in old {
-                let still = new.is_some_and(|list| list.iter().any(|a| a.id == assignment.id));
-                let key = (node.clone(), assignment.id.clone());
+                let same =
+                    |a: &Assignment| a.id == assignment.id && a.spec_hash == assignment.spec_hash;
+                let still = new.is_some_and(|list| list.iter().any(same));
+                let key = (
+                    node.clone(),
+                    format!("{}@{}", assignment.id, assignment.spec_hash),
+                );
                 if !still && !inner.draining.contains_key(&key) {
                     let ports: Vec<u16> = inner
                         .nodes
                         .get(node)
                         .filter(|n| n.up)
-                        .and_then(|n| n.reports.get(&assignment.id))
+                        .and_then(|n| {
+                            n.reports
+                                .get(&(assignment.id.clone(), assignment.spec_hash.clone()))
+                        })
                         .filter(|r| r.ready)
                         .map(|r| r.ports.values().copied().collect())
                         .unwrap_or_default();
@@ -353,10 +373,11 @@ impl ControlPlane {
             }
         }
         let proxies: Vec<Arc<Proxy>> = inner.proxies.values().map(|l| l.proxy.clone()).collect();
-        inner.draining.retain(|(node, id), d| {
-            let back = by_node
-                .get(node)
-                .is_some_and(|list| list.iter().any(|a| a.id == *id));
+        inner.draining.retain(|(node, _), d| {
+            let back = by_node.get(node).is_some_and(|list| {
+                list.iter()
+                    .any(|a| a.id == d.assignment.id && a.spec_hash == d.assignment.spec_hash)
+            });
             let busy = d.ports.iter().any(|port| {
                 let addr = SocketAddr::from(([127, 0, 0, 1], *port));
                 proxies.iter().any(|p| p.in_flight(addr) > 0)
@@ -606,52 +627,156 @@ impl ControlPlane {
             .flatten()
             .map(|n| (n.name.clone(), Vec::new()))
             .collect();
-        let mut records = Vec::new();
-        for wanted in &placed.wanted {
-            let mut record = wanted.record.clone();
-            let report = inner
+        let now = Instant::now();
+        let by_id: BTreeMap<&str, &InstanceRecord> =
+            current.iter().map(|r| (r.id.as_str(), r)).collect();
+        let report_of = |inner: &Inner, node: &str, id: &str, hash: &str| {
+            inner
                 .nodes
-                .get(&record.node)
-                .and_then(|n| n.reports.get(&record.id));
-            match report {
-                Some(r) => {
-                    record.pid = r.pid;
-                    record.state = if r.spec_hash == record.spec_hash {
-                        r.phase.clone()
-                    } else {
-                        "replacing".into()
-                    };
-                    record.ready = r.ready && r.spec_hash == record.spec_hash;
-                    record.restarts = r.restarts;
-                    record.port = r.ports.values().next().copied();
-                }
-                None if record.node_changed_from(&current) => {
-                    record.state = "pending".into();
-                    record.ready = false;
-                }
-                // Nothing heard from its node since this control plane started: what
-                // the store says is from before, and nobody vouches for it now.
-                None if inner
-                    .nodes
-                    .get(&record.node)
-                    .is_none_or(|n| n.last_seen.is_none()) =>
-                {
-                    record.state = "unknown".into();
-                    record.ready = false;
-                }
-                None => {}
-            }
-            by_node
-                .entry(record.node.clone())
+                .get(node)
+                .and_then(|n| n.reports.get(&(id.to_owned(), hash.to_owned())))
+                .cloned()
+        };
+        // Group the wanted instances by service: each service rolls on its own.
+        let mut services: BTreeMap<(String, String), Vec<&crate::instances::Wanted>> =
+            BTreeMap::new();
+        for wanted in &placed.wanted {
+            services
+                .entry((
+                    wanted.record.environment.clone(),
+                    wanted.record.service.clone(),
+                ))
                 .or_default()
-                .push(Assignment {
-                    id: record.id.clone(),
-                    spec_hash: record.spec_hash.clone(),
-                    spec: wanted.spec.clone(),
-                    ports: record.ports.clone(),
-                });
-            records.push(record);
+                .push(wanted);
         }
+        let mut records = Vec::new();
+        let mut rollouts = BTreeMap::new();
+        for ((env, name), wanted) in services {
+            let service = live.services.get(&(env.clone(), name.clone()));
+            // A slot still running an older spec on the same node is to be updated; a
+            // new slot, or one that moves, starts on the new spec at once.
+            let old_of = |w: &crate::instances::Wanted| {
+                by_id
+                    .get(w.record.id.as_str())
+                    .filter(|o| o.node == w.record.node && o.assignment.is_some())
+                    .filter(|o| o.spec_hash != w.record.spec_hash)
+                    .copied()
+            };
+            let slots: Vec<rollout::Slot> = wanted
+                .iter()
+                .map(|w| {
+                    let report =
+                        report_of(inner, &w.record.node, &w.record.id, &w.record.spec_hash);
+                    let key = (w.record.id.clone(), w.record.spec_hash.clone());
+                    let ready = report.as_ref().is_some_and(|r| r.ready);
+                    if ready {
+                        inner.ready_since.entry(key).or_insert(now);
+                    } else {
+                        inner.ready_since.remove(&key);
+                    }
+                    rollout::Slot {
+                        id: w.record.id.clone(),
+                        updated: old_of(w).is_none(),
+                        ready_since: inner
+                            .ready_since
+                            .get(&(w.record.id.clone(), w.record.spec_hash.clone()))
+                            .copied(),
+                        failed: report.is_some_and(|r| {
+                            r.failing
+                                || matches!(r.phase.as_str(), "backing-off" | "failed" | "exited")
+                        }),
+                    }
+                })
+                .collect();
+            let (strategy, update, order) = service.map_or(
+                (Default::default(), Default::default(), Default::default()),
+                |s| (s.strategy, s.update.clone(), s.update.order),
+            );
+            let step = rollout::next(
+                strategy,
+                &update,
+                &slots,
+                inner.last_batch.get(&(env.clone(), name.clone())).copied(),
+                now,
+            );
+            if !step.advance.is_empty() {
+                inner.last_batch.insert((env.clone(), name.clone()), now);
+            }
+            let updating = slots.iter().any(|s| !s.updated) || !step.advance.is_empty();
+            rollouts.insert((env.clone(), name.clone()), (step.clone(), updating));
+            for w in wanted {
+                let old = old_of(w);
+                let advancing = step.advance.contains(&w.record.id);
+                let mut record = match old {
+                    // Not its turn yet: the slot keeps what it runs.
+                    Some(old) if !advancing => old.clone(),
+                    _ => {
+                        let mut record = w.record.clone();
+                        let target = Assignment {
+                            id: record.id.clone(),
+                            spec_hash: record.spec_hash.clone(),
+                            spec: w.spec.clone(),
+                            ports: record.ports.clone(),
+                        };
+                        record.assignment =
+                            Some(serde_json::to_string(&target).expect("serializes"));
+                        record.previous = match (old, order) {
+                            (Some(old), UpdateOrder::StartFirst) => old.assignment.clone(),
+                            (Some(_), UpdateOrder::StopFirst) => None,
+                            (None, _) => by_id
+                                .get(record.id.as_str())
+                                .filter(|o| o.node == record.node)
+                                .and_then(|o| o.previous.clone()),
+                        };
+                        record
+                    }
+                };
+                let report = report_of(inner, &record.node, &record.id, &record.spec_hash);
+                match &report {
+                    Some(r) => {
+                        record.pid = r.pid;
+                        record.state = r.phase.clone();
+                        record.ready = r.ready;
+                        record.restarts = r.restarts;
+                        record.port = r.ports.values().next().copied();
+                    }
+                    None if by_id.get(record.id.as_str()).is_none_or(|o| {
+                        o.node != record.node || o.spec_hash != record.spec_hash
+                    }) =>
+                    {
+                        record.state = "pending".into();
+                        record.ready = false;
+                        record.pid = None;
+                    }
+                    // Nothing heard from its node since this control plane started: what
+                    // the store says is from before, and nobody vouches for it now.
+                    None if inner
+                        .nodes
+                        .get(&record.node)
+                        .is_none_or(|n| n.last_seen.is_none()) =>
+                    {
+                        record.state = "unknown".into();
+                        record.ready = false;
+                    }
+                    None => {}
+                }
+                // The new spec is ready: what it replaces may go (drained first).
+                if record.ready {
+                    record.previous = None;
+                }
+                let list = by_node.entry(record.node.clone()).or_default();
+                for json in [&record.assignment, &record.previous].into_iter().flatten() {
+                    if let Ok(assignment) = serde_json::from_str::<Assignment>(json) {
+                        list.push(assignment);
+                    }
+                }
+                records.push(record);
+            }
+        }
+        inner.rollouts = rollouts;
+        inner
+            .ready_since
+            .retain(|(id, hash), _| records.iter().any(|r| r.id == *id && r.spec_hash == *hash));
         let wanted_ids: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let old: BTreeMap<&str, &InstanceRecord> =
             current.iter().map(|r| (r.id.as_str(), r)).collect();
@@ -736,15 +861,34 @@ impl ControlPlane {
                             let backends = records
                                 .iter()
                                 .filter(|r| r.environment == *env && r.service == *name)
-                                .filter_map(|r| {
-                                    let node = inner.nodes.get(&r.node)?;
-                                    let report = node.reports.get(&r.id)?;
-                                    let port = *report.ports.get(&port)?;
-                                    Some(Backend {
-                                        id: r.id.clone(),
-                                        addr: SocketAddr::from(([127, 0, 0, 1], port)),
-                                        ready: report.ready && node.up,
-                                    })
+                                .flat_map(|r| {
+                                    // The instance on its assigned spec and, during a
+                                    // start-first update, the one it replaces.
+                                    let previous = r
+                                        .previous
+                                        .as_deref()
+                                        .and_then(|p| serde_json::from_str::<Assignment>(p).ok())
+                                        .map(|a| a.spec_hash);
+                                    let node = inner.nodes.get(&r.node);
+                                    [Some(r.spec_hash.clone()), previous]
+                                        .into_iter()
+                                        .flatten()
+                                        .filter_map(|hash| {
+                                            let node = node?;
+                                            let report =
+                                                node.reports.get(&(r.id.clone(), hash.clone()))?;
+                                            let port = *report.ports.get(&port)?;
+                                            Some(Backend {
+                                                id: if hash == r.spec_hash {
+                                                    r.id.clone()
+                                                } else {
+                                                    format!("{}@{hash}", r.id)
+                                                },
+                                                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                                                ready: report.ready && node.up,
+                                            })
+                                        })
+                                        .collect::<Vec<_>>()
                                 })
                                 .collect();
                             table.backends.insert(backend_key, backends);
@@ -873,13 +1017,13 @@ impl ControlPlane {
         }
         seen.agent = Some(report.pid);
         seen.seq = report.seq;
-        let reports: BTreeMap<String, InstanceReport> = report
+        let reports: BTreeMap<(String, String), InstanceReport> = report
             .instances
             .into_iter()
-            .map(|r| (r.id.clone(), r))
+            .map(|r| ((r.id.clone(), r.spec_hash.clone()), r))
             .collect();
         // Usage changes with every report; only a change of state is news.
-        let state = |r: &BTreeMap<String, InstanceReport>| -> Vec<InstanceReport> {
+        let state = |r: &BTreeMap<(String, String), InstanceReport>| -> Vec<InstanceReport> {
             r.values()
                 .map(|i| InstanceReport {
                     usage: Default::default(),
@@ -1087,10 +1231,10 @@ impl ControlPlane {
             });
         }
         for record in &records {
-            let report = inner
-                .nodes
-                .get(&record.node)
-                .and_then(|n| n.reports.get(&record.id));
+            let report = inner.nodes.get(&record.node).and_then(|n| {
+                n.reports
+                    .get(&(record.id.clone(), record.spec_hash.clone()))
+            });
             status.instances.push(InstanceView {
                 id: record.id.clone(),
                 environment: record.environment.clone(),
@@ -1103,7 +1247,7 @@ impl ControlPlane {
                 restarts: record.restarts,
                 cpu_millis: report.map_or(0, |r| r.usage.cpu_millis),
                 memory_bytes: report.map_or(0, |r| r.usage.memory_bytes),
-                current: report.is_none_or(|r| r.spec_hash == record.spec_hash),
+                current: record.previous.is_none(),
                 last_failure: report.and_then(|r| r.last_failure.clone()),
             });
         }
@@ -1141,9 +1285,14 @@ impl ControlPlane {
                     None => b.reason.clone(),
                 }))
                 .collect();
+            let rollout = inner.rollouts.get(&(env.clone(), name.clone()));
+            let paused = rollout.and_then(|(step, _)| step.paused.clone());
+            let failing: Vec<String> = paused.into_iter().chain(failing).collect();
             let state = if !failing.is_empty() {
                 Lifecycle::Abnormal
-            } else if mine.iter().any(|i| !i.current) {
+            } else if mine.iter().any(|i| !i.current)
+                || rollout.is_some_and(|(_, updating)| *updating)
+            {
                 Lifecycle::Updating
             } else if ready >= desired && mine.len() as u32 == desired {
                 Lifecycle::Running
@@ -1238,20 +1387,6 @@ impl ControlPlane {
             .iter()
             .map(|(n, s)| (n.clone(), s.reports.len()))
             .collect()
-    }
-}
-
-trait NodeChanged {
-    fn node_changed_from(&self, current: &[InstanceRecord]) -> bool;
-}
-
-impl NodeChanged for InstanceRecord {
-    /// A new record, or one that moved to another node.
-    fn node_changed_from(&self, current: &[InstanceRecord]) -> bool {
-        current
-            .iter()
-            .find(|r| r.id == self.id)
-            .is_none_or(|r| r.node != self.node)
     }
 }
 

@@ -272,6 +272,8 @@ pub fn instances(
                 spec_hash: run.hash(),
                 port: None,
                 ports: BTreeMap::new(),
+                assignment: None,
+                previous: None,
                 pid: None,
                 state: "pending".into(),
                 ready: false,

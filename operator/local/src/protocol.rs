@@ -45,6 +45,9 @@ pub struct InstanceReport {
     pub ports: BTreeMap<String, u16>,
     pub restarts: u32,
     pub last_failure: Option<String>,
+    /// Its readiness probe fails beyond its threshold.
+    #[serde(default)]
+    pub failing: bool,
     /// What the instance's process uses now.
     #[serde(default)]
     pub usage: Usage,

@@ -78,6 +78,10 @@ CREATE TABLE node_overrides (
     r#"
 ALTER TABLE instances ADD COLUMN ports TEXT NOT NULL DEFAULT '{}';
 "#,
+    r#"
+ALTER TABLE instances ADD COLUMN assignment TEXT;
+ALTER TABLE instances ADD COLUMN previous TEXT;
+"#,
 ];
 
 /// Events kept by default; older ones are dropped as new ones arrive.
@@ -114,6 +118,11 @@ pub struct InstanceRecord {
     pub port: Option<u16>,
     /// Every port allocated to the instance, by name.
     pub ports: std::collections::BTreeMap<String, u16>,
+    /// What its node is told to run, as the engine encodes it (JSON).
+    pub assignment: Option<String>,
+    /// During a start-first update: what ran before, kept running until the new spec is
+    /// ready (JSON, as `assignment`).
+    pub previous: Option<String>,
     pub pid: Option<u32>,
     /// `starting`, `running`, `exited`, `stopping`.
     pub state: String,
@@ -289,10 +298,10 @@ impl Store {
     /// Inserts or replaces an instance.
     pub fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
         self.db.execute(
-            "INSERT INTO instances (id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, updated_at, ports)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-             ON CONFLICT(id) DO UPDATE SET node = ?5, spec_hash = ?6, port = ?7, pid = ?8, state = ?9, ready = ?10, restarts = ?11, updated_at = ?12, ports = ?13",
-            params![i.id, i.environment, i.service, i.slot, i.node, i.spec_hash, i.port, i.pid, i.state, i.ready, i.restarts, now_ms(), serde_json::to_string(&i.ports).expect("ports serialize")],
+            "INSERT INTO instances (id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, updated_at, ports, assignment, previous)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT(id) DO UPDATE SET node = ?5, spec_hash = ?6, port = ?7, pid = ?8, state = ?9, ready = ?10, restarts = ?11, updated_at = ?12, ports = ?13, assignment = ?14, previous = ?15",
+            params![i.id, i.environment, i.service, i.slot, i.node, i.spec_hash, i.port, i.pid, i.state, i.ready, i.restarts, now_ms(), serde_json::to_string(&i.ports).expect("ports serialize"), i.assignment, i.previous],
         )?;
         Ok(())
     }
@@ -364,7 +373,7 @@ impl Store {
     }
 }
 
-const INSTANCE_COLUMNS: &str = "SELECT id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, ports FROM instances";
+const INSTANCE_COLUMNS: &str = "SELECT id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, ports, assignment, previous FROM instances";
 
 fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
@@ -376,6 +385,8 @@ fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
         spec_hash: r.get(5)?,
         port: r.get(6)?,
         ports: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
+        assignment: r.get(12)?,
+        previous: r.get(13)?,
         pid: r.get(7)?,
         state: r.get(8)?,
         ready: r.get(9)?,

@@ -22,6 +22,8 @@ fn instance(id: &str, node: &str) -> InstanceRecord {
         node: node.into(),
         spec_hash: "h1".into(),
         ports: Default::default(),
+        assignment: None,
+        previous: None,
         port: Some(41000),
         pid: Some(1234),
         state: "running".into(),

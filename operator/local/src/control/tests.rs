@@ -46,6 +46,7 @@ fn report(seq: u64, ready: bool, assignments: &Assignments) -> Report {
                 ports: [("http".to_owned(), 1u16)].into(),
                 restarts: 0,
                 last_failure: None,
+                failing: false,
                 usage: Default::default(),
             })
             .collect(),
