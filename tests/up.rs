@@ -462,3 +462,99 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
             .all(|i| i["current"] == true)
     );
 }
+
+#[test]
+fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() {
+    let mut platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    platform.repo.edit(
+        "environments/dev/web.yaml",
+        "  replicas: 1\n",
+        "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
+    );
+    let good = platform.repo.commit("web: 3 replicas");
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l == format!("dev: release {} is healthy", &good[..7])
+    });
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (proxy, stop) = (platform.proxy.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) =
+                    crate::support::http("GET", &proxy, "/version", &[("Host", HOST)], b"");
+                seen.push(format!("{status} {}", body.trim()));
+            }
+            seen
+        })
+    };
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
+        .edit(
+            "environments/dev/web.yaml",
+            "  replicas: 3\n",
+            "  replicas: 3\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
+        );
+    let bad = platform.repo.commit("web v2, which never becomes ready");
+    let up = platform.up.as_mut().unwrap();
+    let line = up.expect_line(Duration::from_secs(40), |l| {
+        l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+    });
+    assert!(line.ends_with("; rolling back"), "{line}");
+    assert!(line.contains("readiness GET /ready returned 503"), "{line}");
+    up.expect_line(SOON, |l| {
+        l.starts_with(&format!("dev: release {} is healthy", &bad[..7]))
+    });
+    let status = platform.wait_for(SOON, "held at the good revision", |s| {
+        s["environments"][0]["sync"] == "Held" && Platform::ready(s, "web", 3)
+    });
+    assert_eq!(
+        status["environments"][0]["message"]
+            .as_str()
+            .unwrap()
+            .split(':')
+            .next(),
+        Some(format!("held at {}", &good[..7]).as_str())
+    );
+    // Quarantined: the bad revision is not tried again.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(platform.status()["services"][0]["version"], "v1");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let seen = load.join().unwrap();
+    assert!(!seen.is_empty());
+    let bad_answers: Vec<&String> = seen.iter().filter(|s| *s != "200 v1").collect();
+    assert_eq!(
+        bad_answers,
+        Vec::<&String>::new(),
+        "v1 served throughout, no error"
+    );
+
+    let history: Value =
+        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+    let results: Vec<(&str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["trigger"].as_str().unwrap(),
+                r["result"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        results[..3],
+        [
+            ("rollback", "healthy"),
+            ("git", "rolled-back"),
+            ("git", "healthy")
+        ]
+    );
+    assert!(
+        history[1]["reason"].as_str().unwrap().contains("readiness"),
+        "{history}"
+    );
+}

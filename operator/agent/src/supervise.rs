@@ -175,7 +175,13 @@ async fn run(spec: InstanceSpec, tx: watch::Sender<Status>, mut stop: oneshot::R
                         let change = tracker.observe(probe::check(p, &spec.target).await);
                         // Failing beyond the threshold, ready before or not: rollouts
                         // count such an instance as failed.
-                        let failing = tracker.failing();
+                        // Only once the probe had the time to fail that often at its
+                        // period: the quick warm-up checks of a slow starter never count.
+                        let grace = Duration::from_secs(u64::from(
+                            p.initial_delay_seconds
+                                + p.period_seconds.max(1) * p.failure_threshold.max(1),
+                        ));
+                        let failing = tracker.failing().filter(|_| started.elapsed() >= grace);
                         if failing.is_some() != tx.borrow().failing {
                             tx.send_modify(|s| {
                                 s.failing = failing.is_some();

@@ -95,6 +95,8 @@ enum Command {
     /// Set replicas out of band, like `docker service scale web=5`: reported as drift
     /// and reverted by self-heal, unless an autoscaler owns the count.
     Scale(ops::ScaleArgs),
+    /// An environment's releases, newest first: revision, trigger, result, reason.
+    History(ops::HistoryArgs),
     /// Manage nodes: `drover node update --availability drain NODE`.
     #[command(subcommand)]
     Node(ops::NodeCommand),
@@ -177,6 +179,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => ops::logs(args),
         Command::Scale(args) => ops::scale(args),
         Command::Node(command) => ops::node(command),
+        Command::History(args) => ops::history(args),
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)
             .map_err(Into::into),

@@ -9,7 +9,9 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use drover_local::client::Client;
 use drover_local::files::StateDir;
-use drover_local::view::{AvailabilityRequest, Done, ScaleRequest, ServiceView, Status};
+use drover_local::view::{
+    AvailabilityRequest, Done, ReleaseView, ScaleRequest, ServiceView, Status,
+};
 use drover_model::Cpu;
 
 use crate::Output;
@@ -410,5 +412,54 @@ pub fn node(command: NodeCommand) -> anyhow::Result<ExitCode> {
     let done: Done =
         block_on(client.post(&format!("/api/v1/nodes/{node}/availability"), &request))??;
     println!("{}", done.message);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `drover history`.
+#[derive(Debug, clap::Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The environment.
+    env: String,
+    /// `human` (default) or `json`.
+    #[arg(long, short, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    let releases: Vec<ReleaseView> =
+        block_on(client.get(&format!("/api/v1/environments/{}/history", args.env)))??;
+    let text = match args.output {
+        Output::Json => serde_json::to_string_pretty(&releases)? + "\n",
+        Output::Human => {
+            let short = |r: &str| r[..r.len().min(7)].to_owned();
+            let rows = releases
+                .iter()
+                .map(|r| {
+                    vec![
+                        short(&r.revision),
+                        r.trigger.clone(),
+                        r.result.clone(),
+                        r.services.join(","),
+                        r.revert.as_deref().map_or("-".into(), short),
+                        if r.reason.is_empty() {
+                            r.summary.clone()
+                        } else {
+                            r.reason.clone()
+                        },
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "REVISION", "TRIGGER", "RESULT", "SERVICES", "REVERT", "REASON",
+                ],
+                rows,
+            )
+        }
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -98,6 +98,20 @@ struct NodeLive {
     up: bool,
 }
 
+/// A release being judged: revision R applied to an environment.
+#[derive(Debug, Clone)]
+struct OpenRelease {
+    id: i64,
+    revision: String,
+    services: Vec<String>,
+    snapshot: String,
+    started: Instant,
+    deadline: Duration,
+    automatic_rollback: bool,
+    /// A rollback is itself a release; it is not rolled back again.
+    rollback: bool,
+}
+
 /// What the control plane remembers of an address pool between passes.
 #[derive(Debug)]
 struct PoolLive {
@@ -143,6 +157,10 @@ struct Inner {
     ready_since: BTreeMap<(String, String), Instant>,
     /// When each service's last update batch started.
     last_batch: BTreeMap<(String, String), Instant>,
+    /// The release each environment is judging now.
+    releases: BTreeMap<String, OpenRelease>,
+    /// Services rolling back (they update with their `rollback` settings).
+    rolling_back: BTreeSet<(String, String)>,
     /// Each service's update as of the last pass, and whether slots still wait for it.
     rollouts: BTreeMap<(String, String), (rollout::Step, bool)>,
 }
@@ -196,6 +214,41 @@ fn sync_policy(state: &State, env: &str) -> drover_model::environment::SyncPolic
         .unwrap_or_default()
 }
 
+/// An environment's objects as JSON, for a release's snapshot.
+fn snapshot(state: &State) -> String {
+    let items: Vec<Value> = state
+        .iter()
+        .map(|(k, v)| {
+            serde_json::json!({
+                "environment": k.environment,
+                "kind": k.kind.as_str(),
+                "name": k.name,
+                "value": v,
+            })
+        })
+        .collect();
+    Value::Array(items).to_string()
+}
+
+/// Reads a [`snapshot`] back.
+fn from_snapshot(text: &str) -> State {
+    let items: Vec<Value> = serde_json::from_str(text).unwrap_or_default();
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| item["kind"].as_str() == Some(k.as_str()))?;
+            let key = ObjectKey {
+                environment: item["environment"].as_str()?.to_owned(),
+                kind,
+                name: item["name"].as_str()?.to_owned(),
+            };
+            Some((key, item["value"].clone()))
+        })
+        .collect()
+}
+
 fn subset(state: &State, env: &str) -> State {
     state
         .iter()
@@ -239,6 +292,8 @@ impl ControlPlane {
                 said_ready: BTreeMap::new(),
                 ready_since: BTreeMap::new(),
                 last_batch: BTreeMap::new(),
+                releases: BTreeMap::new(),
+                rolling_back: BTreeSet::new(),
                 rollouts: BTreeMap::new(),
             }),
             wake: Notify::new(),
@@ -326,6 +381,7 @@ impl ControlPlane {
         let live = Live::from_state(&applied);
         let nodes = self.node_states(inner, &live)?;
         let by_node = self.place(inner, &live, &nodes)?;
+        self.judge(inner, &live)?;
         // Routes first: an instance leaves the proxy before its agent hears it is to stop.
         self.route(inner, &live)?;
         self.publish(inner, by_node);
@@ -457,8 +513,39 @@ impl ControlPlane {
             .map(|s| (s.name.clone(), s))
             .collect();
         let revision = &desired.revision;
+        let desired_envs = Live::from_state(&want).environments;
+        let mut started: Vec<(String, OpenRelease)> = Vec::new();
+        let open_releases = inner.releases.clone();
         inner.store.batch(|store| {
             for env in &environments {
+                // A revision whose release was rolled back is never applied again by
+                // itself: the environment stays held at what it returned to.
+                if !env.is_empty()
+                    && let Some(failed) = store
+                        .releases(env, 50)?
+                        .into_iter()
+                        .find(|r| r.revision == revision.id && r.result == "rolled-back")
+                {
+                    let held = failed
+                        .previous
+                        .as_deref()
+                        .map_or("-", |p| &p[..p.len().min(7)]);
+                    let next = EnvironmentStatus {
+                        name: env.clone(),
+                        revision: failed.previous.clone(),
+                        summary: None,
+                        status: "Held".into(),
+                        message: format!(
+                            "held at {held}: release {} failed — {}",
+                            revision.short(),
+                            failed.reason
+                        ),
+                    };
+                    if statuses.get(env) != Some(&next) {
+                        store.set_environment(&next)?;
+                    }
+                    continue;
+                }
                 let wanted = subset(&want, env);
                 let applied = Observed {
                     objects: subset(&observed.objects, env),
@@ -492,6 +579,53 @@ impl ControlPlane {
                         && (new_revision || policy.self_heal))
                 {
                     let changes = describe(&applied.objects, &wanted);
+                    let services: Vec<String> = plan
+                        .actions
+                        .iter()
+                        .filter(|a| a.key().kind == Kind::Service)
+                        .map(|a| a.key().name.clone())
+                        .collect();
+                    if new_revision && !env.is_empty() && !services.is_empty() {
+                        if let Some(open) = open_releases.get(env) {
+                            store.end_release(
+                                open.id,
+                                "superseded",
+                                &format!("revision {} arrived", revision.short()),
+                            )?;
+                        }
+                        let policy = desired_envs
+                            .get(env)
+                            .map(|e| e.rollback.clone())
+                            .unwrap_or_default();
+                        let id = store.start_release(&drover_store::Release {
+                            id: 0,
+                            environment: env.clone(),
+                            revision: revision.id.clone(),
+                            summary: revision.summary.clone(),
+                            previous: before.and_then(|s| s.revision.clone()),
+                            trigger: "git".into(),
+                            services: services.clone(),
+                            snapshot: snapshot(&applied.objects),
+                            started_ms: 0,
+                            ended_ms: None,
+                            result: "progressing".into(),
+                            reason: String::new(),
+                            revert: None,
+                        })?;
+                        started.push((
+                            env.clone(),
+                            OpenRelease {
+                                id,
+                                revision: revision.id.clone(),
+                                services,
+                                snapshot: snapshot(&applied.objects),
+                                started: Instant::now(),
+                                deadline: policy.progress_deadline.to_std(),
+                                automatic_rollback: policy.automatic,
+                                rollback: false,
+                            },
+                        ));
+                    }
                     for action in &plan.actions {
                         store.record(action)?;
                     }
@@ -540,7 +674,195 @@ impl ControlPlane {
             }
             Ok(())
         })?;
+        for (env, release) in started {
+            for service in &release.services {
+                inner.rolling_back.remove(&(env.clone(), service.clone()));
+            }
+            inner.releases.insert(env, release);
+        }
         Ok(())
+    }
+
+    /// Step 3b: judge each open release from its services' updates: healthy when every
+    /// service it changed is updated, ready and past its monitor period; failed when an
+    /// update stopped on failures or the progress deadline passed. A failed release is
+    /// rolled back as a whole, and its revision is not applied again.
+    fn judge(&self, inner: &mut Inner, live: &Live) -> Result<(), ControlError> {
+        // A release left open by a control plane that stopped is judged again, from now.
+        for (env, spec) in &live.environments {
+            if inner.releases.contains_key(env) || live.local_cluster_of(env).is_none() {
+                continue;
+            }
+            if let Some(r) = inner
+                .store
+                .releases(env, spec.rollback.history_limit as usize)?
+                .into_iter()
+                .next()
+                && r.result == "progressing"
+            {
+                inner.releases.insert(
+                    env.clone(),
+                    OpenRelease {
+                        id: r.id,
+                        revision: r.revision,
+                        services: r.services.clone(),
+                        snapshot: r.snapshot,
+                        started: Instant::now(),
+                        deadline: spec.rollback.progress_deadline.to_std(),
+                        automatic_rollback: spec.rollback.automatic,
+                        rollback: r.trigger == "rollback",
+                    },
+                );
+                if r.trigger == "rollback" {
+                    for service in r.services {
+                        inner.rolling_back.insert((env.clone(), service));
+                    }
+                }
+            }
+        }
+        let open: Vec<(String, OpenRelease)> = inner
+            .releases
+            .iter()
+            .map(|(e, r)| (e.clone(), r.clone()))
+            .collect();
+        for (env, release) in open {
+            let mut failure = None;
+            let mut healthy = true;
+            for service in &release.services {
+                if !live.services.contains_key(&(env.clone(), service.clone())) {
+                    continue;
+                }
+                match inner.rollouts.get(&(env.clone(), service.clone())) {
+                    Some((step, updating)) => {
+                        if let Some(paused) = &step.paused {
+                            failure.get_or_insert(format!(
+                                "{service}: {paused}{}",
+                                self.why(inner, &env, service)
+                            ));
+                        }
+                        healthy &= step.done && !updating;
+                    }
+                    None => healthy = false,
+                }
+            }
+            if failure.is_none() && !healthy && release.started.elapsed() > release.deadline {
+                let slow = release
+                    .services
+                    .iter()
+                    .find(|s| {
+                        inner
+                            .rollouts
+                            .get(&(env.clone(), (*s).clone()))
+                            .is_none_or(|(step, updating)| !step.done || *updating)
+                    })
+                    .cloned()
+                    .unwrap_or_default();
+                failure = Some(format!(
+                    "{slow}: not healthy within the progress deadline ({}s){}",
+                    release.deadline.as_secs(),
+                    self.why(inner, &env, &slow)
+                ));
+            }
+            let short = &release.revision[..release.revision.len().min(7)];
+            if failure.is_none() && healthy {
+                inner.store.end_release(release.id, "healthy", "")?;
+                let text = format!("release {short} is healthy");
+                inner.store.event(&env, &env, "ReleaseHealthy", &text)?;
+                (self.say)(&format!("{env}: {text}"));
+                inner.releases.remove(&env);
+                for service in &release.services {
+                    inner.rolling_back.remove(&(env.clone(), service.clone()));
+                }
+                continue;
+            }
+            let Some(reason) = failure else { continue };
+            inner.releases.remove(&env);
+            if release.rollback || !release.automatic_rollback {
+                inner.store.end_release(release.id, "failed", &reason)?;
+                let text = format!("release {short} failed — {reason}");
+                inner.store.event(&env, &env, "ReleaseFailed", &text)?;
+                (self.say)(&format!("{env}: {text}"));
+                continue;
+            }
+            // Roll back the whole release: every object of the environment returns to
+            // what it was before, in the planner's (reverse dependency) order.
+            let before = from_snapshot(&release.snapshot);
+            let observed = inner.store.observed()?;
+            let applied = Observed {
+                objects: subset(&observed.objects, &env),
+                inventory: observed
+                    .inventory
+                    .iter()
+                    .filter(|k| k.environment == env)
+                    .cloned()
+                    .collect(),
+            };
+            let back = plan(&before, &applied);
+            let text = format!("release {short} failed — {reason}; rolling back");
+            let rollback_id = inner.store.batch(|store| {
+                for action in &back.actions {
+                    store.record(action)?;
+                }
+                store.end_release(release.id, "rolled-back", &reason)?;
+                store.event(&env, &env, "RollingBack", &text)?;
+                store.start_release(&drover_store::Release {
+                    id: 0,
+                    environment: env.clone(),
+                    revision: release.revision.clone(),
+                    summary: format!("rollback of {short}"),
+                    previous: Some(release.revision.clone()),
+                    trigger: "rollback".into(),
+                    services: release.services.clone(),
+                    snapshot: snapshot(&applied.objects),
+                    started_ms: 0,
+                    ended_ms: None,
+                    result: "progressing".into(),
+                    reason: String::new(),
+                    revert: None,
+                })
+            })?;
+            (self.say)(&format!("{env}: {text}"));
+            for service in &release.services {
+                inner.rolling_back.insert((env.clone(), service.clone()));
+            }
+            inner.releases.insert(
+                env.clone(),
+                OpenRelease {
+                    id: rollback_id,
+                    started: Instant::now(),
+                    rollback: true,
+                    ..release
+                },
+            );
+            self.wake();
+        }
+        Ok(())
+    }
+
+    /// `, 0/3 ready, readiness GET /ready returned 503 (3 times)`: the state of a
+    /// service's instances, for a release's failure reason.
+    fn why(&self, inner: &Inner, env: &str, service: &str) -> String {
+        let Ok(records) = inner.store.instances() else {
+            return String::new();
+        };
+        let mine: Vec<&InstanceRecord> = records
+            .iter()
+            .filter(|r| r.environment == env && r.service == service)
+            .collect();
+        let ready = mine.iter().filter(|r| r.ready).count();
+        let failure = mine.iter().find_map(|r| {
+            inner
+                .nodes
+                .get(&r.node)?
+                .reports
+                .get(&(r.id.clone(), r.spec_hash.clone()))?
+                .last_failure
+                .clone()
+        });
+        match failure {
+            Some(f) => format!(", {ready}/{} ready, {f}", mine.len()),
+            None => format!(", {ready}/{} ready", mine.len()),
+        }
     }
 
     /// Step 2: the nodes as the scheduler should see them, per cluster.
@@ -688,9 +1010,13 @@ impl ControlPlane {
                     }
                 })
                 .collect();
+            let rolling_back = inner.rolling_back.contains(&(env.clone(), name.clone()));
             let (strategy, update, order) = service.map_or(
                 (Default::default(), Default::default(), Default::default()),
-                |s| (s.strategy, s.update.clone(), s.update.order),
+                |s| {
+                    let config = if rolling_back { &s.rollback } else { &s.update };
+                    (s.strategy, config.clone(), config.order)
+                },
             );
             let step = rollout::next(
                 strategy,
@@ -710,6 +1036,24 @@ impl ControlPlane {
                 let mut record = match old {
                     // Not its turn yet: the slot keeps what it runs.
                     Some(old) if !advancing => old.clone(),
+                    // Back to what still runs beside it (a start-first update rolled
+                    // back): that instance simply stays, and the new one goes.
+                    Some(old)
+                        if old
+                            .previous
+                            .as_deref()
+                            .and_then(|p| serde_json::from_str::<Assignment>(p).ok())
+                            .is_some_and(|p| p.spec_hash == w.record.spec_hash) =>
+                    {
+                        let previous: Assignment =
+                            serde_json::from_str(old.previous.as_deref().unwrap_or_default())
+                                .expect("checked above");
+                        let mut record = w.record.clone();
+                        record.ports = previous.ports.clone();
+                        record.assignment = old.previous.clone();
+                        record.previous = None;
+                        record
+                    }
                     _ => {
                         let mut record = w.record.clone();
                         let target = Assignment {
@@ -1190,6 +1534,17 @@ impl ControlPlane {
                 address: format!("http://{}", l.addr),
             })
             .collect()
+    }
+
+    /// An environment's releases, newest first.
+    pub fn history(&self, env: &str) -> Result<Vec<drover_store::Release>, ControlError> {
+        let inner = self.lock();
+        let applied = inner.store.observed()?.objects;
+        let keep = Live::from_state(&applied)
+            .environments
+            .get(env)
+            .map_or(20, |e| e.rollback.history_limit as usize);
+        Ok(inner.store.releases(env, keep)?)
     }
 
     /// The last events, newest first.

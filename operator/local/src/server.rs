@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::control::{ControlError, ControlPlane};
 use crate::protocol::Report;
-use crate::view::{AvailabilityRequest, Done, ScaleRequest};
+use crate::view::{AvailabilityRequest, Done, ReleaseView, ScaleRequest};
 
 /// What the API serves from.
 #[derive(Debug)]
@@ -36,6 +36,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/instances", get(instances))
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/environments/{env}/history", get(history))
         .route("/api/v1/agents/{node}/report", post(report))
         .route("/api/v1/services/{env}/{service}/scale", post(scale))
         .route("/api/v1/nodes/{node}/availability", post(availability))
@@ -151,6 +152,30 @@ async fn events(State(s): State<Shared>, RawQuery(query): RawQuery) -> Response 
                     object: e.object,
                     reason: e.reason,
                     message: e.message,
+                })
+                .collect();
+            json(StatusCode::OK, &views)
+        }
+        Err(e) => failed(e),
+    }
+}
+
+async fn history(State(s): State<Shared>, Path(env): Path<String>) -> Response {
+    match s.control.history(&env) {
+        Ok(releases) => {
+            let views: Vec<ReleaseView> = releases
+                .into_iter()
+                .map(|r| ReleaseView {
+                    revision: r.revision,
+                    summary: r.summary,
+                    previous: r.previous,
+                    trigger: r.trigger,
+                    services: r.services,
+                    started_ms: r.started_ms,
+                    ended_ms: r.ended_ms,
+                    result: r.result,
+                    reason: r.reason,
+                    revert: r.revert,
                 })
                 .collect();
             json(StatusCode::OK, &views)

@@ -135,3 +135,20 @@ pub struct AvailabilityRequest {
 pub struct Done {
     pub message: String,
 }
+
+/// One release in `drover history`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReleaseView {
+    pub revision: String,
+    pub summary: String,
+    pub previous: Option<String>,
+    /// `git`, `rollback` or `manual`.
+    pub trigger: String,
+    pub services: Vec<String>,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    /// `progressing`, `healthy`, `failed`, `rolled-back`, `superseded`.
+    pub result: String,
+    pub reason: String,
+    pub revert: Option<String>,
+}

@@ -82,6 +82,24 @@ ALTER TABLE instances ADD COLUMN ports TEXT NOT NULL DEFAULT '{}';
 ALTER TABLE instances ADD COLUMN assignment TEXT;
 ALTER TABLE instances ADD COLUMN previous TEXT;
 "#,
+    r#"
+CREATE TABLE releases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    environment TEXT NOT NULL,
+    revision TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    previous TEXT,
+    trigger TEXT NOT NULL,
+    services TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    result TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    revert TEXT
+);
+CREATE INDEX releases_by_environment ON releases (environment, id);
+"#,
 ];
 
 /// Events kept by default; older ones are dropped as new ones arrive.
@@ -128,6 +146,31 @@ pub struct InstanceRecord {
     pub state: String,
     pub ready: bool,
     pub restarts: u32,
+}
+
+/// One release: a revision applied to an environment, and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub id: i64,
+    pub environment: String,
+    pub revision: String,
+    pub summary: String,
+    /// The revision in force before (the one a rollback returns to).
+    pub previous: Option<String>,
+    /// `git` (a commit), `rollback` (automatic), `manual`.
+    pub trigger: String,
+    /// The services the release changed.
+    pub services: Vec<String>,
+    /// The environment's applied objects before the release (normalized JSON), which a
+    /// rollback applies again.
+    pub snapshot: String,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    /// `progressing`, `healthy`, `failed`, `rolled-back`, `superseded`.
+    pub result: String,
+    pub reason: String,
+    /// The revert commit written to Git after a rollback.
+    pub revert: Option<String>,
 }
 
 /// One event.
@@ -205,6 +248,66 @@ impl Store {
             .db
             .prepare("SELECT node, availability FROM node_overrides")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Records a release that starts now; returns its id.
+    pub fn start_release(&self, r: &Release) -> Result<i64> {
+        self.db.execute(
+            "INSERT INTO releases (environment, revision, summary, previous, trigger, services, snapshot, started_at, result, reason)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            params![r.environment, r.revision, r.summary, r.previous, r.trigger,
+                serde_json::to_string(&r.services).expect("names serialize"), r.snapshot, now_ms(), r.result, r.reason],
+        )?;
+        Ok(self.db.last_insert_rowid())
+    }
+
+    /// Ends a release with its result and why.
+    pub fn end_release(&self, id: i64, result: &str, reason: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE releases SET ended_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
+            params![id, now_ms(), result, reason],
+        )?;
+        Ok(())
+    }
+
+    /// Records the revert commit of a rolled-back release.
+    pub fn set_revert(&self, id: i64, commit: &str) -> Result<()> {
+        self.db.execute(
+            "UPDATE releases SET revert = ?2 WHERE id = ?1",
+            params![id, commit],
+        )?;
+        Ok(())
+    }
+
+    /// An environment's releases, newest first; keeps only the newest `keep`.
+    pub fn releases(&self, environment: &str, keep: usize) -> Result<Vec<Release>> {
+        self.db.execute(
+            "DELETE FROM releases WHERE environment = ?1 AND id NOT IN
+               (SELECT id FROM releases WHERE environment = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![environment, keep as i64],
+        )?;
+        let mut stmt = self.db.prepare(
+            "SELECT id, environment, revision, summary, previous, trigger, services, snapshot, started_at, ended_at, result, reason, revert
+             FROM releases WHERE environment = ?1 ORDER BY id DESC",
+        )?;
+        let rows = stmt.query_map(params![environment], |r| {
+            Ok(Release {
+                id: r.get(0)?,
+                environment: r.get(1)?,
+                revision: r.get(2)?,
+                summary: r.get(3)?,
+                previous: r.get(4)?,
+                trigger: r.get(5)?,
+                services: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+                snapshot: r.get(7)?,
+                started_ms: r.get(8)?,
+                ended_ms: r.get(9)?,
+                result: r.get(10)?,
+                reason: r.get(11)?,
+                revert: r.get(12)?,
+            })
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
