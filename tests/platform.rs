@@ -18,6 +18,9 @@ pub fn fixture() -> PathBuf {
 
 pub struct Platform {
     pub repo: TestRepo,
+    /// A bare repository `up` follows (by `file://` URL) instead of `repo`, when set;
+    /// [`Platform::commit`] pushes to it.
+    pub remote: Option<PathBuf>,
     pub state: PathBuf,
     pub up: Option<Running>,
     pub proxy: String,
@@ -67,14 +70,30 @@ impl Platform {
         Platform::start_with(&[])
     }
 
+    /// Like [`Platform::start`], with `up` following a bare remote (polled every 200 ms)
+    /// that the test pushes to and Drover pushes revert commits to.
+    pub fn start_remote() -> Platform {
+        Platform::start_inner(true, &[])
+    }
+
     /// [`Platform::start`] with more arguments for `drover up`.
     pub fn start_with(extra: &[&str]) -> Platform {
+        Platform::start_inner(false, extra)
+    }
+
+    fn start_inner(remote: bool, extra: &[&str]) -> Platform {
         let tmp = tempfile::tempdir().unwrap();
         let repo = TestRepo::init(&tmp.path().join("config"));
         repo.copy_from(&fixture());
         repo.commit("the platform fixture");
         let state = tmp.path().join("state");
+        let remote = remote.then(|| {
+            let bare = drover_testkit::git::bare(tmp.path(), "remote.git");
+            drover_testkit::git::git(&repo.dir, &["push", "-q", bare.to_str().unwrap(), "main"]);
+            bare
+        });
         let mut platform = Platform {
+            remote,
             repo,
             state,
             up: None,
@@ -93,12 +112,19 @@ impl Platform {
 
     /// [`Platform::start_up`] with more arguments.
     pub fn start_up_with(&mut self, extra: &[&str]) {
+        let source = match &self.remote {
+            Some(bare) => format!("file://{}", bare.display()),
+            None => self.repo.dir.to_str().unwrap().to_owned(),
+        };
         let mut args = vec![
             "up",
-            self.repo.dir.to_str().unwrap(),
+            source.as_str(),
             "--state-dir",
             self.state.to_str().unwrap(),
         ];
+        if self.remote.is_some() {
+            args.extend(["--poll", "200ms"]);
+        }
         args.extend_from_slice(extra);
         let up = Running::start(&args, &[]);
         let address = |line: String| line.rsplit("http://").next().unwrap().to_owned();
@@ -111,6 +137,18 @@ impl Platform {
             l.starts_with("proxy local/http: ")
         }));
         self.up = Some(up);
+    }
+
+    /// Commits in the working copy and, with a remote, pushes; returns the commit id.
+    pub fn commit(&self, message: &str) -> String {
+        let id = self.repo.commit(message);
+        if let Some(bare) = &self.remote {
+            drover_testkit::git::git(
+                &self.repo.dir,
+                &["push", "-q", bare.to_str().unwrap(), "main"],
+            );
+        }
+        id
     }
 
     /// `drover ARGS --state-dir STATE`, which must succeed; its standard output.

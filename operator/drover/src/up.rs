@@ -227,6 +227,37 @@ impl Agents {
     }
 }
 
+/// Writes the revert commit of a rolled-back release (author from `$DROVER_GIT_AUTHOR`,
+/// `Name <email>`, default `Drover <drover@localhost>`).
+fn revert(
+    follower: &Mutex<Follower>,
+    request: &drover_local::control::RevertRequest,
+) -> Result<String, drover_source::SourceError> {
+    let follower = follower.lock().expect("follower lock");
+    let source = follower.source();
+    let bad = source.resolve(&request.revision)?;
+    let author = std::env::var("DROVER_GIT_AUTHOR").unwrap_or_default();
+    let (name, email) = author
+        .split_once('<')
+        .map(|(n, e)| {
+            (
+                n.trim().to_owned(),
+                e.trim_end_matches('>').trim().to_owned(),
+            )
+        })
+        .filter(|(n, e)| !n.is_empty() && !e.is_empty())
+        .unwrap_or(("Drover".into(), "drover@localhost".into()));
+    let message = format!(
+        "Revert \"{}\"\n\nRelease {} of environment {} failed and was rolled back by Drover:\n{}\n\nThis reverts commit {}.\n",
+        bad.summary,
+        bad.short(),
+        request.environment,
+        request.reason,
+        bad.id
+    );
+    source.revert(&bad.id, &message, (&name, &email))
+}
+
 async fn up(args: Args) -> anyhow::Result<()> {
     let state = StateDir::new(args.state_dir.unwrap_or_else(StateDir::default_root));
     let _lock = lock(&state)?;
@@ -368,6 +399,15 @@ async fn up(args: Args) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 if !args.no_agents {
                     agents.tend(&control.nodes_wanted());
+                }
+                for request in control.take_reverts() {
+                    let follower = follower.clone();
+                    let (control, trigger) = (control.clone(), trigger.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let result = revert(&follower, &request);
+                        control.reverted(&request, result.map_err(|e| e.to_string()));
+                        trigger.notify_one();
+                    });
                 }
             }
             _ = tokio::signal::ctrl_c() => break,

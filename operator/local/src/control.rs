@@ -108,6 +108,8 @@ struct OpenRelease {
     started: Instant,
     deadline: Duration,
     automatic_rollback: bool,
+    /// Write a revert commit to Git after a rollback.
+    revert_commit: bool,
     /// A rollback is itself a release; it is not rolled back again.
     rollback: bool,
 }
@@ -165,8 +167,19 @@ struct Inner {
     rollouts: BTreeMap<(String, String), (rollout::Step, bool)>,
 }
 
+/// A rolled-back release whose revision should be reverted in Git; whoever follows Git
+/// (`drover up`) writes the commit and reports back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevertRequest {
+    pub release: i64,
+    pub environment: String,
+    pub revision: String,
+    pub reason: String,
+}
+
 /// The control plane. Shared by the reconcile loop and the API.
 pub struct ControlPlane {
+    reverts: Mutex<Vec<RevertRequest>>,
     config: Config,
     ports: PortRange,
     inner: Mutex<Inner>,
@@ -276,6 +289,7 @@ impl ControlPlane {
     ) -> Result<Arc<ControlPlane>, ControlError> {
         let store = Store::open(&config.state.database())?;
         Ok(Arc::new(ControlPlane {
+            reverts: Mutex::new(Vec::new()),
             ports: instance_ports(&config.state),
             config,
             inner: Mutex::new(Inner {
@@ -622,6 +636,7 @@ impl ControlPlane {
                                 started: Instant::now(),
                                 deadline: policy.progress_deadline.to_std(),
                                 automatic_rollback: policy.automatic,
+                                revert_commit: policy.revert_commit,
                                 rollback: false,
                             },
                         ));
@@ -710,6 +725,7 @@ impl ControlPlane {
                         started: Instant::now(),
                         deadline: spec.rollback.progress_deadline.to_std(),
                         automatic_rollback: spec.rollback.automatic,
+                        revert_commit: spec.rollback.revert_commit,
                         rollback: r.trigger == "rollback",
                     },
                 );
@@ -822,6 +838,17 @@ impl ControlPlane {
                 })
             })?;
             (self.say)(&format!("{env}: {text}"));
+            if release.revert_commit {
+                self.reverts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(RevertRequest {
+                        release: release.id,
+                        environment: env.clone(),
+                        revision: release.revision.clone(),
+                        reason: reason.clone(),
+                    });
+            }
             for service in &release.services {
                 inner.rolling_back.insert((env.clone(), service.clone()));
             }
@@ -1534,6 +1561,38 @@ impl ControlPlane {
                 address: format!("http://{}", l.addr),
             })
             .collect()
+    }
+
+    /// Reverts to write to Git, taken once.
+    pub fn take_reverts(&self) -> Vec<RevertRequest> {
+        std::mem::take(&mut *self.reverts.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// A revert commit was written (`Ok(commit)`) or could not be (`Err(why)`).
+    pub fn reverted(&self, request: &RevertRequest, result: Result<String, String>) {
+        let inner = self.lock();
+        let short = &request.revision[..request.revision.len().min(7)];
+        let text = match &result {
+            Ok(commit) => {
+                let _ = inner.store.set_revert(request.release, commit);
+                format!(
+                    "revision {short} reverted in Git by {}",
+                    &commit[..commit.len().min(7)]
+                )
+            }
+            Err(why) => {
+                format!("could not revert {short} in Git: {why}; the environment stays held")
+            }
+        };
+        let reason = if result.is_ok() {
+            "Reverted"
+        } else {
+            "RevertFailed"
+        };
+        let _ = inner
+            .store
+            .event(&request.environment, &request.environment, reason, &text);
+        (self.say)(&format!("{}: {text}", request.environment));
     }
 
     /// An environment's releases, newest first.

@@ -114,6 +114,9 @@ pub enum SourceError {
     /// A revision does not name a commit.
     #[error("`{revision}` is not a commit of the config repo: {message}")]
     Resolve { revision: String, message: String },
+    /// A commit could not be written or pushed.
+    #[error("cannot write to config repo {location}: {message}")]
+    Write { location: String, message: String },
     /// The tree at a revision could not be read.
     #[error("cannot read {path} at {revision}: {message}")]
     Read {
@@ -267,6 +270,24 @@ impl GitSource {
             message: e.message().to_owned(),
         };
         let mut remote = self.repo.find_remote("origin").map_err(fetch_error)?;
+        let callbacks = self.callbacks();
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks);
+        options.prune(git2::FetchPrune::On);
+        remote
+            .fetch(
+                &[
+                    "+refs/heads/*:refs/remotes/origin/*",
+                    "+refs/tags/*:refs/tags/*",
+                ],
+                Some(&mut options),
+                None,
+            )
+            .map_err(fetch_error)
+    }
+
+    /// Callbacks with the credentials from the spec, for fetch and push.
+    fn callbacks(&self) -> RemoteCallbacks<'static> {
         let credentials = self.spec.credentials.clone();
         let mut attempts = 0;
         let mut callbacks = RemoteCallbacks::new();
@@ -297,19 +318,114 @@ impl GitSource {
             }
             Cred::default()
         });
-        let mut options = FetchOptions::new();
-        options.remote_callbacks(callbacks);
-        options.prune(git2::FetchPrune::On);
-        remote
-            .fetch(
-                &[
-                    "+refs/heads/*:refs/remotes/origin/*",
-                    "+refs/tags/*:refs/tags/*",
-                ],
-                Some(&mut options),
-                None,
-            )
-            .map_err(fetch_error)
+        callbacks
+    }
+
+    /// Writes a commit reverting `revision` on top of the tracked branch, and pushes it
+    /// (a remote) or moves the branch (a local repository; its working tree is updated
+    /// only where it is clean). Returns the new commit's id.
+    pub fn revert(
+        &self,
+        revision: &str,
+        message: &str,
+        author: (&str, &str),
+    ) -> Result<String, SourceError> {
+        let branch = match &self.spec.reference {
+            Reference::Branch(branch) => Some(branch.as_str()),
+            Reference::Head => None,
+            pinned => {
+                return Err(SourceError::Write {
+                    location: self.shown.clone(),
+                    message: format!("{pinned} is pinned, not a branch: nothing to commit to"),
+                });
+            }
+        };
+        self.revert_on(revision, message, author, branch)
+    }
+
+    fn revert_on(
+        &self,
+        revision: &str,
+        message: &str,
+        (name, email): (&str, &str),
+        branch: Option<&str>,
+    ) -> Result<String, SourceError> {
+        let error = |e: git2::Error| SourceError::Write {
+            location: self.shown.clone(),
+            message: e.message().to_owned(),
+        };
+        let bad = self
+            .repo
+            .find_commit(Oid::from_str(revision).map_err(error)?)
+            .map_err(error)?;
+        let tip = self.tracked()?;
+        let tip = self
+            .repo
+            .find_commit(Oid::from_str(&tip.id).map_err(error)?)
+            .map_err(error)?;
+        let mut index = self
+            .repo
+            .revert_commit(&bad, &tip, 0, None)
+            .map_err(error)?;
+        if index.has_conflicts() {
+            return Err(SourceError::Write {
+                location: self.shown.clone(),
+                message: format!(
+                    "reverting {} conflicts with later commits",
+                    &revision[..revision.len().min(7)]
+                ),
+            });
+        }
+        let tree = self
+            .repo
+            .find_tree(index.write_tree_to(&self.repo).map_err(error)?)
+            .map_err(error)?;
+        let signature = git2::Signature::now(name, email).map_err(error)?;
+        let commit = self
+            .repo
+            .commit(None, &signature, &signature, message, &tree, &[&tip])
+            .map_err(error)?;
+        if self.remote {
+            let branch = branch.unwrap_or("main");
+            let mut remote = self.repo.find_remote("origin").map_err(error)?;
+            let mut options = git2::PushOptions::new();
+            options.remote_callbacks(self.callbacks());
+            remote
+                .push(
+                    &[format!("{commit}:refs/heads/{branch}")],
+                    Some(&mut options),
+                )
+                .map_err(|e| SourceError::Write {
+                    location: self.shown.clone(),
+                    message: format!("push refused: {}", e.message()),
+                })?;
+            self.fetch()?;
+        } else {
+            let reference = match branch {
+                Some(b) => format!("refs/heads/{b}"),
+                None => self
+                    .repo
+                    .head()
+                    .ok()
+                    .and_then(|h| h.name().ok().map(str::to_owned))
+                    .unwrap_or_else(|| "HEAD".into()),
+            };
+            self.repo
+                .reference(&reference, commit, true, message)
+                .map_err(error)?;
+            if self
+                .repo
+                .head()
+                .ok()
+                .and_then(|h| h.name().ok().map(str::to_owned))
+                == Some(reference)
+            {
+                let mut checkout = git2::build::CheckoutBuilder::new();
+                checkout.safe();
+                let _ = self.repo.checkout_head(Some(&mut checkout));
+            }
+        }
+        Ok(commit.to_string())
     }
 
     /// The commit the tracked reference points at now.
