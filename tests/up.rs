@@ -574,3 +574,137 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
         "{history}"
     );
 }
+
+/// Three web instances updated start-first, with a fast rollback; waits until the
+/// release that set them up is healthy.
+fn three_webs(platform: &mut Platform) {
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    platform.repo.edit(
+        "environments/dev/web.yaml",
+        "  replicas: 1\n",
+        "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
+    );
+    let good = platform.commit("web: 3 replicas");
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l == format!("dev: release {} is healthy", &good[..7])
+    });
+}
+
+#[test]
+fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
+    let mut platform = Platform::start();
+    three_webs(&mut platform);
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
+        .edit(
+            "environments/dev/web.yaml",
+            "  replicas: 3\n",
+            "  replicas: 3\n  env: {EXAMPLE_CRASH_AFTER: \"0.3\"}\n",
+        );
+    let bad = platform.commit("web v2, which crashes");
+    let line = platform
+        .up
+        .as_mut()
+        .unwrap()
+        .expect_line(Duration::from_secs(40), |l| {
+            l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+        });
+    assert!(
+        line.contains("update stopped: 1 of 3 instances failed"),
+        "{line}"
+    );
+    platform.wait_for(SOON, "back on v1, reverted in Git", |s| {
+        s["environments"][0]["sync"] == "Synced"
+            && s["environments"][0]["revision"] != bad[..7]
+            && Platform::ready(s, "web", 3)
+    });
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
+    let log = drover_testkit::git::git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
+    assert_eq!(log.trim(), "Revert \"web v2, which crashes\"");
+}
+
+#[test]
+fn a_two_service_release_where_only_the_second_fails_rolls_back_both() {
+    let mut platform = Platform::start();
+    let web = std::fs::read_to_string(platform.repo.dir.join("environments/dev/web.yaml")).unwrap();
+    let api = web
+        .replace("name: web", "name: api")
+        .replace("--message, web", "--message, api")
+        .replace("web.dev.localhost", "api.dev.localhost");
+    platform.repo.write("environments/dev/api.yaml", &api);
+    platform.commit("api");
+    three_webs(&mut platform);
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
+        .edit("environments/dev/api.yaml", "version: v1", "version: v2")
+        .edit(
+            "environments/dev/api.yaml",
+            "  replicas: 1\n",
+            "  replicas: 1\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
+        );
+    let bad = platform.commit("web and api v2; api never ready");
+    let line = platform
+        .up
+        .as_mut()
+        .unwrap()
+        .expect_line(Duration::from_secs(40), |l| {
+            l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+        });
+    assert!(
+        line.starts_with(&format!("dev: release {} failed — api: ", &bad[..7])),
+        "{line}"
+    );
+    let status = platform.wait_for(SOON, "both back on v1", |s| {
+        s["environments"][0]["sync"] == "Synced"
+            && Platform::ready(s, "web", 3)
+            && Platform::ready(s, "api", 1)
+            && s["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["version"] == "v1")
+    });
+    assert_eq!(status["services"].as_array().unwrap().len(), 2);
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
+}
+
+#[test]
+fn a_newer_commit_supersedes_a_release_in_progress() {
+    let mut platform = Platform::start();
+    three_webs(&mut platform);
+    // v2 takes its time: readiness is not even checked for 20 s.
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
+        .edit(
+            "environments/dev/web.yaml",
+            "periodSeconds: 1",
+            "periodSeconds: 1\n    initialDelaySeconds: 20",
+        );
+    let slow = platform.commit("web v2, slow to get ready");
+    std::thread::sleep(Duration::from_millis(500));
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v2", "version: v3")
+        .edit(
+            "environments/dev/web.yaml",
+            "periodSeconds: 1\n    initialDelaySeconds: 20",
+            "periodSeconds: 1",
+        );
+    let fast = platform.commit("web v3");
+    platform
+        .up
+        .as_mut()
+        .unwrap()
+        .expect_line(Duration::from_secs(15), |l| {
+            l == format!("dev: release {} is healthy", &fast[..7])
+        });
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v3");
+    let history: Value =
+        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+    assert_eq!(history[0]["result"], "healthy");
+    assert_eq!(history[1]["revision"], slow.as_str());
+    assert_eq!(history[1]["result"], "superseded");
+}

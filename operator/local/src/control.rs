@@ -374,7 +374,13 @@ impl ControlPlane {
     /// Would a node's up/down state change now? (Cheap: no store access.)
     fn liveness_changed(&self) -> bool {
         let inner = self.lock();
+        // Updates and releases move on with time (monitor periods, delays, deadlines).
         !inner.draining.is_empty()
+            || !inner.releases.is_empty()
+            || inner
+                .rollouts
+                .values()
+                .any(|(step, updating)| *updating || !step.done)
             || inner.pools.values().any(|p| p.draining_until.is_some())
             || inner.nodes.values().any(|n| {
                 let up = match n.last_seen {
