@@ -708,3 +708,57 @@ fn a_newer_commit_supersedes_a_release_in_progress() {
     assert_eq!(history[1]["revision"], slow.as_str());
     assert_eq!(history[1]["result"], "superseded");
 }
+
+#[test]
+fn a_control_plane_killed_mid_release_finishes_judging_it_after_a_restart() {
+    let mut platform = Platform::start();
+    three_webs(&mut platform);
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
+        .edit(
+            "environments/dev/web.yaml",
+            "  replicas: 3\n",
+            "  replicas: 3\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
+        );
+    let bad = platform.commit("web v2, which never becomes ready");
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l.starts_with(&format!("dev: revision {} applied", &bad[..7]))
+    });
+    platform.kill_up();
+    platform.start_up();
+    platform
+        .up
+        .as_mut()
+        .unwrap()
+        .expect_line(Duration::from_secs(40), |l| {
+            l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+        });
+    platform.wait_for(SOON, "rolled back and reverted", |s| {
+        s["environments"][0]["sync"] == "Synced"
+            && s["environments"][0]["revision"] != bad[..7]
+            && Platform::ready(s, "web", 3)
+    });
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
+    let history: Value =
+        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+    assert_eq!(history[1]["result"], "rolled-back", "{history}");
+}
+
+#[test]
+fn redeploy_replaces_every_instance_with_the_same_spec() {
+    let mut platform = Platform::start();
+    three_webs(&mut platform);
+    let before = pids(&platform.status(), "web");
+    let said = platform.drover(&["redeploy", "web"]);
+    assert!(
+        said.starts_with("dev/web redeployed (generation 1)"),
+        "{said}"
+    );
+    let after = platform.wait_for(SOON, "three new instances", |s| {
+        Platform::ready(s, "web", 3)
+            && s["services"][0]["state"] == "Running"
+            && pids(s, "web").is_disjoint(&before)
+    });
+    assert_eq!(after["services"][0]["version"], "v1");
+}

@@ -95,6 +95,9 @@ enum Command {
     /// Set replicas out of band, like `docker service scale web=5`: reported as drift
     /// and reverted by self-heal, unless an autoscaler owns the count.
     Scale(ops::ScaleArgs),
+    /// Replace every instance of a service with the same spec, rolling as an update
+    /// does (like `docker service update --force`).
+    Redeploy(ops::RedeployArgs),
     /// An environment's releases, newest first: revision, trigger, result, reason.
     History(ops::HistoryArgs),
     /// Manage nodes: `drover node update --availability drain NODE`.
@@ -180,6 +183,7 @@ fn main() -> ExitCode {
         Command::Scale(args) => ops::scale(args),
         Command::Node(command) => ops::node(command),
         Command::History(args) => ops::history(args),
+        Command::Redeploy(args) => ops::redeploy(args),
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)
             .map_err(Into::into),

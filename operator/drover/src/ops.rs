@@ -331,6 +331,54 @@ pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `ENV/SERVICE`, or a `SERVICE` that runs in one environment only.
+fn which(
+    services: &[ServiceView],
+    service: &str,
+    example: &str,
+) -> anyhow::Result<(String, String)> {
+    if let Some((e, s)) = service.split_once('/') {
+        return Ok((e.to_owned(), s.to_owned()));
+    }
+    let envs: Vec<&str> = services
+        .iter()
+        .filter(|s| s.name == service)
+        .map(|s| s.environment.as_str())
+        .collect();
+    match envs.as_slice() {
+        [env] => Ok(((*env).to_owned(), service.to_owned())),
+        [] => bail!("no service `{service}` runs"),
+        many => bail!(
+            "`{service}` runs in {}: say which, like {}/{service}{example}",
+            many.join(" and "),
+            many[0]
+        ),
+    }
+}
+
+/// Arguments of `drover redeploy`.
+#[derive(Debug, clap::Args)]
+pub struct RedeployArgs {
+    #[command(flatten)]
+    target: Target,
+    /// `SERVICE` or `ENV/SERVICE`.
+    service: String,
+}
+
+pub fn redeploy(args: RedeployArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    let done: Done = block_on(async {
+        let services: Vec<ServiceView> = client.get("/api/v1/services").await?;
+        let (env, name) = which(&services, &args.service, "")?;
+        let done: Done = client
+            .post(&format!("/api/v1/services/{env}/{name}/redeploy"), &())
+            .await?;
+        anyhow::Ok(done)
+    })??;
+    println!("{}", done.message);
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Arguments of `drover scale`.
 #[derive(Debug, clap::Args)]
 pub struct ScaleArgs {
@@ -352,25 +400,7 @@ pub fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
             let replicas: u32 = replicas
                 .parse()
                 .with_context(|| format!("`{change}`: {replicas} is not a number of replicas"))?;
-            let (env, name) = match service.split_once('/') {
-                Some((e, s)) => (e.to_owned(), s.to_owned()),
-                None => {
-                    let envs: Vec<&str> = services
-                        .iter()
-                        .filter(|s| s.name == service)
-                        .map(|s| s.environment.as_str())
-                        .collect();
-                    match envs.as_slice() {
-                        [env] => ((*env).to_owned(), service.to_owned()),
-                        [] => bail!("no service `{service}` runs"),
-                        many => bail!(
-                            "`{service}` runs in {}: say which, like {}/{service}={replicas}",
-                            many.join(" and "),
-                            many[0]
-                        ),
-                    }
-                }
-            };
+            let (env, name) = which(&services, service, &format!("={replicas}"))?;
             let done: Done = client
                 .post(
                     &format!("/api/v1/services/{env}/{name}/scale"),

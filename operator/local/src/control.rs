@@ -398,7 +398,8 @@ impl ControlPlane {
             self.sync_objects(inner, &desired)?;
         }
         let applied = inner.store.observed()?.objects;
-        let live = Live::from_state(&applied);
+        let mut live = Live::from_state(&applied);
+        live.redeploys = inner.store.redeploys()?;
         let nodes = self.node_states(inner, &live)?;
         let by_node = self.place(inner, &live, &nodes)?;
         self.judge(inner, &live)?;
@@ -1524,6 +1525,30 @@ impl ControlPlane {
         } else {
             format!("{env}/{service} scaled to {replicas}; reported as drift (self-heal is off)")
         })
+    }
+
+    /// `drover redeploy`: replace every instance of a service, same spec, with its
+    /// update settings (like `docker service update --force`).
+    pub fn redeploy(&self, env: &str, service: &str) -> Result<String, ControlError> {
+        let key = ObjectKey {
+            environment: env.to_owned(),
+            kind: Kind::Service,
+            name: service.to_owned(),
+        };
+        let inner = self.lock();
+        if !inner.store.observed()?.objects.contains_key(&key) {
+            return Err(ControlError::NotFound(format!(
+                "environment `{env}` has no service `{service}`"
+            )));
+        }
+        let generation = inner.store.redeploy(env, service)?;
+        let text = format!(
+            "{env}/{service} redeployed (generation {generation}): every instance is replaced"
+        );
+        inner.store.event(env, service, "Redeploy", &text)?;
+        drop(inner);
+        self.wake();
+        Ok(text)
     }
 
     /// `drover node update --availability`.

@@ -25,6 +25,9 @@ pub struct Live {
     pub services: BTreeMap<(String, String), ServiceSpec>,
     /// By environment (at most one quota per environment counts; the first by name).
     pub quotas: BTreeMap<String, QuotaSpec>,
+    /// `drover redeploy` generations by (environment, service): not in Git, kept by the
+    /// control plane.
+    pub redeploys: BTreeMap<(String, String), u64>,
 }
 
 fn spec<S: DeserializeOwned>(value: &serde_json::Value) -> Option<S> {
@@ -200,7 +203,15 @@ pub fn instances(
             let services = live.services.iter().filter(|((e, _), _)| e == env);
             for ((_, name), service) in services {
                 let run = match run_spec(env, name, service, drover) {
-                    Ok(run) => run,
+                    Ok(mut run) => {
+                        // A redeploy changes the spec's hash, so every instance is
+                        // replaced, with the service's update settings.
+                        if let Some(generation) = live.redeploys.get(&(env.clone(), name.clone())) {
+                            run.env
+                                .insert("DROVER_REDEPLOY".into(), generation.to_string());
+                        }
+                        run
+                    }
                     Err(error) => {
                         out.blocked.push(Blocked {
                             environment: env.clone(),

@@ -39,6 +39,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/environments/{env}/history", get(history))
         .route("/api/v1/agents/{node}/report", post(report))
         .route("/api/v1/services/{env}/{service}/scale", post(scale))
+        .route("/api/v1/services/{env}/{service}/redeploy", post(redeploy))
         .route("/api/v1/nodes/{node}/availability", post(availability))
         .with_state(state)
 }
@@ -222,6 +223,20 @@ async fn scale(
         Err(r) => return r,
     };
     match s.control.scale(&env, &service, request.replicas) {
+        Ok(message) => json(StatusCode::OK, &Done { message }),
+        Err(e) => failed(e),
+    }
+}
+
+async fn redeploy(
+    State(s): State<Shared>,
+    Path((env, service)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    match s.control.redeploy(&env, &service) {
         Ok(message) => json(StatusCode::OK, &Done { message }),
         Err(e) => failed(e),
     }

@@ -100,6 +100,14 @@ CREATE TABLE releases (
 );
 CREATE INDEX releases_by_environment ON releases (environment, id);
 "#,
+    r#"
+CREATE TABLE redeploys (
+    environment TEXT NOT NULL,
+    service TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    PRIMARY KEY (environment, service)
+);
+"#,
 ];
 
 /// Events kept by default; older ones are dropped as new ones arrive.
@@ -248,6 +256,33 @@ impl Store {
             .db
             .prepare("SELECT node, availability FROM node_overrides")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Asks for every instance of a service to be replaced (same spec); returns the
+    /// service's new redeploy generation.
+    pub fn redeploy(&self, environment: &str, service: &str) -> Result<u64> {
+        self.db.execute(
+            "INSERT INTO redeploys (environment, service, generation) VALUES (?1, ?2, 1)
+             ON CONFLICT(environment, service) DO UPDATE SET generation = generation + 1",
+            params![environment, service],
+        )?;
+        let generation: i64 = self.db.query_row(
+            "SELECT generation FROM redeploys WHERE environment = ?1 AND service = ?2",
+            params![environment, service],
+            |r| r.get(0),
+        )?;
+        Ok(generation as u64)
+    }
+
+    /// Every service's redeploy generation.
+    pub fn redeploys(&self) -> Result<std::collections::BTreeMap<(String, String), u64>> {
+        let mut stmt = self
+            .db
+            .prepare("SELECT environment, service, generation FROM redeploys")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))
+        })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
