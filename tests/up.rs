@@ -762,3 +762,44 @@ fn redeploy_replaces_every_instance_with_the_same_spec() {
     });
     assert_eq!(after["services"][0]["version"], "v1");
 }
+
+#[test]
+fn a_manual_rollback_is_committed_to_git_and_recorded() {
+    let mut platform = Platform::start();
+    three_webs(&mut platform);
+    let good = drover_testkit::git::git(&platform.repo.dir, &["rev-parse", "HEAD"]);
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2");
+    let v2 = platform.commit("web v2");
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l == format!("dev: release {} is healthy", &v2[..7])
+    });
+    let said = platform.drover(&["rollback", "dev"]);
+    assert!(
+        said.starts_with(&format!("rolling dev back to {}", &good.trim()[..7])),
+        "{said}"
+    );
+    let line = platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l.starts_with(&format!(
+            "dev: rollback to {} committed as ",
+            &good.trim()[..7]
+        ))
+    });
+    let commit = line.rsplit(' ').next().unwrap().to_owned();
+    platform
+        .up
+        .as_mut()
+        .unwrap()
+        .expect_line(SOON, |l| l == format!("dev: release {commit} is healthy"));
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
+    let subject = drover_testkit::git::git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
+    assert_eq!(
+        subject.trim(),
+        format!("Roll back dev to {}", &good.trim()[..7])
+    );
+    let history: Value =
+        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+    assert_eq!(history[0]["trigger"], "manual");
+    assert_eq!(history[0]["result"], "healthy");
+}

@@ -98,6 +98,9 @@ enum Command {
     /// Replace every instance of a service with the same spec, rolling as an update
     /// does (like `docker service update --force`).
     Redeploy(ops::RedeployArgs),
+    /// Roll an environment back to an earlier revision: Drover commits the
+    /// environment's directory as it was (and pushes it), then applies it.
+    Rollback(ops::RollbackArgs),
     /// An environment's releases, newest first: revision, trigger, result, reason.
     History(ops::HistoryArgs),
     /// Manage nodes: `drover node update --availability drain NODE`.
@@ -184,6 +187,7 @@ fn main() -> ExitCode {
         Command::Node(command) => ops::node(command),
         Command::History(args) => ops::history(args),
         Command::Redeploy(args) => ops::redeploy(args),
+        Command::Rollback(args) => ops::rollback(args),
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)
             .map_err(Into::into),

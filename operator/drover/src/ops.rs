@@ -493,3 +493,27 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Arguments of `drover rollback`.
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The environment.
+    env: String,
+    /// The revision to go back to (default: the last healthy release before the one in
+    /// force).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    let request = drover_local::view::RollbackRequest { to: args.to };
+    let done: Done = block_on(client.post(
+        &format!("/api/v1/environments/{}/rollback", args.env),
+        &request,
+    ))??;
+    println!("{}", done.message);
+    Ok(ExitCode::SUCCESS)
+}

@@ -227,17 +227,11 @@ impl Agents {
     }
 }
 
-/// Writes the revert commit of a rolled-back release (author from `$DROVER_GIT_AUTHOR`,
-/// `Name <email>`, default `Drover <drover@localhost>`).
-fn revert(
-    follower: &Mutex<Follower>,
-    request: &drover_local::control::RevertRequest,
-) -> Result<String, drover_source::SourceError> {
-    let follower = follower.lock().expect("follower lock");
-    let source = follower.source();
-    let bad = source.resolve(&request.revision)?;
+/// Who Drover's commits are by: `$DROVER_GIT_AUTHOR` (`Name <email>`), else
+/// `Drover <drover@localhost>`.
+fn author() -> (String, String) {
     let author = std::env::var("DROVER_GIT_AUTHOR").unwrap_or_default();
-    let (name, email) = author
+    author
         .split_once('<')
         .map(|(n, e)| {
             (
@@ -246,7 +240,38 @@ fn revert(
             )
         })
         .filter(|(n, e)| !n.is_empty() && !e.is_empty())
-        .unwrap_or(("Drover".into(), "drover@localhost".into()));
+        .unwrap_or(("Drover".into(), "drover@localhost".into()))
+}
+
+/// Writes the commit of a manual rollback.
+fn restore(
+    follower: &Mutex<Follower>,
+    request: &drover_local::control::RollbackRequest,
+) -> Result<String, drover_source::SourceError> {
+    let follower = follower.lock().expect("follower lock");
+    let source = follower.source();
+    let to = source.resolve(&request.to)?;
+    let (name, email) = author();
+    let message = format!(
+        "Roll back {} to {}\n\nRequested with `drover rollback`: environments/{} as it was at {} (\"{}\").\n",
+        request.environment,
+        to.short(),
+        request.environment,
+        to.id,
+        to.summary
+    );
+    source.restore_environment(&request.environment, &to.id, &message, (&name, &email))
+}
+
+/// Writes the revert commit of a rolled-back release.
+fn revert(
+    follower: &Mutex<Follower>,
+    request: &drover_local::control::RevertRequest,
+) -> Result<String, drover_source::SourceError> {
+    let follower = follower.lock().expect("follower lock");
+    let source = follower.source();
+    let bad = source.resolve(&request.revision)?;
+    let (name, email) = author();
     let message = format!(
         "Revert \"{}\"\n\nRelease {} of environment {} failed and was rolled back by Drover:\n{}\n\nThis reverts commit {}.\n",
         bad.summary,
@@ -399,6 +424,15 @@ async fn up(args: Args) -> anyhow::Result<()> {
             _ = tick.tick() => {
                 if !args.no_agents {
                     agents.tend(&control.nodes_wanted());
+                }
+                for request in control.take_rollbacks() {
+                    let follower = follower.clone();
+                    let (control, trigger) = (control.clone(), trigger.clone());
+                    tokio::task::spawn_blocking(move || {
+                        let result = restore(&follower, &request);
+                        control.rolled_back(&request, result.map_err(|e| e.to_string()));
+                        trigger.notify_one();
+                    });
                 }
                 for request in control.take_reverts() {
                     let follower = follower.clone();

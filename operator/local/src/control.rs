@@ -161,6 +161,8 @@ struct Inner {
     last_batch: BTreeMap<(String, String), Instant>,
     /// The release each environment is judging now.
     releases: BTreeMap<String, OpenRelease>,
+    /// Commits written for manual rollbacks, by environment: their release is `manual`.
+    manual_commits: BTreeMap<String, String>,
     /// Services rolling back (they update with their `rollback` settings).
     rolling_back: BTreeSet<(String, String)>,
     /// Each service's update as of the last pass, and whether slots still wait for it.
@@ -177,9 +179,19 @@ pub struct RevertRequest {
     pub reason: String,
 }
 
+/// A manual rollback of an environment to an earlier revision; whoever follows Git
+/// writes a commit restoring the environment's directory as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRequest {
+    pub environment: String,
+    /// A revision as the user named it, or the last healthy one before the current.
+    pub to: String,
+}
+
 /// The control plane. Shared by the reconcile loop and the API.
 pub struct ControlPlane {
     reverts: Mutex<Vec<RevertRequest>>,
+    rollbacks: Mutex<Vec<RollbackRequest>>,
     config: Config,
     ports: PortRange,
     inner: Mutex<Inner>,
@@ -290,6 +302,7 @@ impl ControlPlane {
         let store = Store::open(&config.state.database())?;
         Ok(Arc::new(ControlPlane {
             reverts: Mutex::new(Vec::new()),
+            rollbacks: Mutex::new(Vec::new()),
             ports: instance_ports(&config.state),
             config,
             inner: Mutex::new(Inner {
@@ -307,6 +320,7 @@ impl ControlPlane {
                 ready_since: BTreeMap::new(),
                 last_batch: BTreeMap::new(),
                 releases: BTreeMap::new(),
+                manual_commits: BTreeMap::new(),
                 rolling_back: BTreeSet::new(),
                 rollouts: BTreeMap::new(),
             }),
@@ -537,6 +551,7 @@ impl ControlPlane {
         let desired_envs = Live::from_state(&want).environments;
         let mut started: Vec<(String, OpenRelease)> = Vec::new();
         let open_releases = inner.releases.clone();
+        let manual = inner.manual_commits.clone();
         inner.store.batch(|store| {
             for env in &environments {
                 // A revision whose release was rolled back is never applied again by
@@ -624,7 +639,11 @@ impl ControlPlane {
                             revision: revision.id.clone(),
                             summary: revision.summary.clone(),
                             previous: before.and_then(|s| s.revision.clone()),
-                            trigger: "git".into(),
+                            trigger: if manual.get(env) == Some(&revision.id) {
+                                "manual".into()
+                            } else {
+                                "git".into()
+                            },
                             services: services.clone(),
                             snapshot: snapshot(&applied.objects),
                             started_ms: 0,
@@ -1592,6 +1611,77 @@ impl ControlPlane {
                 address: format!("http://{}", l.addr),
             })
             .collect()
+    }
+
+    /// `drover rollback ENV [--to REV]`: asks for a commit that restores the
+    /// environment as it was at REV (default: the last healthy release before the one
+    /// in force). It is applied as any commit is, and recorded as a manual release.
+    pub fn rollback(&self, env: &str, to: Option<&str>) -> Result<String, ControlError> {
+        let inner = self.lock();
+        let current = inner
+            .store
+            .environments()?
+            .into_iter()
+            .find(|e| e.name == env)
+            .ok_or_else(|| ControlError::NotFound(format!("no environment `{env}`")))?
+            .revision;
+        let target = match to {
+            Some(to) => to.to_owned(),
+            None => inner
+                .store
+                .releases(env, 100)?
+                .into_iter()
+                .find(|r| r.result == "healthy" && Some(&r.revision) != current.as_ref() && r.trigger != "rollback")
+                .map(|r| r.revision)
+                .ok_or_else(|| {
+                    ControlError::Refused(format!(
+                        "`{env}` has no earlier healthy release to go back to; name a revision with --to"
+                    ))
+                })?,
+        };
+        let short = &target[..target.len().min(7)];
+        let text =
+            format!("rolling {env} back to {short}: a commit restoring environments/{env} follows");
+        inner.store.event(env, env, "RollbackRequested", &text)?;
+        drop(inner);
+        self.rollbacks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(RollbackRequest {
+                environment: env.to_owned(),
+                to: target,
+            });
+        Ok(text)
+    }
+
+    /// Manual rollbacks to write to Git, taken once.
+    pub fn take_rollbacks(&self) -> Vec<RollbackRequest> {
+        std::mem::take(&mut *self.rollbacks.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The commit of a manual rollback was written (`Ok(commit)`) or not (`Err(why)`).
+    pub fn rolled_back(&self, request: &RollbackRequest, result: Result<String, String>) {
+        let env = &request.environment;
+        let short = &request.to[..request.to.len().min(7)];
+        let mut inner = self.lock();
+        let (reason, text) = match &result {
+            Ok(commit) => {
+                inner.manual_commits.insert(env.clone(), commit.clone());
+                (
+                    "RollbackCommitted",
+                    format!(
+                        "rollback to {short} committed as {}",
+                        &commit[..commit.len().min(7)]
+                    ),
+                )
+            }
+            Err(why) => (
+                "RollbackFailed",
+                format!("could not roll back to {short}: {why}"),
+            ),
+        };
+        let _ = inner.store.event(env, env, reason, &text);
+        (self.say)(&format!("{env}: {text}"));
     }
 
     /// Reverts to write to Git, taken once.

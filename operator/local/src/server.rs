@@ -16,7 +16,7 @@ use subtle::ConstantTimeEq;
 
 use crate::control::{ControlError, ControlPlane};
 use crate::protocol::Report;
-use crate::view::{AvailabilityRequest, Done, ReleaseView, ScaleRequest};
+use crate::view::{AvailabilityRequest, Done, ReleaseView, RollbackRequest, ScaleRequest};
 
 /// What the API serves from.
 #[derive(Debug)]
@@ -37,6 +37,7 @@ pub fn router(state: Shared) -> Router {
         .route("/api/v1/nodes", get(nodes))
         .route("/api/v1/events", get(events))
         .route("/api/v1/environments/{env}/history", get(history))
+        .route("/api/v1/environments/{env}/rollback", post(rollback))
         .route("/api/v1/agents/{node}/report", post(report))
         .route("/api/v1/services/{env}/{service}/scale", post(scale))
         .route("/api/v1/services/{env}/{service}/redeploy", post(redeploy))
@@ -223,6 +224,25 @@ async fn scale(
         Err(r) => return r,
     };
     match s.control.scale(&env, &service, request.replicas) {
+        Ok(message) => json(StatusCode::OK, &Done { message }),
+        Err(e) => failed(e),
+    }
+}
+
+async fn rollback(
+    State(s): State<Shared>,
+    Path(env): Path<String>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return r;
+    }
+    let request: RollbackRequest = match body(&bytes) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    match s.control.rollback(&env, request.to.as_deref()) {
         Ok(message) => json(StatusCode::OK, &Done { message }),
         Err(e) => failed(e),
     }

@@ -152,3 +152,11 @@ pub struct ReleaseView {
     pub reason: String,
     pub revert: Option<String>,
 }
+
+/// `POST /api/v1/environments/{env}/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackRequest {
+    /// A revision (commit, tag, branch); default: the last healthy release before the
+    /// one in force.
+    pub to: Option<String>,
+}

@@ -321,6 +321,19 @@ impl GitSource {
         callbacks
     }
 
+    /// The branch commits go to (`None`: whatever a local repository has checked out);
+    /// a pinned tag or commit takes none.
+    fn writable_branch(&self) -> Result<Option<&str>, SourceError> {
+        match &self.spec.reference {
+            Reference::Branch(branch) => Ok(Some(branch.as_str())),
+            Reference::Head => Ok(None),
+            pinned => Err(SourceError::Write {
+                location: self.shown.clone(),
+                message: format!("{pinned} is pinned, not a branch: nothing to commit to"),
+            }),
+        }
+    }
+
     /// Writes a commit reverting `revision` on top of the tracked branch, and pushes it
     /// (a remote) or moves the branch (a local repository; its working tree is updated
     /// only where it is clean). Returns the new commit's id.
@@ -330,16 +343,7 @@ impl GitSource {
         message: &str,
         author: (&str, &str),
     ) -> Result<String, SourceError> {
-        let branch = match &self.spec.reference {
-            Reference::Branch(branch) => Some(branch.as_str()),
-            Reference::Head => None,
-            pinned => {
-                return Err(SourceError::Write {
-                    location: self.shown.clone(),
-                    message: format!("{pinned} is pinned, not a branch: nothing to commit to"),
-                });
-            }
-        };
+        let branch = self.writable_branch()?;
         self.revert_on(revision, message, author, branch)
     }
 
@@ -347,7 +351,7 @@ impl GitSource {
         &self,
         revision: &str,
         message: &str,
-        (name, email): (&str, &str),
+        author: (&str, &str),
         branch: Option<&str>,
     ) -> Result<String, SourceError> {
         let error = |e: git2::Error| SourceError::Write {
@@ -376,14 +380,90 @@ impl GitSource {
                 ),
             });
         }
-        let tree = self
+        let tree = index.write_tree_to(&self.repo).map_err(error)?;
+        self.publish(tree, &tip, message, author, branch)
+    }
+
+    /// Writes a commit on the tracked branch that sets the directory of environment
+    /// `environment` to what it was at `revision` (everything else stays as it is), and
+    /// publishes it as [`GitSource::revert`] does. For a manual rollback.
+    pub fn restore_environment(
+        &self,
+        environment: &str,
+        revision: &str,
+        message: &str,
+        author: (&str, &str),
+    ) -> Result<String, SourceError> {
+        let error = |e: git2::Error| SourceError::Write {
+            location: self.shown.clone(),
+            message: e.message().to_owned(),
+        };
+        let branch = self.writable_branch()?;
+        let path = format!("{}environments/{environment}", self.prefix);
+        let old = self.resolve(revision)?;
+        let old = self
             .repo
-            .find_tree(index.write_tree_to(&self.repo).map_err(error)?)
+            .find_commit(Oid::from_str(&old.id).map_err(error)?)
             .map_err(error)?;
+        let wanted = old
+            .tree()
+            .map_err(error)?
+            .get_path(Path::new(&path))
+            .map_err(error)?
+            .id();
+        let tip = self.tracked()?;
+        let tip = self
+            .repo
+            .find_commit(Oid::from_str(&tip.id).map_err(error)?)
+            .map_err(error)?;
+        let parts: Vec<&str> = path.split('/').collect();
+        let tree = self
+            .replace_path(Some(tip.tree().map_err(error)?), &parts, wanted)
+            .map_err(error)?;
+        self.publish(tree, &tip, message, author, branch)
+    }
+
+    /// A copy of `tree` with the entry at `path` replaced by the tree `with`.
+    fn replace_path(
+        &self,
+        tree: Option<git2::Tree<'_>>,
+        path: &[&str],
+        with: Oid,
+    ) -> Result<Oid, git2::Error> {
+        let mut builder = self.repo.treebuilder(tree.as_ref())?;
+        let (first, rest) = path.split_first().expect("a non-empty path");
+        let id = if rest.is_empty() {
+            with
+        } else {
+            let inner = tree
+                .as_ref()
+                .and_then(|t| t.get_name(first))
+                .and_then(|e| self.repo.find_tree(e.id()).ok());
+            self.replace_path(inner, rest, with)?
+        };
+        builder.insert(first, id, 0o040000)?;
+        builder.write()
+    }
+
+    /// Commits `tree` on top of `tip` and pushes it (a remote) or moves the branch (a
+    /// local repository; its working tree follows only where it is clean).
+    fn publish(
+        &self,
+        tree: Oid,
+        tip: &git2::Commit<'_>,
+        message: &str,
+        (name, email): (&str, &str),
+        branch: Option<&str>,
+    ) -> Result<String, SourceError> {
+        let error = |e: git2::Error| SourceError::Write {
+            location: self.shown.clone(),
+            message: e.message().to_owned(),
+        };
+        let tree = self.repo.find_tree(tree).map_err(error)?;
         let signature = git2::Signature::now(name, email).map_err(error)?;
         let commit = self
             .repo
-            .commit(None, &signature, &signature, message, &tree, &[&tip])
+            .commit(None, &signature, &signature, message, &tree, &[tip])
             .map_err(error)?;
         if self.remote {
             let branch = branch.unwrap_or("main");
