@@ -622,6 +622,9 @@ fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
     assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
     let log = drover_testkit::git::git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
     assert_eq!(log.trim(), "Revert \"web v2, which crashes\"");
+    // The working copy follows the revert: nothing is left modified.
+    let changes = drover_testkit::git::git(&platform.repo.dir, &["status", "--porcelain"]);
+    assert_eq!(changes, "");
 }
 
 #[test]

@@ -60,6 +60,8 @@ struct Running {
     file: PathBuf,
     /// The last CPU reading: (pid, ticks, when).
     cpu: Option<(u32, u64, std::time::Instant)>,
+    /// When this agent first saw it failing (Unix milliseconds).
+    failing_since: Option<i64>,
 }
 
 fn phase_name(phase: Phase) -> &'static str {
@@ -127,6 +129,18 @@ fn report_of(id: &str, running: &mut Running) -> InstanceReport {
         restarts: status.restarts,
         last_failure: status.last_failure,
         failing: status.failing,
+        failing_since_ms: {
+            if !status.failing {
+                running.failing_since = None;
+            } else if running.failing_since.is_none() {
+                running.failing_since = Some(
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as i64),
+                );
+            }
+            running.failing_since
+        },
         usage,
     }
 }
@@ -277,6 +291,7 @@ impl Agent {
                 handle,
                 file,
                 cpu: None,
+                failing_since: None,
             },
         );
     }

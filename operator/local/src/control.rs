@@ -155,6 +155,8 @@ struct Inner {
     pools: BTreeMap<(String, String), PoolLive>,
     /// What was last said about each instance's readiness, to say only changes.
     said_ready: BTreeMap<String, bool>,
+    /// Instances (id, spec hash) whose failing has been recorded.
+    said_failing: BTreeSet<(String, String)>,
     /// Since when each (instance, spec hash) has been ready.
     ready_since: BTreeMap<(String, String), Instant>,
     /// When each service's last update batch started.
@@ -318,6 +320,7 @@ impl ControlPlane {
                 pools: BTreeMap::new(),
                 said_ready: BTreeMap::new(),
                 ready_since: BTreeMap::new(),
+                said_failing: BTreeSet::new(),
                 last_batch: BTreeMap::new(),
                 releases: BTreeMap::new(),
                 manual_commits: BTreeMap::new(),
@@ -1129,6 +1132,26 @@ impl ControlPlane {
                     }
                 };
                 let report = report_of(inner, &record.node, &record.id, &record.spec_hash);
+                // Record when an instance started failing (the agent's time), once.
+                let failing_key = (record.id.clone(), record.spec_hash.clone());
+                match report
+                    .as_ref()
+                    .and_then(|r| r.failing_since_ms.map(|at| (at, r)))
+                {
+                    Some((at, r)) if inner.said_failing.insert(failing_key.clone()) => {
+                        inner.store.event_at(
+                            at,
+                            &record.environment,
+                            &record.id,
+                            "InstanceFailing",
+                            r.last_failure.as_deref().unwrap_or("failing"),
+                        )?;
+                    }
+                    Some(_) => {}
+                    None => {
+                        inner.said_failing.remove(&failing_key);
+                    }
+                }
                 match &report {
                     Some(r) => {
                         record.pid = r.pid;

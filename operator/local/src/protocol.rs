@@ -48,6 +48,9 @@ pub struct InstanceReport {
     /// Its readiness probe fails beyond its threshold.
     #[serde(default)]
     pub failing: bool,
+    /// Since when (Unix milliseconds, the agent's clock) it has been failing.
+    #[serde(default)]
+    pub failing_since_ms: Option<i64>,
     /// What the instance's process uses now.
     #[serde(default)]
     pub usage: Usage,

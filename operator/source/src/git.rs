@@ -490,20 +490,24 @@ impl GitSource {
                     .and_then(|h| h.name().ok().map(str::to_owned))
                     .unwrap_or_else(|| "HEAD".into()),
             };
-            self.repo
-                .reference(&reference, commit, true, message)
-                .map_err(error)?;
-            if self
+            let checked_out = self
                 .repo
                 .head()
                 .ok()
                 .and_then(|h| h.name().ok().map(str::to_owned))
-                == Some(reference)
-            {
+                == Some(reference.clone());
+            if checked_out && !self.repo.is_bare() {
+                // The working tree first, against the old tip: files the user has not
+                // touched follow the new commit, touched ones are left alone.
                 let mut checkout = git2::build::CheckoutBuilder::new();
                 checkout.safe();
-                let _ = self.repo.checkout_head(Some(&mut checkout));
+                let _ = self
+                    .repo
+                    .checkout_tree(tree.as_object(), Some(&mut checkout));
             }
+            self.repo
+                .reference(&reference, commit, true, message)
+                .map_err(error)?;
         }
         Ok(commit.to_string())
     }

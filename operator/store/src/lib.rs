@@ -480,11 +480,23 @@ impl Store {
         reason: &str,
         message: &str,
     ) -> Result<()> {
+        self.event_at(now_ms(), environment, object, reason, message)
+    }
+
+    /// [`Store::event`] for something that happened at `at_ms` (Unix milliseconds).
+    pub fn event_at(
+        &self,
+        at_ms: i64,
+        environment: &str,
+        object: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
         // No transaction of its own, so that it can be part of a batch; a crash between
         // the two statements leaves one event too many, which the next one trims.
         self.db.execute(
             "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![now_ms(), environment, object, reason, message],
+            params![at_ms, environment, object, reason, message],
         )?;
         self.db.execute(
             "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",

@@ -47,6 +47,7 @@ fn report(seq: u64, ready: bool, assignments: &Assignments) -> Report {
                 restarts: 0,
                 last_failure: None,
                 failing: false,
+                failing_since_ms: None,
                 usage: Default::default(),
             })
             .collect(),
