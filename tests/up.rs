@@ -806,3 +806,33 @@ fn a_manual_rollback_is_committed_to_git_and_recorded() {
     assert_eq!(history[0]["trigger"], "manual");
     assert_eq!(history[0]["result"], "healthy");
 }
+
+#[test]
+fn a_revert_that_cannot_be_written_is_reported_and_the_hold_stays() {
+    let mut platform = Platform::start();
+    drover_testkit::git::git(&platform.repo.dir, &["tag", "live"]);
+    // Pinned to a tag: there is no branch to write a revert to.
+    platform.interrupt();
+    platform.start_up_with(&["--tag", "live"]);
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    platform
+        .repo
+        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
+        .edit(
+            "environments/dev/web.yaml",
+            "  replicas: 1\n",
+            "  replicas: 1\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
+        );
+    let bad = platform.commit("web v2, which never becomes ready");
+    drover_testkit::git::git(&platform.repo.dir, &["tag", "-f", "live"]);
+    let up = platform.up.as_mut().unwrap();
+    up.expect_line(Duration::from_secs(40), |l| {
+        l.starts_with(&format!("dev: could not revert {} in Git", &bad[..7]))
+    });
+    let status = platform.wait_for(SOON, "held, saying why", |s| {
+        s["environments"][0]["sync"] == "Held" && Platform::ready(s, "web", 1)
+    });
+    let message = status["environments"][0]["message"].as_str().unwrap();
+    assert!(message.contains("not written to Git"), "{message}");
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
+}

@@ -163,6 +163,8 @@ struct Inner {
     last_batch: BTreeMap<(String, String), Instant>,
     /// The release each environment is judging now.
     releases: BTreeMap<String, OpenRelease>,
+    /// Why a revert could not be written to Git, by environment (shown in status).
+    revert_failures: BTreeMap<String, String>,
     /// Commits written for manual rollbacks, by environment: their release is `manual`.
     manual_commits: BTreeMap<String, String>,
     /// Services rolling back (they update with their `rollback` settings).
@@ -324,6 +326,7 @@ impl ControlPlane {
                 last_batch: BTreeMap::new(),
                 releases: BTreeMap::new(),
                 manual_commits: BTreeMap::new(),
+                revert_failures: BTreeMap::new(),
                 rolling_back: BTreeSet::new(),
                 rollouts: BTreeMap::new(),
             }),
@@ -1714,8 +1717,15 @@ impl ControlPlane {
 
     /// A revert commit was written (`Ok(commit)`) or could not be (`Err(why)`).
     pub fn reverted(&self, request: &RevertRequest, result: Result<String, String>) {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let short = &request.revision[..request.revision.len().min(7)];
+        match &result {
+            Ok(_) => inner.revert_failures.remove(&request.environment),
+            Err(why) => inner.revert_failures.insert(
+                request.environment.clone(),
+                format!("revert of {short} not written to Git: {why}"),
+            ),
+        };
         let text = match &result {
             Ok(commit) => {
                 let _ = inner.store.set_revert(request.release, commit);
@@ -1768,6 +1778,9 @@ impl ControlPlane {
                 continue;
             }
             let mut message = env.message.clone();
+            if let Some(failure) = inner.revert_failures.get(&env.name) {
+                message = format!("{message}; {failure}");
+            }
             if let Some(rejected) = &inner.rejected {
                 message = if message.is_empty() {
                     rejected.clone()
