@@ -634,9 +634,10 @@ fn a_two_service_release_where_only_the_second_fails_rolls_back_both() {
     let api = web
         .replace("name: web", "name: api")
         .replace("--message, web", "--message, api")
-        .replace("web.dev.localhost", "api.dev.localhost");
+        .replace("web.dev.localhost", "api.dev.localhost")
+        .replace("  replicas: 1\n", "  replicas: 1\n  dependsOn: [web]\n");
     platform.repo.write("environments/dev/api.yaml", &api);
-    platform.commit("api");
+    platform.commit("api, after web");
     three_webs(&mut platform);
     platform
         .repo
@@ -648,13 +649,29 @@ fn a_two_service_release_where_only_the_second_fails_rolls_back_both() {
             "  replicas: 1\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
         );
     let bad = platform.commit("web and api v2; api never ready");
+    let seen = std::cell::RefCell::new(Vec::new());
     let line = platform
         .up
         .as_mut()
         .unwrap()
         .expect_line(Duration::from_secs(40), |l| {
+            seen.borrow_mut().push(l.to_owned());
             l.starts_with(&format!("dev: release {} failed", &bad[..7]))
         });
+    // api depends on web: its update starts only once web's is done.
+    let seen = seen.into_inner();
+    let web_done = (1..=3)
+        .map(|n| {
+            seen.iter()
+                .rposition(|l| l.starts_with(&format!("instance dev.web.{n} ready")))
+        })
+        .collect::<Option<Vec<usize>>>()
+        .expect("every web instance became ready on v2");
+    let api_started = seen
+        .iter()
+        .position(|l| l.starts_with("instance dev.api.1 on"))
+        .expect("api's update started");
+    assert!(web_done.iter().all(|w| *w < api_started), "{seen:#?}");
     assert!(
         line.starts_with(&format!("dev: release {} failed — api: ", &bad[..7])),
         "{line}"
@@ -667,7 +684,7 @@ fn a_two_service_release_where_only_the_second_fails_rolls_back_both() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .all(|v| v["version"] == "v1")
+                .all(|v| v["version"] == "v1" && v["state"] == "Running")
     });
     assert_eq!(status["services"].as_array().unwrap().len(), 2);
     assert_eq!(platform.get_json(HOST, "/")["version"], "v1");

@@ -213,6 +213,39 @@ impl std::fmt::Debug for ControlPlane {
     }
 }
 
+/// The service of the same open release that `service` must wait for: one it
+/// depends on (one that depends on it, in a rollback) whose update is not done.
+fn waits_for(
+    inner: &Inner,
+    live: &Live,
+    unsettled: &BTreeSet<(String, String)>,
+    env: &str,
+    service: &str,
+) -> Option<String> {
+    let release = inner.releases.get(env)?;
+    if !release.services.iter().any(|s| s == service) {
+        return None;
+    }
+    let depends = |a: &str, b: &str| {
+        live.services
+            .get(&(env.to_owned(), a.to_owned()))
+            .is_some_and(|s| s.depends_on.iter().any(|d| d == b))
+    };
+    release
+        .services
+        .iter()
+        .filter(|other| *other != service)
+        .filter(|other| {
+            if release.rollback {
+                depends(other, service)
+            } else {
+                depends(service, other)
+            }
+        })
+        .find(|other| unsettled.contains(&(env.to_owned(), (*other).clone())))
+        .cloned()
+}
+
 /// The range instance ports come from: below the kernel's ephemeral range
 /// (`net.ipv4.ip_local_port_range`, usually from 32768), like Nomad's 20000–32000.
 fn instance_ports(state: &StateDir) -> PortRange {
@@ -1030,6 +1063,29 @@ impl ControlPlane {
                 .or_default()
                 .push(wanted);
         }
+        // Services whose update is not finished: a slot still to move to the new spec, a
+        // previous instance still kept, or one not yet ready through its monitor period.
+        let unsettled: BTreeSet<(String, String)> = services
+            .iter()
+            .filter(|((env, name), wanted)| {
+                let monitor = live
+                    .services
+                    .get(&(env.clone(), name.clone()))
+                    .map_or(Duration::ZERO, |s| s.update.monitor.to_std());
+                wanted.iter().any(|w| {
+                    let current = by_id
+                        .get(w.record.id.as_str())
+                        .filter(|c| c.node == w.record.node);
+                    current
+                        .is_none_or(|c| c.spec_hash != w.record.spec_hash || c.previous.is_some())
+                        || inner
+                            .ready_since
+                            .get(&(w.record.id.clone(), w.record.spec_hash.clone()))
+                            .is_none_or(|at| now < *at + monitor)
+                })
+            })
+            .map(|(key, _)| key.clone())
+            .collect();
         let mut records = Vec::new();
         let mut rollouts = BTreeMap::new();
         for ((env, name), wanted) in services {
@@ -1077,13 +1133,19 @@ impl ControlPlane {
                     (s.strategy, config.clone(), config.order)
                 },
             );
-            let step = rollout::next(
+            let mut step = rollout::next(
                 strategy,
                 &update,
                 &slots,
                 inner.last_batch.get(&(env.clone(), name.clone())).copied(),
                 now,
             );
+            // Within a release, services roll in `dependsOn` order (a rollback in the
+            // reverse order): a service waits until those it follows are done.
+            if waits_for(inner, live, &unsettled, &env, &name).is_some() {
+                step.advance.clear();
+                step.done = false;
+            }
             if !step.advance.is_empty() {
                 inner.last_batch.insert((env.clone(), name.clone()), now);
             }
