@@ -44,6 +44,38 @@ fn set_replicas(platform: &Platform, from: u32, to: u32) {
     platform.repo.commit(&format!("web: {to} replicas"));
 }
 
+/// A steady stream of `GET /version` through the proxy, each on a new connection,
+/// recording every answer as `STATUS BODY`.
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    fn start(platform: &Platform) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (proxy, flag) = (platform.proxy.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let (status, body) =
+                    crate::support::http("GET", &proxy, "/version", &[("Host", HOST)], b"");
+                seen.push(format!("{status} {}", body.trim()));
+                // A new connection each time: paced, not to run out of ports.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        Load { stop, thread }
+    }
+
+    /// Stops and returns every answer.
+    fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 #[test]
 fn a_committed_service_answers_through_the_proxy() {
     let platform = Platform::start();
@@ -419,25 +451,7 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
     platform.repo.commit("web: 3 replicas, start-first updates");
     platform.wait_for(SOON, "3 web ready", |s| Platform::ready(s, "web", 3));
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (proxy, stop) = (platform.proxy.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let (mut answers, mut failures) = (Vec::new(), Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (status, body) =
-                    crate::support::http("GET", &proxy, "/version", &[("Host", HOST)], b"");
-                if status == 200 {
-                    answers.push(body.trim().to_owned());
-                } else {
-                    failures.push(format!("{status} {body}"));
-                }
-                // A new connection each time: paced, not to run out of ports.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            (answers, failures)
-        })
-    };
+    let load = Load::start(&platform);
     std::thread::sleep(Duration::from_millis(300));
     platform
         .repo
@@ -449,13 +463,18 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
             && s["services"][0]["version"] == "v2"
     });
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (answers, failures) = load.join().unwrap();
+    let seen = load.finish();
+    let failures: Vec<&String> = seen.iter().filter(|a| !a.starts_with("200 ")).collect();
     assert_eq!(
         failures,
-        Vec::<String>::new(),
+        Vec::<&String>::new(),
         "no request fails during the update"
     );
+    let answers: Vec<String> = seen
+        .iter()
+        .map(|a| a.trim_start_matches("200 ").to_owned())
+        .collect();
+
     assert!(answers.iter().any(|v| v == "v1") && answers.last().map(String::as_str) == Some("v2"));
     let status = platform.status();
     assert!(
@@ -479,21 +498,7 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
         l == format!("dev: release {} is healthy", &good[..7])
     });
 
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (proxy, stop) = (platform.proxy.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let (status, body) =
-                    crate::support::http("GET", &proxy, "/version", &[("Host", HOST)], b"");
-                seen.push(format!("{status} {}", body.trim()));
-                // A new connection each time: paced, not to run out of ports.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            seen
-        })
-    };
+    let load = Load::start(&platform);
     platform
         .repo
         .edit("environments/dev/web.yaml", "version: v1", "version: v2")
@@ -538,8 +543,7 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
     });
     assert_eq!(status["services"][0]["version"], "v1");
     let _ = good;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let seen = load.join().unwrap();
+    let seen = load.finish();
     assert!(!seen.is_empty());
     let bad_answers: Vec<&String> = seen.iter().filter(|s| *s != "200 v1").collect();
     assert_eq!(
@@ -594,6 +598,7 @@ fn three_webs(platform: &mut Platform) {
 fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
     let mut platform = Platform::start();
     three_webs(&mut platform);
+    let load = Load::start(&platform);
     platform
         .repo
         .edit("environments/dev/web.yaml", "version: v1", "version: v2")
@@ -620,6 +625,13 @@ fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
             && Platform::ready(s, "web", 3)
     });
     assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
+    let seen = load.finish();
+    let bad_answers: Vec<&String> = seen.iter().filter(|a| *a != "200 v1").collect();
+    assert_eq!(
+        bad_answers,
+        Vec::<&String>::new(),
+        "v1 served throughout, no error"
+    );
     let log = drover_testkit::git::git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
     assert_eq!(log.trim(), "Revert \"web v2, which crashes\"");
     // The working copy follows the revert: nothing is left modified.

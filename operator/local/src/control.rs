@@ -1245,8 +1245,13 @@ impl ControlPlane {
                     }
                     None => {}
                 }
-                // The new spec is ready: what it replaces may go (drained first).
-                if record.ready {
+                // The new spec has been ready through its monitor period: what it
+                // replaces may go (drained first). Until then the old one serves.
+                let settled = inner
+                    .ready_since
+                    .get(&(record.id.clone(), record.spec_hash.clone()))
+                    .is_some_and(|at| now >= *at + Duration::from_millis(update.monitor.millis()));
+                if record.ready && settled {
                     record.previous = None;
                 }
                 let list = by_node.entry(record.node.clone()).or_default();
@@ -1355,7 +1360,18 @@ impl ControlPlane {
                                         .and_then(|p| serde_json::from_str::<Assignment>(p).ok())
                                         .map(|a| a.spec_hash);
                                     let node = inner.nodes.get(&r.node);
-                                    [Some(r.spec_hash.clone()), previous]
+                                    // During a start-first update the old instance takes
+                                    // the traffic while it is ready: the new one gets it
+                                    // only once proven (then the old one goes), so a bad
+                                    // release never serves a request.
+                                    let old_ready = previous.as_ref().is_some_and(|hash| {
+                                        node.and_then(|n| {
+                                            n.reports.get(&(r.id.clone(), hash.clone()))
+                                        })
+                                        .is_some_and(|rep| rep.ready)
+                                    });
+                                    let current = (!old_ready).then(|| r.spec_hash.clone());
+                                    [current, previous]
                                         .into_iter()
                                         .flatten()
                                         .filter_map(|hash| {
