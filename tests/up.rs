@@ -834,6 +834,15 @@ fn a_manual_rollback_is_committed_to_git_and_recorded() {
         serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
     assert_eq!(history[0]["trigger"], "manual");
     assert_eq!(history[0]["result"], "healthy");
+    // --to names any revision: forward to v2 again.
+    platform.drover(&["rollback", "dev", "--to", &v2[..7]]);
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l.starts_with(&format!("dev: rollback to {} committed as ", &v2[..7]))
+    });
+    platform.wait_for(SOON, "v2 again", |s| {
+        s["services"][0]["version"] == "v2" && s["services"][0]["state"] == "Running"
+    });
+    assert_eq!(platform.get_json(HOST, "/")["version"], "v2");
 }
 
 #[test]
