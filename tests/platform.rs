@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::{Running, drover, http};
 
 /// The fixture repo every platform test starts from: one cluster of two nodes with a
-/// 3 s heartbeat timeout, one environment `dev`, one service `web`.
+/// 3 s heartbeat timeout, one environment `staging`, one service `web`.
 pub fn fixture() -> PathBuf {
     crate::support::repo_root().join("tests/fixtures/platform")
 }

@@ -37,7 +37,7 @@ fn nodes_of(status: &Value, service: &str) -> Vec<String> {
 
 fn set_replicas(platform: &Platform, from: u32, to: u32) {
     platform.repo.edit(
-        "environments/dev/web.yaml",
+        "environments/staging/web.yaml",
         &format!("replicas: {from}"),
         &format!("replicas: {to}"),
     );
@@ -82,12 +82,13 @@ fn a_committed_service_answers_through_the_proxy() {
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     assert_eq!(platform.get_json(HOST, "/")["message"], "web");
 
-    let web = std::fs::read_to_string(platform.repo.dir.join("environments/dev/web.yaml")).unwrap();
+    let web =
+        std::fs::read_to_string(platform.repo.dir.join("environments/staging/web.yaml")).unwrap();
     let api = web
         .replace("name: web", "name: api")
         .replace("--message, web", "--message, api")
         .replace("web.dev.localhost", "api.dev.localhost");
-    platform.repo.write("environments/dev/api.yaml", &api);
+    platform.repo.write("environments/staging/api.yaml", &api);
     platform.repo.commit("a new service: api");
     platform.wait_for(SOON, "api ready", |s| Platform::ready(s, "api", 1));
     assert_eq!(
@@ -205,7 +206,7 @@ fn an_invalid_commit_is_rejected_and_services_keep_serving() {
     let mut platform = Platform::start();
     let before = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     platform.repo.edit(
-        "environments/dev/web.yaml",
+        "environments/staging/web.yaml",
         "replicas: 1",
         "replicas: three",
     );
@@ -216,7 +217,7 @@ fn an_invalid_commit_is_rejected_and_services_keep_serving() {
     });
     assert!(line.contains("stays in force"), "{line}");
     up.expect_line(SOON, |l| {
-        l.contains("environments/dev/web.yaml:9:13: error[E004]")
+        l.contains("environments/staging/web.yaml:9:13: error[E004]")
     });
     let status = platform.status();
     assert_eq!(pids(&status, "web"), pids(&before, "web"), "web untouched");
@@ -283,7 +284,7 @@ fn scaling_outside_git_is_reported_as_drift_and_reverted() {
     assert!(said.contains("self-heal will revert it"), "{said}");
     let up = platform.up.as_mut().unwrap();
     up.expect_line(SOON, |l| {
-        l == "dev: drift reverted to Git: web: replicas 3 → 1"
+        l == "staging: drift reverted to Git: web: replicas 3 → 1"
     });
     platform.wait_for(SOON, "back to 1", |s| Platform::ready(s, "web", 1));
     let events: Value =
@@ -305,7 +306,7 @@ fn writes_without_the_token_are_refused() {
     let platform = Platform::start();
     let (status, body) = crate::support::http_post(
         &platform.api,
-        "/api/v1/services/dev/web/scale",
+        "/api/v1/services/staging/web/scale",
         &[("Content-Type", "application/json")],
         br#"{"replicas": 5}"#,
     );
@@ -320,12 +321,12 @@ fn logs_show_what_instances_print_and_follow_new_lines() {
     let logs = platform.drover(&["logs", "web"]);
     assert!(
         logs.lines()
-            .any(|l| l.starts_with("dev.web.1 | example-app v1 listening on http://")),
+            .any(|l| l.starts_with("staging.web.1 | example-app v1 listening on http://")),
         "{logs}"
     );
     let state = platform.state.to_str().unwrap().to_owned();
     let follow =
-        crate::support::Running::start(&["logs", "dev/web", "-f", "--state-dir", &state], &[]);
+        crate::support::Running::start(&["logs", "staging/web", "-f", "--state-dir", &state], &[]);
     follow.expect_line(SOON, |l| l.contains("listening on"));
     // A restart writes a new line, which the follower prints.
     kill9(*pids(&status, "web").first().unwrap());
@@ -356,7 +357,7 @@ fn a_removed_instance_finishes_its_requests_before_it_is_stopped() {
         assert!(body.starts_with("slept 2000 ms"), "{body}");
     }
     // The removed instance was stopped only once its request was done.
-    let log = platform.state.join("logs/dev.web.2.log");
+    let log = platform.state.join("logs/staging.web.2.log");
     let deadline = Instant::now() + SOON;
     loop {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -369,7 +370,7 @@ fn a_removed_instance_finishes_its_requests_before_it_is_stopped() {
         }
         assert!(
             Instant::now() < deadline,
-            "dev.web.2 was not stopped:\n{text}"
+            "staging.web.2 was not stopped:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -444,7 +445,7 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
     let platform = Platform::start();
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     platform.repo.edit(
-        "environments/dev/web.yaml",
+        "environments/staging/web.yaml",
         "  replicas: 1\n",
         "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n",
     );
@@ -453,9 +454,11 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
 
     let load = Load::start(&platform);
     std::thread::sleep(Duration::from_millis(300));
-    platform
-        .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2");
+    platform.repo.edit(
+        "environments/staging/web.yaml",
+        "version: v1",
+        "version: v2",
+    );
     platform.repo.commit("web v2");
     platform.wait_for(Duration::from_secs(40), "every instance on v2", |s| {
         Platform::ready(s, "web", 3)
@@ -489,35 +492,39 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
     let mut platform = Platform::start_remote();
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     platform.repo.edit(
-        "environments/dev/web.yaml",
+        "environments/staging/web.yaml",
         "  replicas: 1\n",
         "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
     );
     let good = platform.commit("web: 3 replicas");
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l == format!("dev: release {} is healthy", &good[..7])
+        l == format!("staging: release {} is healthy", &good[..7])
     });
 
     let load = Load::start(&platform);
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
         .edit(
-            "environments/dev/web.yaml",
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/web.yaml",
             "  replicas: 3\n",
             "  replicas: 3\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
         );
     let bad = platform.commit("web v2, which never becomes ready");
     let up = platform.up.as_mut().unwrap();
     let line = up.expect_line(Duration::from_secs(40), |l| {
-        l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+        l.starts_with(&format!("staging: release {} failed", &bad[..7]))
     });
     assert!(line.ends_with("; rolling back"), "{line}");
     assert!(line.contains("readiness GET /ready returned 503"), "{line}");
     // The rollback becomes healthy and the revert is written, in either order.
     let (healthy, reverted) = (
-        format!("dev: release {} is healthy", &bad[..7]),
-        format!("dev: revision {} reverted in Git by ", &bad[..7]),
+        format!("staging: release {} is healthy", &bad[..7]),
+        format!("staging: revision {} reverted in Git by ", &bad[..7]),
     );
     let mut line = String::new();
     let mut seen_healthy = false;
@@ -536,6 +543,9 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
         subject.trim(),
         "Revert \"web v2, which never becomes ready\""
     );
+    let body = drover_testkit::git::git(&bare, &["log", "-1", "--format=%b", "main"]);
+    assert!(body.contains("readiness GET /ready returned 503"), "{body}");
+    assert!(body.contains("Drover-Release: staging#"), "{body}");
     let status = platform.wait_for(SOON, "synced at the revert", |s| {
         s["environments"][0]["sync"] == "Synced"
             && s["environments"][0]["revision"] == revert.as_str()
@@ -553,7 +563,7 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
     );
 
     let history: Value =
-        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+        serde_json::from_str(&platform.drover(&["history", "staging", "-o", "json"])).unwrap();
     let results: Vec<(&str, &str)> = history
         .as_array()
         .unwrap()
@@ -584,13 +594,13 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
 fn three_webs(platform: &mut Platform) {
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     platform.repo.edit(
-        "environments/dev/web.yaml",
+        "environments/staging/web.yaml",
         "  replicas: 1\n",
         "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
     );
     let good = platform.commit("web: 3 replicas");
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l == format!("dev: release {} is healthy", &good[..7])
+        l == format!("staging: release {} is healthy", &good[..7])
     });
 }
 
@@ -601,9 +611,13 @@ fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
     let load = Load::start(&platform);
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
         .edit(
-            "environments/dev/web.yaml",
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/web.yaml",
             "  replicas: 3\n",
             "  replicas: 3\n  env: {EXAMPLE_CRASH_AFTER: \"0.3\"}\n",
         );
@@ -613,7 +627,7 @@ fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
         .as_mut()
         .unwrap()
         .expect_line(Duration::from_secs(40), |l| {
-            l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+            l.starts_with(&format!("staging: release {} failed", &bad[..7]))
         });
     assert!(
         line.contains("update stopped: 1 of 3 instances failed"),
@@ -642,21 +656,30 @@ fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
 #[test]
 fn a_two_service_release_where_only_the_second_fails_rolls_back_both() {
     let mut platform = Platform::start();
-    let web = std::fs::read_to_string(platform.repo.dir.join("environments/dev/web.yaml")).unwrap();
+    let web =
+        std::fs::read_to_string(platform.repo.dir.join("environments/staging/web.yaml")).unwrap();
     let api = web
         .replace("name: web", "name: api")
         .replace("--message, web", "--message, api")
         .replace("web.dev.localhost", "api.dev.localhost")
         .replace("  replicas: 1\n", "  replicas: 1\n  dependsOn: [web]\n");
-    platform.repo.write("environments/dev/api.yaml", &api);
+    platform.repo.write("environments/staging/api.yaml", &api);
     platform.commit("api, after web");
     three_webs(&mut platform);
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
-        .edit("environments/dev/api.yaml", "version: v1", "version: v2")
         .edit(
-            "environments/dev/api.yaml",
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/api.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/api.yaml",
             "  replicas: 1\n",
             "  replicas: 1\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
         );
@@ -668,24 +691,24 @@ fn a_two_service_release_where_only_the_second_fails_rolls_back_both() {
         .unwrap()
         .expect_line(Duration::from_secs(40), |l| {
             seen.borrow_mut().push(l.to_owned());
-            l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+            l.starts_with(&format!("staging: release {} failed", &bad[..7]))
         });
     // api depends on web: its update starts only once web's is done.
     let seen = seen.into_inner();
     let web_done = (1..=3)
         .map(|n| {
             seen.iter()
-                .rposition(|l| l.starts_with(&format!("instance dev.web.{n} ready")))
+                .rposition(|l| l.starts_with(&format!("instance staging.web.{n} ready")))
         })
         .collect::<Option<Vec<usize>>>()
         .expect("every web instance became ready on v2");
     let api_started = seen
         .iter()
-        .position(|l| l.starts_with("instance dev.api.1 on"))
+        .position(|l| l.starts_with("instance staging.api.1 on"))
         .expect("api's update started");
     assert!(web_done.iter().all(|w| *w < api_started), "{seen:#?}");
     assert!(
-        line.starts_with(&format!("dev: release {} failed — api: ", &bad[..7])),
+        line.starts_with(&format!("staging: release {} failed — api: ", &bad[..7])),
         "{line}"
     );
     let status = platform.wait_for(SOON, "both back on v1", |s| {
@@ -709,9 +732,13 @@ fn a_newer_commit_supersedes_a_release_in_progress() {
     // v2 takes its time: readiness is not even checked for 20 s.
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
         .edit(
-            "environments/dev/web.yaml",
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/web.yaml",
             "periodSeconds: 1",
             "periodSeconds: 1\n    initialDelaySeconds: 20",
         );
@@ -719,9 +746,13 @@ fn a_newer_commit_supersedes_a_release_in_progress() {
     std::thread::sleep(Duration::from_millis(500));
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v2", "version: v3")
         .edit(
-            "environments/dev/web.yaml",
+            "environments/staging/web.yaml",
+            "version: v2",
+            "version: v3",
+        )
+        .edit(
+            "environments/staging/web.yaml",
             "periodSeconds: 1\n    initialDelaySeconds: 20",
             "periodSeconds: 1",
         );
@@ -731,11 +762,11 @@ fn a_newer_commit_supersedes_a_release_in_progress() {
         .as_mut()
         .unwrap()
         .expect_line(Duration::from_secs(15), |l| {
-            l == format!("dev: release {} is healthy", &fast[..7])
+            l == format!("staging: release {} is healthy", &fast[..7])
         });
     assert_eq!(platform.get_json(HOST, "/")["version"], "v3");
     let history: Value =
-        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+        serde_json::from_str(&platform.drover(&["history", "staging", "-o", "json"])).unwrap();
     assert_eq!(history[0]["result"], "healthy");
     assert_eq!(history[1]["revision"], slow.as_str());
     assert_eq!(history[1]["result"], "superseded");
@@ -747,15 +778,19 @@ fn a_control_plane_killed_mid_release_finishes_judging_it_after_a_restart() {
     three_webs(&mut platform);
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
         .edit(
-            "environments/dev/web.yaml",
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/web.yaml",
             "  replicas: 3\n",
             "  replicas: 3\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
         );
     let bad = platform.commit("web v2, which never becomes ready");
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l.starts_with(&format!("dev: revision {} applied", &bad[..7]))
+        l.starts_with(&format!("staging: revision {} applied", &bad[..7]))
     });
     platform.kill_up();
     platform.start_up();
@@ -764,7 +799,7 @@ fn a_control_plane_killed_mid_release_finishes_judging_it_after_a_restart() {
         .as_mut()
         .unwrap()
         .expect_line(Duration::from_secs(40), |l| {
-            l.starts_with(&format!("dev: release {} failed", &bad[..7]))
+            l.starts_with(&format!("staging: release {} failed", &bad[..7]))
         });
     platform.wait_for(SOON, "rolled back and reverted", |s| {
         s["environments"][0]["sync"] == "Synced"
@@ -773,7 +808,7 @@ fn a_control_plane_killed_mid_release_finishes_judging_it_after_a_restart() {
     });
     assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
     let history: Value =
-        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+        serde_json::from_str(&platform.drover(&["history", "staging", "-o", "json"])).unwrap();
     assert_eq!(history[1]["result"], "rolled-back", "{history}");
 }
 
@@ -784,7 +819,7 @@ fn redeploy_replaces_every_instance_with_the_same_spec() {
     let before = pids(&platform.status(), "web");
     let said = platform.drover(&["redeploy", "web"]);
     assert!(
-        said.starts_with("dev/web redeployed (generation 1)"),
+        said.starts_with("staging/web redeployed (generation 1)"),
         "{said}"
     );
     let after = platform.wait_for(SOON, "three new instances", |s| {
@@ -800,44 +835,44 @@ fn a_manual_rollback_is_committed_to_git_and_recorded() {
     let mut platform = Platform::start();
     three_webs(&mut platform);
     let good = drover_testkit::git::git(&platform.repo.dir, &["rev-parse", "HEAD"]);
-    platform
-        .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2");
+    platform.repo.edit(
+        "environments/staging/web.yaml",
+        "version: v1",
+        "version: v2",
+    );
     let v2 = platform.commit("web v2");
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l == format!("dev: release {} is healthy", &v2[..7])
+        l == format!("staging: release {} is healthy", &v2[..7])
     });
-    let said = platform.drover(&["rollback", "dev"]);
+    let said = platform.drover(&["rollback", "staging"]);
     assert!(
-        said.starts_with(&format!("rolling dev back to {}", &good.trim()[..7])),
+        said.starts_with(&format!("rolling staging back to {}", &good.trim()[..7])),
         "{said}"
     );
     let line = platform.up.as_mut().unwrap().expect_line(SOON, |l| {
         l.starts_with(&format!(
-            "dev: rollback to {} committed as ",
+            "staging: rollback to {} committed as ",
             &good.trim()[..7]
         ))
     });
     let commit = line.rsplit(' ').next().unwrap().to_owned();
-    platform
-        .up
-        .as_mut()
-        .unwrap()
-        .expect_line(SOON, |l| l == format!("dev: release {commit} is healthy"));
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l == format!("staging: release {commit} is healthy")
+    });
     assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
     let subject = drover_testkit::git::git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
     assert_eq!(
         subject.trim(),
-        format!("Roll back dev to {}", &good.trim()[..7])
+        format!("Roll back staging to {}", &good.trim()[..7])
     );
     let history: Value =
-        serde_json::from_str(&platform.drover(&["history", "dev", "-o", "json"])).unwrap();
+        serde_json::from_str(&platform.drover(&["history", "staging", "-o", "json"])).unwrap();
     assert_eq!(history[0]["trigger"], "manual");
     assert_eq!(history[0]["result"], "healthy");
     // --to names any revision: forward to v2 again.
-    platform.drover(&["rollback", "dev", "--to", &v2[..7]]);
+    platform.drover(&["rollback", "staging", "--to", &v2[..7]]);
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l.starts_with(&format!("dev: rollback to {} committed as ", &v2[..7]))
+        l.starts_with(&format!("staging: rollback to {} committed as ", &v2[..7]))
     });
     platform.wait_for(SOON, "v2 again", |s| {
         s["services"][0]["version"] == "v2" && s["services"][0]["state"] == "Running"
@@ -855,9 +890,13 @@ fn a_revert_that_cannot_be_written_is_reported_and_the_hold_stays() {
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
     platform
         .repo
-        .edit("environments/dev/web.yaml", "version: v1", "version: v2")
         .edit(
-            "environments/dev/web.yaml",
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/web.yaml",
             "  replicas: 1\n",
             "  replicas: 1\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
         );
@@ -865,7 +904,7 @@ fn a_revert_that_cannot_be_written_is_reported_and_the_hold_stays() {
     drover_testkit::git::git(&platform.repo.dir, &["tag", "-f", "live"]);
     let up = platform.up.as_mut().unwrap();
     up.expect_line(Duration::from_secs(40), |l| {
-        l.starts_with(&format!("dev: could not revert {} in Git", &bad[..7]))
+        l.starts_with(&format!("staging: could not revert {} in Git", &bad[..7]))
     });
     let status = platform.wait_for(SOON, "held, saying why", |s| {
         s["environments"][0]["sync"] == "Held" && Platform::ready(s, "web", 1)

@@ -272,13 +272,25 @@ fn revert(
     let source = follower.source();
     let bad = source.resolve(&request.revision)?;
     let (name, email) = author();
+    // `$DROVER_REVERT_MESSAGE` may replace the message; `{summary}`, `{revision}`,
+    // `{short}`, `{environment}`, `{reason}` and `{release}` are filled in. The trailer
+    // names the release, which `drover history ENV` shows.
+    let template = std::env::var("DROVER_REVERT_MESSAGE").unwrap_or_else(|_| {
+        "Revert \"{summary}\"\n\nRelease {short} of environment {environment} failed and was rolled back by Drover:\n{reason}\n\nThis reverts commit {revision}.\n".to_owned()
+    });
     let message = format!(
-        "Revert \"{}\"\n\nRelease {} of environment {} failed and was rolled back by Drover:\n{}\n\nThis reverts commit {}.\n",
-        bad.summary,
-        bad.short(),
+        "{}\nDrover-Release: {}#{} (drover history {})\n",
+        template
+            .replace("{summary}", &bad.summary)
+            .replace("{revision}", &bad.id)
+            .replace("{short}", bad.short())
+            .replace("{environment}", &request.environment)
+            .replace("{reason}", &request.reason)
+            .replace("{release}", &request.release.to_string())
+            .trim_end(),
         request.environment,
-        request.reason,
-        bad.id
+        request.release,
+        request.environment
     );
     source.revert(&bad.id, &message, (&name, &email))
 }

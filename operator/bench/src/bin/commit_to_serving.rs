@@ -6,7 +6,7 @@
 //!   commit_to_serving DROVER_BINARY REPO_DIR [COMMITS]
 //!
 //! REPO_DIR must be a Git repository with a valid config repo whose
-//! `environments/dev/web.yaml` says `version: v1`, routed at host `web.dev.localhost`
+//! `environments/staging/web.yaml` says `version: v1`, routed at host `web.dev.localhost`
 //! through the listener of cluster `local` (benches/commit_to_serving.sh makes one).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -72,7 +72,7 @@ fn main() -> anyhow::Result<()> {
             bail!("{wanted} not served within {within:?}")
         };
         serving("v1", Duration::from_secs(60))?;
-        let file = repo.join("environments/dev/web.yaml");
+        let file = repo.join("environments/staging/web.yaml");
         let mut samples = Vec::with_capacity(commits);
         for i in 2..commits + 2 {
             let text = std::fs::read_to_string(&file)?;

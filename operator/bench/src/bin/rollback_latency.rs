@@ -38,7 +38,7 @@ fn main() -> anyhow::Result<()> {
         PathBuf::from(args.get(2).context("REPO_DIR")?),
     );
     let rounds: usize = args.get(3).map_or(Ok(5), |n| n.parse())?;
-    let file = repo.join("environments/dev/web.yaml");
+    let file = repo.join("environments/staging/web.yaml");
     let text = std::fs::read_to_string(&file)?.replace(
         "  replicas: 1\n",
         "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
@@ -75,7 +75,7 @@ fn main() -> anyhow::Result<()> {
             .next()
             .context("api address")?
             .to_owned();
-        wait_for(&|l| l.starts_with("dev: release ") && l.ends_with(" is healthy"))?;
+        wait_for(&|l| l.starts_with("staging: release ") && l.ends_with(" is healthy"))?;
         let mut samples = Vec::new();
         for round in 0..rounds {
             let text = std::fs::read_to_string(&file)?;
@@ -104,7 +104,7 @@ fn main() -> anyhow::Result<()> {
             };
             samples.push(Duration::from_millis((rollback - failing).max(0) as u64));
             // The revert is in the working copy now; let the environment settle on it.
-            wait_for(&|l| l.starts_with("dev: release ") && l.ends_with(" is healthy"))?;
+            wait_for(&|l| l.starts_with("staging: release ") && l.ends_with(" is healthy"))?;
         }
         println!(
             "{}",
