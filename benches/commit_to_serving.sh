@@ -12,10 +12,6 @@ commits=${1:-20}
 cargo build --release --locked -q -p drover -p drover-bench
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-cp -r tests/fixtures/platform/. "$work/"
-git -C "$work" init -q -b main
-git -C "$work" config user.name bench
-git -C "$work" config user.email bench@example.test
-git -C "$work" add -A
-git -C "$work" commit -q -m "first"
+source benches/platform.sh
+platform_repo "$work"
 target/release/commit_to_serving target/release/drover "$work" "$commits"

@@ -502,19 +502,13 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
     });
 
     let load = Load::start(&platform);
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 3\n",
-            "  replicas: 3\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
-        );
-    let bad = platform.commit("web v2, which never becomes ready");
+    let bad = release_v2(
+        &platform,
+        3,
+        "EXAMPLE_FAIL_READINESS",
+        "1",
+        "web v2, which never becomes ready",
+    );
     let up = platform.up.as_mut().unwrap();
     let line = up.expect_line(Duration::from_secs(40), |l| {
         l.starts_with(&format!("staging: release {} failed", &bad[..7]))
@@ -589,6 +583,31 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
     );
 }
 
+/// Commits web v2 (with `replicas` replicas) with one switch of the demo app set, such
+/// as `EXAMPLE_FAIL_READINESS=1`; returns the commit.
+fn release_v2(
+    platform: &Platform,
+    replicas: u32,
+    switch: &str,
+    value: &str,
+    message: &str,
+) -> String {
+    let line = format!("  replicas: {replicas}\n");
+    platform
+        .repo
+        .edit(
+            "environments/staging/web.yaml",
+            "version: v1",
+            "version: v2",
+        )
+        .edit(
+            "environments/staging/web.yaml",
+            &line,
+            &format!("{line}  env: {{{switch}: \"{value}\"}}\n"),
+        );
+    platform.commit(message)
+}
+
 /// Three web instances updated start-first, with a fast rollback; waits until the
 /// release that set them up is healthy.
 fn three_webs(platform: &mut Platform) {
@@ -609,19 +628,13 @@ fn a_crash_looping_release_rolls_back_and_the_old_version_serves_throughout() {
     let mut platform = Platform::start();
     three_webs(&mut platform);
     let load = Load::start(&platform);
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 3\n",
-            "  replicas: 3\n  env: {EXAMPLE_CRASH_AFTER: \"0.3\"}\n",
-        );
-    let bad = platform.commit("web v2, which crashes");
+    let bad = release_v2(
+        &platform,
+        3,
+        "EXAMPLE_CRASH_AFTER",
+        "0.3",
+        "web v2, which crashes",
+    );
     let line = platform
         .up
         .as_mut()
@@ -776,19 +789,13 @@ fn a_newer_commit_supersedes_a_release_in_progress() {
 fn a_control_plane_killed_mid_release_finishes_judging_it_after_a_restart() {
     let mut platform = Platform::start();
     three_webs(&mut platform);
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 3\n",
-            "  replicas: 3\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
-        );
-    let bad = platform.commit("web v2, which never becomes ready");
+    let bad = release_v2(
+        &platform,
+        3,
+        "EXAMPLE_FAIL_READINESS",
+        "1",
+        "web v2, which never becomes ready",
+    );
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
         l.starts_with(&format!("staging: revision {} applied", &bad[..7]))
     });
@@ -888,19 +895,13 @@ fn a_revert_that_cannot_be_written_is_reported_and_the_hold_stays() {
     platform.interrupt();
     platform.start_up_with(&["--tag", "live"]);
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 1\n",
-            "  replicas: 1\n  env: {EXAMPLE_FAIL_READINESS: \"1\"}\n",
-        );
-    let bad = platform.commit("web v2, which never becomes ready");
+    let bad = release_v2(
+        &platform,
+        1,
+        "EXAMPLE_FAIL_READINESS",
+        "1",
+        "web v2, which never becomes ready",
+    );
     drover_testkit::git::git(&platform.repo.dir, &["tag", "-f", "live"]);
     let up = platform.up.as_mut().unwrap();
     up.expect_line(Duration::from_secs(40), |l| {

@@ -16,3 +16,25 @@ pub fn report(what: &str, samples: &mut [Duration]) -> String {
         samples.len()
     )
 }
+
+/// Starts `command` with its standard output piped, and a thread that sends each line
+/// it prints.
+pub fn spawn_lines(
+    command: &mut std::process::Command,
+) -> std::io::Result<(std::process::Child, std::sync::mpsc::Receiver<String>)> {
+    use std::io::BufRead;
+    let mut child = command.stdout(std::process::Stdio::piped()).spawn()?;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Ok((child, lines))
+}

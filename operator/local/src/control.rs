@@ -16,7 +16,7 @@
 //! All of it is recomputed from scratch each time (level-triggered), so a control plane
 //! that restarts after a crash picks up where the store says things are.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -163,6 +163,8 @@ struct Inner {
     last_batch: BTreeMap<(String, String), Instant>,
     /// The release each environment is judging now.
     releases: BTreeMap<String, OpenRelease>,
+    /// Environments whose open release, if any, has been read back from the store.
+    restored: BTreeSet<String>,
     /// Why a revert could not be written to Git, by environment (shown in status).
     revert_failures: BTreeMap<String, String>,
     /// Commits written for manual rollbacks, by environment: their release is `manual`.
@@ -358,6 +360,7 @@ impl ControlPlane {
                 said_failing: BTreeSet::new(),
                 last_batch: BTreeMap::new(),
                 releases: BTreeMap::new(),
+                restored: BTreeSet::new(),
                 manual_commits: BTreeMap::new(),
                 revert_failures: BTreeMap::new(),
                 rolling_back: BTreeSet::new(),
@@ -672,32 +675,30 @@ impl ControlPlane {
                             .get(env)
                             .map(|e| e.rollback.clone())
                             .unwrap_or_default();
-                        let id = store.start_release(&drover_store::Release {
-                            id: 0,
-                            environment: env.clone(),
-                            revision: revision.id.clone(),
-                            summary: revision.summary.clone(),
-                            previous: before.and_then(|s| s.revision.clone()),
-                            trigger: if manual.get(env) == Some(&revision.id) {
-                                "manual".into()
-                            } else {
-                                "git".into()
+                        let snapshot = snapshot(&applied.objects);
+                        let id = store.start_release(
+                            &drover_store::NewRelease {
+                                environment: env.clone(),
+                                revision: revision.id.clone(),
+                                summary: revision.summary.clone(),
+                                previous: before.and_then(|s| s.revision.clone()),
+                                trigger: if manual.get(env) == Some(&revision.id) {
+                                    "manual".into()
+                                } else {
+                                    "git".into()
+                                },
+                                services: services.clone(),
+                                snapshot: snapshot.clone(),
                             },
-                            services: services.clone(),
-                            snapshot: snapshot(&applied.objects),
-                            started_ms: 0,
-                            ended_ms: None,
-                            result: "progressing".into(),
-                            reason: String::new(),
-                            revert: None,
-                        })?;
+                            policy.history_limit as usize,
+                        )?;
                         started.push((
                             env.clone(),
                             OpenRelease {
                                 id,
                                 revision: revision.id.clone(),
                                 services,
-                                snapshot: snapshot(&applied.objects),
+                                snapshot,
                                 started: Instant::now(),
                                 deadline: policy.progress_deadline.to_std(),
                                 automatic_rollback: policy.automatic,
@@ -769,15 +770,15 @@ impl ControlPlane {
     /// rolled back as a whole, and its revision is not applied again.
     fn judge(&self, inner: &mut Inner, live: &Live) -> Result<(), ControlError> {
         // A release left open by a control plane that stopped is judged again, from now.
+        // Checked once per environment: afterwards this control plane knows its releases.
         for (env, spec) in &live.environments {
-            if inner.releases.contains_key(env) || live.local_cluster_of(env).is_none() {
+            if live.local_cluster_of(env).is_none()
+                || !inner.restored.insert(env.clone())
+                || inner.releases.contains_key(env)
+            {
                 continue;
             }
-            if let Some(r) = inner
-                .store
-                .releases(env, spec.rollback.history_limit as usize)?
-                .into_iter()
-                .next()
+            if let Some(r) = inner.store.releases(env, 1)?.into_iter().next()
                 && r.result == "progressing"
             {
                 inner.releases.insert(
@@ -879,6 +880,10 @@ impl ControlPlane {
                     .collect(),
             };
             let back = plan(&before, &applied);
+            let keep = live
+                .environments
+                .get(&env)
+                .map_or(20, |e| e.rollback.history_limit as usize);
             let text = format!("release {short} failed — {reason}; rolling back");
             let rollback_id = inner.store.batch(|store| {
                 for action in &back.actions {
@@ -886,21 +891,18 @@ impl ControlPlane {
                 }
                 store.end_release(release.id, "rolled-back", &reason)?;
                 store.event(&env, &env, "RollingBack", &text)?;
-                store.start_release(&drover_store::Release {
-                    id: 0,
-                    environment: env.clone(),
-                    revision: release.revision.clone(),
-                    summary: format!("rollback of {short}"),
-                    previous: Some(release.revision.clone()),
-                    trigger: "rollback".into(),
-                    services: release.services.clone(),
-                    snapshot: snapshot(&applied.objects),
-                    started_ms: 0,
-                    ended_ms: None,
-                    result: "progressing".into(),
-                    reason: String::new(),
-                    revert: None,
-                })
+                store.start_release(
+                    &drover_store::NewRelease {
+                        environment: env.clone(),
+                        revision: release.revision.clone(),
+                        summary: format!("rollback of {short}"),
+                        previous: Some(release.revision.clone()),
+                        trigger: "rollback".into(),
+                        services: release.services.clone(),
+                        snapshot: snapshot(&applied.objects),
+                    },
+                    keep,
+                )
             })?;
             (self.say)(&format!("{env}: {text}"));
             if release.revert_commit {
@@ -2022,20 +2024,6 @@ impl ControlPlane {
         drop(inner);
         status.proxies = self.proxies();
         Ok(status)
-    }
-
-    /// The node an agent pid belongs to, as last reported.
-    pub fn agent_of(&self, node: &str) -> Option<u32> {
-        self.lock().nodes.get(node).and_then(|n| n.agent)
-    }
-
-    /// Instances per node with a report, for tests and `up`'s summary.
-    pub fn reported(&self) -> HashMap<String, usize> {
-        self.lock()
-            .nodes
-            .iter()
-            .map(|(n, s)| (n.clone(), s.reports.len()))
-            .collect()
     }
 }
 

@@ -55,6 +55,14 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
     json(status, &serde_json::json!({ "error": message.into() }))
 }
 
+/// The answer to a write: its sentence, or the error.
+fn done(result: Result<String, ControlError>) -> Response {
+    match result {
+        Ok(message) => json(StatusCode::OK, &Done { message }),
+        Err(e) => failed(e),
+    }
+}
+
 fn failed(e: ControlError) -> Response {
     let status = match e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -223,10 +231,7 @@ async fn scale(
         Ok(r) => r,
         Err(r) => return r,
     };
-    match s.control.scale(&env, &service, request.replicas) {
-        Ok(message) => json(StatusCode::OK, &Done { message }),
-        Err(e) => failed(e),
-    }
+    done(s.control.scale(&env, &service, request.replicas))
 }
 
 async fn rollback(
@@ -242,10 +247,7 @@ async fn rollback(
         Ok(r) => r,
         Err(r) => return r,
     };
-    match s.control.rollback(&env, request.to.as_deref()) {
-        Ok(message) => json(StatusCode::OK, &Done { message }),
-        Err(e) => failed(e),
-    }
+    done(s.control.rollback(&env, request.to.as_deref()))
 }
 
 async fn redeploy(
@@ -256,10 +258,7 @@ async fn redeploy(
     if let Err(r) = authorized(&s, &headers) {
         return r;
     }
-    match s.control.redeploy(&env, &service) {
-        Ok(message) => json(StatusCode::OK, &Done { message }),
-        Err(e) => failed(e),
-    }
+    done(s.control.redeploy(&env, &service))
 }
 
 async fn availability(
@@ -275,11 +274,8 @@ async fn availability(
         Ok(r) => r,
         Err(r) => return r,
     };
-    match s
-        .control
-        .set_availability(&node, request.availability.as_deref())
-    {
-        Ok(message) => json(StatusCode::OK, &Done { message }),
-        Err(e) => failed(e),
-    }
+    done(
+        s.control
+            .set_availability(&node, request.availability.as_deref()),
+    )
 }

@@ -156,6 +156,18 @@ pub struct InstanceRecord {
     pub restarts: u32,
 }
 
+/// What is known of a release when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelease {
+    pub environment: String,
+    pub revision: String,
+    pub summary: String,
+    pub previous: Option<String>,
+    pub trigger: String,
+    pub services: Vec<String>,
+    pub snapshot: String,
+}
+
 /// One release: a revision applied to an environment, and how it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Release {
@@ -286,15 +298,22 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Records a release that starts now; returns its id.
-    pub fn start_release(&self, r: &Release) -> Result<i64> {
+    /// Records a release that starts now (`progressing`) and keeps the environment's
+    /// newest `keep` releases; returns its id.
+    pub fn start_release(&self, r: &NewRelease, keep: usize) -> Result<i64> {
         self.db.execute(
             "INSERT INTO releases (environment, revision, summary, previous, trigger, services, snapshot, started_at, result, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'progressing', '')",
             params![r.environment, r.revision, r.summary, r.previous, r.trigger,
-                serde_json::to_string(&r.services).expect("names serialize"), r.snapshot, now_ms(), r.result, r.reason],
+                serde_json::to_string(&r.services).expect("names serialize"), r.snapshot, now_ms()],
         )?;
-        Ok(self.db.last_insert_rowid())
+        let id = self.db.last_insert_rowid();
+        self.db.execute(
+            "DELETE FROM releases WHERE environment = ?1 AND id NOT IN
+               (SELECT id FROM releases WHERE environment = ?1 ORDER BY id DESC LIMIT ?2)",
+            params![r.environment, keep.max(1) as i64],
+        )?;
+        Ok(id)
     }
 
     /// Ends a release with its result and why.
@@ -315,18 +334,13 @@ impl Store {
         Ok(())
     }
 
-    /// An environment's releases, newest first; keeps only the newest `keep`.
-    pub fn releases(&self, environment: &str, keep: usize) -> Result<Vec<Release>> {
-        self.db.execute(
-            "DELETE FROM releases WHERE environment = ?1 AND id NOT IN
-               (SELECT id FROM releases WHERE environment = ?1 ORDER BY id DESC LIMIT ?2)",
-            params![environment, keep as i64],
-        )?;
+    /// An environment's newest `limit` releases, newest first.
+    pub fn releases(&self, environment: &str, limit: usize) -> Result<Vec<Release>> {
         let mut stmt = self.db.prepare(
             "SELECT id, environment, revision, summary, previous, trigger, services, snapshot, started_at, ended_at, result, reason, revert
-             FROM releases WHERE environment = ?1 ORDER BY id DESC",
+             FROM releases WHERE environment = ?1 ORDER BY id DESC LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![environment], |r| {
+        let rows = stmt.query_map(params![environment, limit as i64], |r| {
             Ok(Release {
                 id: r.get(0)?,
                 environment: r.get(1)?,

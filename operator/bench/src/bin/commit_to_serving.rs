@@ -9,10 +9,9 @@
 //! `environments/staging/web.yaml` says `version: v1`, routed at host `web.dev.localhost`
 //! through the listener of cluster `local` (benches/commit_to_serving.sh makes one).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -41,19 +40,12 @@ fn main() -> anyhow::Result<()> {
     );
     let commits: usize = args.get(3).map_or(Ok(20), |n| n.parse())?;
     let state = std::env::temp_dir().join(format!("drover-bench-up-{}", std::process::id()));
-    let mut child = Command::new(binary)
-        .args(["up", repo.to_str().context("UTF-8 path")?, "--state-dir"])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting drover up")?;
-    let (tx, lines) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().context("stdout")?;
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, lines) = drover_bench::spawn_lines(
+        Command::new(binary)
+            .args(["up", repo.to_str().context("UTF-8 path")?, "--state-dir"])
+            .arg(&state),
+    )
+    .context("starting drover up")?;
     let result = (|| {
         let proxy = loop {
             let line = lines.recv_timeout(Duration::from_secs(60))?;

@@ -10,10 +10,9 @@
 //!
 //! REPO_DIR: a Git working copy of tests/fixtures/platform (benches/rollback.sh).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -46,19 +45,12 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(&file, text)?;
     git(&repo, &["commit", "-q", "-am", "three instances"]);
     let state = std::env::temp_dir().join(format!("drover-bench-rollback-{}", std::process::id()));
-    let mut child = Command::new(binary)
-        .args(["up", repo.to_str().context("UTF-8 path")?, "--state-dir"])
-        .arg(&state)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting drover up")?;
-    let (tx, lines) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().context("stdout")?;
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, lines) = drover_bench::spawn_lines(
+        Command::new(binary)
+            .args(["up", repo.to_str().context("UTF-8 path")?, "--state-dir"])
+            .arg(&state),
+    )
+    .context("starting drover up")?;
     let result = (|| {
         let wait_for = |what: &dyn Fn(&str) -> bool| -> anyhow::Result<String> {
             loop {

@@ -8,10 +8,8 @@
 //! REPO_DIR must be a Git repository on branch `main` with a valid config repo; the
 //! program edits the first service file it finds under environments/.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -46,19 +44,12 @@ fn main() -> anyhow::Result<()> {
     let commits: usize = args.get(3).map_or(Ok(20), |n| n.parse())?;
     let file = first_service_file(&repo)?;
     let state = std::env::temp_dir().join(format!("drover-bench-{}", std::process::id()));
-    let mut child = Command::new(binary)
-        .args(["watch", repo.to_str().context("UTF-8 path")?])
-        .env("DROVER_STATE_DIR", &state)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("starting drover watch")?;
-    let (tx, lines) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().context("stdout")?;
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let (mut child, lines) = drover_bench::spawn_lines(
+        Command::new(binary)
+            .args(["watch", repo.to_str().context("UTF-8 path")?])
+            .env("DROVER_STATE_DIR", &state),
+    )
+    .context("starting drover watch")?;
     let wait_for = |prefix: &str| -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
