@@ -25,6 +25,8 @@ pub struct Platform {
     pub up: Option<Running>,
     pub proxy: String,
     pub api: String,
+    /// Environment variables `up` runs with.
+    pub env: Vec<(String, String)>,
     // Last, so the directory outlives everything that uses it.
     pub _tmp: tempfile::TempDir,
 }
@@ -82,9 +84,19 @@ impl Platform {
     }
 
     fn start_inner(remote: bool, extra: &[&str]) -> Platform {
+        Platform::start_from(&fixture(), remote, extra, &[])
+    }
+
+    /// `drover up` on another fixture, with more arguments and environment variables.
+    pub fn start_from(
+        fixture: &Path,
+        remote: bool,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Platform {
         let tmp = tempfile::tempdir().unwrap();
         let repo = TestRepo::init(&tmp.path().join("config"));
-        repo.copy_from(&fixture());
+        repo.copy_from(fixture);
         repo.commit("the platform fixture");
         let state = tmp.path().join("state");
         let remote = remote.then(|| {
@@ -99,6 +111,10 @@ impl Platform {
             up: None,
             proxy: String::new(),
             api: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             _tmp: tmp,
         };
         platform.start_up_with(extra);
@@ -126,7 +142,12 @@ impl Platform {
             args.extend(["--poll", "200ms"]);
         }
         args.extend_from_slice(extra);
-        let up = Running::start(&args, &[]);
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let up = Running::start(&args, &env);
         let address = |line: String| line.rsplit("http://").next().unwrap().to_owned();
         self.api = address(up.expect_line(Duration::from_secs(20), |l| l.starts_with("api: ")))
             .split(' ')
@@ -204,6 +225,20 @@ impl Platform {
     pub fn ready(status: &Value, service: &str, n: usize) -> bool {
         let instances = Platform::instances(status, service);
         instances.len() == n && instances.iter().all(|i| i["ready"] == true)
+    }
+
+    /// The state directory's (admin) API token.
+    pub fn token(&self) -> String {
+        std::fs::read_to_string(self.state.join("api-token"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// GET from the control plane's API with the admin token.
+    pub fn api_get(&self, path: &str) -> (u16, String) {
+        let auth = format!("Bearer {}", self.token());
+        http("GET", &self.api, path, &[("Authorization", &auth)], b"")
     }
 
     /// GET through the proxy with a Host header.

@@ -287,8 +287,7 @@ fn scaling_outside_git_is_reported_as_drift_and_reverted() {
         l == "staging: drift reverted to Git: web: replicas 3 → 1"
     });
     platform.wait_for(SOON, "back to 1", |s| Platform::ready(s, "web", 1));
-    let events: Value =
-        serde_json::from_str(&crate::support::http_get(&platform.api, "/api/v1/events").1).unwrap();
+    let events: Value = serde_json::from_str(&platform.api_get("/api/v1/events").1).unwrap();
     let reasons: Vec<&str> = events
         .as_array()
         .unwrap()

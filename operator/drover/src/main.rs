@@ -5,6 +5,7 @@ mod agent;
 mod crds;
 mod diff;
 mod ops;
+mod promote;
 mod repo_args;
 mod up;
 mod validate;
@@ -103,6 +104,21 @@ enum Command {
     Rollback(ops::RollbackArgs),
     /// An environment's releases, newest first: revision, trigger, result, reason.
     History(ops::HistoryArgs),
+    /// Commit new artifact versions to an environment's files, as CI does after a
+    /// build: `drover deploy staging --set web=v1.5.0`.
+    Deploy(promote::DeployArgs),
+    /// Wait until an environment is healthy (optionally running given versions); exit
+    /// 1 if it is held after a failed release or at the timeout.
+    Wait(promote::WaitArgs),
+    /// Promote what one environment verified to the next (`drover promote staging
+    /// production`): a commit writing the source's artifact versions into the
+    /// target's files, once the source has been healthy for its soak time.
+    Promote(promote::PromoteArgs),
+    /// Who did what through the API, newest first: promotions, rollbacks, scaling, …
+    Audit(promote::AuditArgs),
+    /// Manage API tokens: `drover token create jenkins --scope promote:production`.
+    #[command(subcommand)]
+    Token(promote::TokenCommand),
     /// Manage nodes: `drover node update --availability drain NODE`.
     #[command(subcommand)]
     Node(ops::NodeCommand),
@@ -188,6 +204,11 @@ fn main() -> ExitCode {
         Command::History(args) => ops::history(args),
         Command::Redeploy(args) => ops::redeploy(args),
         Command::Rollback(args) => ops::rollback(args),
+        Command::Deploy(args) => promote::deploy(args),
+        Command::Wait(args) => promote::wait(args),
+        Command::Promote(args) => promote::promote(args),
+        Command::Audit(args) => promote::audit(args),
+        Command::Token(command) => promote::token(command),
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)
             .map_err(Into::into),

@@ -23,8 +23,9 @@ pub struct Target {
     /// `~/.local/state/drover`).
     #[arg(long, global = true)]
     state_dir: Option<PathBuf>,
-    /// The API's URL (default: the one in the state directory).
-    #[arg(long, global = true)]
+    /// The API's URL (default `$DROVER_API`, else the one in the state directory).
+    /// The token is `$DROVER_API_TOKEN`, else the state directory's.
+    #[arg(long, global = true, env = "DROVER_API")]
     api: Option<String>,
 }
 
@@ -37,7 +38,7 @@ impl Target {
         )
     }
 
-    fn client(&self) -> anyhow::Result<Client> {
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         let state = self.state();
         let url = self.api.clone().or_else(|| state.api_url()).with_context(|| {
             format!(
@@ -49,7 +50,7 @@ impl Target {
     }
 }
 
-fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
+pub(crate) fn block_on<T>(future: impl std::future::Future<Output = T>) -> anyhow::Result<T> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -67,7 +68,7 @@ pub struct StatusArgs {
 }
 
 /// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+pub(crate) fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in &rows {
         for (i, cell) in row.iter().enumerate() {

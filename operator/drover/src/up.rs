@@ -18,6 +18,7 @@ use drover_api::ApiState;
 use drover_diagnostics::{RenderOptions, render_human, summary};
 use drover_local::control::{Config, ControlPlane, DesiredRevision};
 use drover_local::files::{ProcessMark, StateDir, known_nodes};
+use drover_local::promoter::Promoter;
 use drover_local::server::{ServerState, router};
 use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
 use tokio::sync::Notify;
@@ -41,6 +42,11 @@ pub struct Args {
     /// Start no agents: run `drover agent --node NAME` for each node yourself.
     #[arg(long)]
     no_agents: bool,
+    /// Post release and promotion events to this webhook: `URL` (JSON) or
+    /// `slack=URL` (Slack-compatible). Repeat for more receivers. Bodies are signed
+    /// with HMAC-SHA256 of `$DROVER_NOTIFY_SECRET` in `X-Drover-Signature-256`.
+    #[arg(long = "notify", value_name = "[slack=]URL")]
+    notify: Vec<drover_local::notify::Receiver>,
 }
 
 pub fn line(text: impl AsRef<str>) {
@@ -313,10 +319,18 @@ async fn up(args: Args) -> anyhow::Result<()> {
     line(format!("state: {}", state.root().display()));
     let follower = Arc::new(Mutex::new(Follower::new(source)));
 
+    let notifier = drover_local::notify::Notifier::start(
+        args.notify.clone(),
+        std::env::var("DROVER_NOTIFY_SECRET").ok(),
+    );
+    for receiver in &args.notify {
+        line(format!("notifications: {}", receiver.url));
+    }
     let control = ControlPlane::open(
         Config {
             state: state.clone(),
             drover: drover.clone(),
+            notifier,
         },
         |text| line(text),
     )?;
@@ -333,12 +347,25 @@ async fn up(args: Args) -> anyhow::Result<()> {
         webhook_secret: std::env::var("DROVER_WEBHOOK_SECRET").ok().map(Redacted),
         on_push: trigger.clone(),
     }));
-    let app = router(Arc::new(ServerState {
-        control: control.clone(),
-        token: token.clone(),
-    }))
+    let promoter = Arc::new(Promoter::new(
+        control.clone(),
+        follower.clone(),
+        author(),
+        trigger.clone(),
+    ));
+    let app = router(Arc::new(ServerState::new(
+        control.clone(),
+        &token,
+        Some(promoter),
+    )))
     .merge(webhooks);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

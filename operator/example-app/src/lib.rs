@@ -37,6 +37,11 @@ pub struct Args {
     /// Answer `/ready` with 503 (the instance never becomes ready).
     #[arg(long, env = "EXAMPLE_FAIL_READINESS", value_parser = BoolishValueParser::new())]
     pub fail_readiness: bool,
+    /// Answer `/ready` with 503 when the version is one of these (comma-separated):
+    /// what an environment-specific breakage looks like, for demos of a release that
+    /// passes staging and fails production.
+    #[arg(long, env = "EXAMPLE_BROKEN_VERSIONS", value_delimiter = ',')]
+    pub broken_versions: Vec<String>,
     /// Answer `/healthz` with 500 (liveness fails: the instance gets restarted).
     #[arg(long, env = "EXAMPLE_FAIL_LIVENESS", value_parser = BoolishValueParser::new())]
     pub fail_liveness: bool,
@@ -62,6 +67,7 @@ struct App {
 impl App {
     fn ready(&self) -> bool {
         !self.args.fail_readiness
+            && !self.args.broken_versions.contains(&self.args.app_version)
             && self.started.elapsed() >= Duration::from_secs_f64(self.args.ready_after.max(0.0))
     }
 }

@@ -10,6 +10,7 @@
 
 mod de;
 mod document;
+pub mod edit;
 mod parse;
 mod read;
 mod stream;

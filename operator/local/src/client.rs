@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, Request};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -48,7 +48,7 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
-        self.call(Method::GET, path, None).await
+        self.call(Method::GET, path, None, &[]).await
     }
 
     pub async fn post<B: Serialize, T: DeserializeOwned>(
@@ -56,8 +56,22 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, ClientError> {
+        self.post_with(path, body, &[]).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.call(Method::DELETE, path, None, &[]).await
+    }
+
+    /// [`Client::post`] with more headers (such as `Idempotency-Key`).
+    pub async fn post_with<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        headers: &[(&str, &str)],
+    ) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).expect("request bodies serialize");
-        self.call(Method::POST, path, Some(body)).await
+        self.call(Method::POST, path, Some(body), headers).await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -65,9 +79,13 @@ impl Client {
         method: Method,
         path: &str,
         body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
         let mut request = Request::builder().method(method).uri(&url);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if let Some(token) = &self.token {
             request = request.header("authorization", format!("Bearer {token}"));
         }
@@ -98,7 +116,7 @@ impl Client {
                 message: e.to_string(),
             })?
             .to_bytes();
-        if status != StatusCode::OK {
+        if !status.is_success() {
             let message = serde_json::from_slice::<serde_json::Value>(&bytes)
                 .ok()
                 .and_then(|v| v.get("error")?.as_str().map(str::to_owned))

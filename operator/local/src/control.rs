@@ -67,6 +67,9 @@ pub enum ControlError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request cannot be done in the current state (a promotion's gate).
+    #[error("{0}")]
+    Conflict(String),
 }
 
 /// What the control plane needs to know about its surroundings.
@@ -75,6 +78,8 @@ pub struct Config {
     pub state: StateDir,
     /// This binary: what `drover` means in a service's command.
     pub drover: PathBuf,
+    /// Where release and promotion events go.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// A revision that passed validation, normalized.
@@ -173,6 +178,8 @@ struct Inner {
     rolling_back: BTreeSet<(String, String)>,
     /// Each service's update as of the last pass, and whether slots still wait for it.
     rollouts: BTreeMap<(String, String), (rollout::Step, bool)>,
+    /// Environments another environment promotes from (their health is tracked).
+    promotion_sources: BTreeSet<String>,
 }
 
 /// A rolled-back release whose revision should be reverted in Git; whoever follows Git
@@ -196,6 +203,7 @@ pub struct RollbackRequest {
 
 /// The control plane. Shared by the reconcile loop and the API.
 pub struct ControlPlane {
+    health: Mutex<promote::Health>,
     reverts: Mutex<Vec<RevertRequest>>,
     rollbacks: Mutex<Vec<RollbackRequest>>,
     config: Config,
@@ -365,7 +373,9 @@ impl ControlPlane {
                 revert_failures: BTreeMap::new(),
                 rolling_back: BTreeSet::new(),
                 rollouts: BTreeMap::new(),
+                promotion_sources: BTreeSet::new(),
             }),
+            health: Mutex::new(promote::Health::default()),
             wake: Notify::new(),
             generation: watch::channel(0).0,
             started: Instant::now(),
@@ -412,7 +422,7 @@ impl ControlPlane {
         let mut due = true;
         loop {
             if due {
-                if let Err(error) = self.reconcile() {
+                if let Err(error) = self.reconcile().and_then(|()| self.after_pass()) {
                     (self.say)(&format!("reconcile failed: {error}"));
                 }
                 last = Instant::now();
@@ -456,6 +466,11 @@ impl ControlPlane {
         let applied = inner.store.observed()?.objects;
         let mut live = Live::from_state(&applied);
         live.redeploys = inner.store.redeploys()?;
+        inner.promotion_sources = live
+            .environments
+            .values()
+            .filter_map(|e| e.promotion.as_ref().map(|p| p.from.clone()))
+            .collect();
         let nodes = self.node_states(inner, &live)?;
         let by_node = self.place(inner, &live, &nodes)?;
         self.judge(inner, &live)?;
@@ -697,7 +712,7 @@ impl ControlPlane {
                             OpenRelease {
                                 id,
                                 revision: revision.id.clone(),
-                                services,
+                                services: services.clone(),
                                 snapshot,
                                 started: Instant::now(),
                                 deadline: policy.progress_deadline.to_std(),
@@ -706,6 +721,18 @@ impl ControlPlane {
                                 rollback: false,
                             },
                         ));
+                        self.notify(
+                            "release.started",
+                            env,
+                            Some(&revision.id),
+                            None,
+                            &format!(
+                                "release {} started: {} ({})",
+                                revision.short(),
+                                revision.summary,
+                                services.join(", ")
+                            ),
+                        );
                     }
                     for action in &plan.actions {
                         store.record(action)?;
@@ -850,6 +877,13 @@ impl ControlPlane {
                 inner.store.end_release(release.id, "healthy", "")?;
                 let text = format!("release {short} is healthy");
                 inner.store.event(&env, &env, "ReleaseHealthy", &text)?;
+                self.notify(
+                    "release.succeeded",
+                    &env,
+                    Some(&release.revision),
+                    None,
+                    &text,
+                );
                 (self.say)(&format!("{env}: {text}"));
                 inner.releases.remove(&env);
                 for service in &release.services {
@@ -863,6 +897,7 @@ impl ControlPlane {
                 inner.store.end_release(release.id, "failed", &reason)?;
                 let text = format!("release {short} failed — {reason}");
                 inner.store.event(&env, &env, "ReleaseFailed", &text)?;
+                self.notify("release.failed", &env, Some(&release.revision), None, &text);
                 (self.say)(&format!("{env}: {text}"));
                 continue;
             }
@@ -905,6 +940,13 @@ impl ControlPlane {
                 )
             })?;
             (self.say)(&format!("{env}: {text}"));
+            self.notify(
+                "release.rolled-back",
+                &env,
+                Some(&release.revision),
+                None,
+                &text,
+            );
             if release.revert_commit {
                 self.reverts
                     .lock()
@@ -2026,6 +2068,9 @@ impl ControlPlane {
         Ok(status)
     }
 }
+
+mod promote;
+pub use promote::Verified;
 
 #[cfg(test)]
 mod tests;

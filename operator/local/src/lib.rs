@@ -8,6 +8,8 @@
 //!   reverts drift, keeps instance records and node liveness, and feeds the proxy.
 //! - [`server`] is its HTTP API; agents talk to it through [`protocol`].
 //! - [`agent`] is a node agent: it runs what its node is assigned and reports back.
+//! - [`promotion`] decides what a promotion carries (pure); [`notify`] posts release
+//!   and promotion events to webhooks.
 //! - [`files`] is the layout of the state directory both sides share.
 
 pub mod agent;
@@ -15,6 +17,9 @@ pub mod client;
 pub mod control;
 pub mod files;
 pub mod instances;
+pub mod notify;
+pub mod promoter;
+pub mod promotion;
 pub mod protocol;
 pub mod rollout;
 pub mod run_spec;

@@ -160,3 +160,52 @@ pub struct RollbackRequest {
     /// one in force.
     pub to: Option<String>,
 }
+
+/// One entry of `drover audit`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditView {
+    pub at_ms: i64,
+    pub who: String,
+    pub origin: String,
+    pub action: String,
+    pub target: String,
+    pub outcome: String,
+    pub detail: String,
+}
+
+/// A promotion, as `GET /api/v1/promotions/{id}` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PromotionView {
+    pub id: i64,
+    pub from: String,
+    pub to: String,
+    pub services: Vec<String>,
+    /// `pending`, `gated`, `committed`, `deploying`, `succeeded`, `failed`, `rolled-back`.
+    pub state: String,
+    pub reason: String,
+    pub source_revision: Option<String>,
+    pub changes: Vec<crate::promotion::Change>,
+    pub commit: Option<String>,
+    pub branch: Option<String>,
+    pub preview: Option<String>,
+    pub requested_by: String,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// `POST /api/v1/tokens`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenRequest {
+    pub name: String,
+    pub scopes: Vec<String>,
+}
+
+/// A named token; `token` is shown once, when it is made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TokenView {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub created_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}

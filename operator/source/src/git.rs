@@ -423,12 +423,60 @@ impl GitSource {
         self.publish(tree, &tip, message, author, branch)
     }
 
+    /// Writes a commit on the tracked branch that sets the given files (paths relative
+    /// to the config root) to the given texts, and publishes it as
+    /// [`GitSource::revert`] does. With `to_branch`, the commit goes to that new branch
+    /// instead (a pull request's), and the tracked branch stays as it is.
+    pub fn commit_files(
+        &self,
+        files: &[(String, String)],
+        message: &str,
+        author: (&str, &str),
+        to_branch: Option<&str>,
+    ) -> Result<String, SourceError> {
+        let error = |e: git2::Error| SourceError::Write {
+            location: self.shown.clone(),
+            message: e.message().to_owned(),
+        };
+        let branch = match to_branch {
+            Some(b) => Some(b),
+            None => self.writable_branch()?,
+        };
+        let tip = self.tracked()?;
+        let tip = self
+            .repo
+            .find_commit(Oid::from_str(&tip.id).map_err(error)?)
+            .map_err(error)?;
+        let mut tree = tip.tree().map_err(error)?.id();
+        for (path, text) in files {
+            let blob = self.repo.blob(text.as_bytes()).map_err(error)?;
+            let full = format!("{}{path}", self.prefix);
+            let parts: Vec<&str> = full.split('/').collect();
+            let current = self.repo.find_tree(tree).map_err(error)?;
+            tree = self
+                .replace_entry(Some(current), &parts, blob, 0o100644)
+                .map_err(error)?;
+        }
+        self.publish(tree, &tip, message, author, branch)
+    }
+
     /// A copy of `tree` with the entry at `path` replaced by the tree `with`.
     fn replace_path(
         &self,
         tree: Option<git2::Tree<'_>>,
         path: &[&str],
         with: Oid,
+    ) -> Result<Oid, git2::Error> {
+        self.replace_entry(tree, path, with, 0o040000)
+    }
+
+    /// A copy of `tree` with the entry at `path` replaced by `with` (of `mode`).
+    fn replace_entry(
+        &self,
+        tree: Option<git2::Tree<'_>>,
+        path: &[&str],
+        with: Oid,
+        mode: i32,
     ) -> Result<Oid, git2::Error> {
         let mut builder = self.repo.treebuilder(tree.as_ref())?;
         let (first, rest) = path.split_first().expect("a non-empty path");
@@ -439,9 +487,9 @@ impl GitSource {
                 .as_ref()
                 .and_then(|t| t.get_name(first))
                 .and_then(|e| self.repo.find_tree(e.id()).ok());
-            self.replace_path(inner, rest, with)?
+            self.replace_entry(inner, rest, with, mode)?
         };
-        builder.insert(first, id, 0o040000)?;
+        builder.insert(first, id, if rest.is_empty() { mode } else { 0o040000 })?;
         builder.write()
     }
 

@@ -16,6 +16,12 @@ use drover_plan::{Action, Observed};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
+mod access;
+mod promotions;
+
+pub use access::{AuditEntry, TokenRecord};
+pub use promotions::Promotion;
+
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -106,6 +112,41 @@ CREATE TABLE redeploys (
     service TEXT NOT NULL,
     generation INTEGER NOT NULL,
     PRIMARY KEY (environment, service)
+);
+"#,
+    r#"
+CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    scopes TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at INTEGER NOT NULL,
+    who TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE TABLE promotions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    idempotency_key TEXT UNIQUE,
+    source TEXT NOT NULL,
+    target TEXT NOT NULL,
+    services TEXT NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    source_revision TEXT,
+    changes TEXT NOT NULL DEFAULT '[]',
+    commit_id TEXT,
+    branch TEXT,
+    preview TEXT,
+    requested_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
 );
 "#,
 ];

@@ -13,6 +13,7 @@ fn example_plane(dir: &Path) -> Arc<ControlPlane> {
         Config {
             state: StateDir::new(dir),
             drover: "/bin/drover".into(),
+            notifier: crate::notify::Notifier::none(),
         },
         |_| {},
     )

@@ -1,0 +1,534 @@
+//! Promotions from staging to production through a real `drover up`: the gate, the
+//! commit, production's release and its rollback, idempotency, scoped tokens, the
+//! audit trail and signed notifications.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drover_testkit::git::git;
+use hmac::{KeyInit, Mac};
+use serde_json::Value;
+
+use crate::platform::Platform;
+use crate::support::{drover, http};
+
+const SOON: Duration = Duration::from_secs(30);
+const SECRET: &str = "notification-secret";
+
+/// The fixture: staging and production on one cluster; production promotes from
+/// staging after a 2 s soak, and version v3 fails readiness in production only.
+pub fn fixture() -> std::path::PathBuf {
+    crate::support::repo_root().join("tests/fixtures/promotion")
+}
+
+pub fn both_ready(platform: &Platform) -> Value {
+    platform.wait_for(SOON, "staging and production ready", |s| {
+        let ready = |env: &str, n: usize| {
+            let mine: Vec<&Value> = s["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|i| i["environment"] == env)
+                .collect();
+            mine.len() == n && mine.iter().all(|i| i["ready"] == true)
+        };
+        ready("staging", 1) && ready("production", 2)
+    })
+}
+
+fn file_at_head(platform: &Platform, path: &str) -> String {
+    git(&platform.repo.dir, &["show", &format!("HEAD:{path}")])
+}
+
+fn head(platform: &Platform) -> String {
+    git(&platform.repo.dir, &["rev-parse", "HEAD"])
+}
+
+/// `POST /api/v1/promotions` staging → production.
+fn post_promotion(platform: &Platform, token: Option<&str>, key: Option<&str>) -> (u16, Value) {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut headers = vec![("Content-Type", "application/json")];
+    if let Some(auth) = &auth {
+        headers.push(("Authorization", auth));
+    }
+    if let Some(key) = key {
+        headers.push(("Idempotency-Key", key));
+    }
+    let (status, body) = http(
+        "POST",
+        &platform.api,
+        "/api/v1/promotions",
+        &headers,
+        br#"{"from": "staging", "to": "production"}"#,
+    );
+    (
+        status,
+        serde_json::from_str(&body).unwrap_or(Value::String(body)),
+    )
+}
+
+/// A notification as received: its signature header and its body.
+type Delivery = (String, Vec<u8>);
+
+/// A webhook receiver on 127.0.0.1: answers its first request with 500 (to be
+/// retried), every later one with 200, and keeps what it got.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Delivery>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{BufRead, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/drover", listener.local_addr().unwrap());
+        let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
+        let keep = got.clone();
+        std::thread::spawn(move || {
+            let mut first = true;
+            for stream in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(stream);
+                let (mut length, mut signature) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if lower.starts_with("x-drover-signature-256:") {
+                        signature = line.split_once(':').unwrap().1.trim().to_owned();
+                    }
+                }
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let status = if first { "500 Oops" } else { "200 OK" };
+                if !first {
+                    keep.lock().unwrap().push((signature, body));
+                }
+                first = false;
+                let _ = reader.get_mut().write_all(
+                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Receiver { url, got }
+    }
+
+    /// The events received so far, each checked against its signature.
+    fn events(&self) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(signature, body)| {
+                let mut mac =
+                    hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+                mac.update(body);
+                let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+                assert_eq!(signature, &expected, "every notification is signed");
+                serde_json::from_slice(body).unwrap()
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_verified_release_travels_from_staging_to_production() {
+    let receiver = Receiver::start();
+    let platform = Platform::start_from(
+        &fixture(),
+        false,
+        &["--notify", &receiver.url],
+        &[("DROVER_NOTIFY_SECRET", SECRET)],
+    );
+    both_ready(&platform);
+
+    // CI sets the new version in staging: one commit, only the artifact lines change.
+    let said = platform.drover(&["deploy", "staging", "--set", "web=v2"]);
+    assert!(
+        said.starts_with("committed ") && said.contains("web: v1 → v2"),
+        "{said}"
+    );
+    let staging = file_at_head(&platform, "environments/staging/web.yaml");
+    assert!(
+        staging.contains("  version: v2\n  image: registry.example/web:v2\n"),
+        "{staging}"
+    );
+    platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
+
+    let out = platform.drover(&[
+        "promote",
+        "staging",
+        "production",
+        "--wait",
+        "--gate-timeout",
+        "30s",
+        "--idempotency-key",
+        "build-2",
+        "-o",
+        "json",
+    ]);
+    let promotion: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(promotion["state"], "succeeded", "{promotion:#}");
+    assert_eq!(promotion["changes"][0]["to"]["version"], "v2");
+
+    // Production serves the promoted version through its proxy, with its own config.
+    let answer = platform.get_json("web.localhost", "/");
+    assert_eq!(
+        (answer["version"].as_str(), answer["message"].as_str()),
+        (Some("v2"), Some("production"))
+    );
+    let production = file_at_head(&platform, "environments/production/web.yaml");
+    assert!(
+        production.contains(
+            "  version: v2   # promoted from staging\n  image: registry.example/web:v2\n"
+        ),
+        "{production}"
+    );
+    assert!(
+        production.contains("args: [--message, production]"),
+        "{production}"
+    );
+    let message = git(&platform.repo.dir, &["log", "-1", "--format=%B"]);
+    assert!(
+        message.starts_with("Promote staging to production: web: v1 → v2"),
+        "{message}"
+    );
+    assert!(
+        message.contains("Drover-Promotion: production#"),
+        "{message}"
+    );
+
+    // The same Idempotency-Key again: the same promotion, nothing new committed.
+    let before = head(&platform);
+    let (status, again) = post_promotion(&platform, Some(&platform.token()), Some("build-2"));
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["id"], promotion["id"]);
+    assert_eq!(head(&platform), before);
+    let (_, list) = platform.api_get("/api/v1/promotions");
+    assert_eq!(
+        serde_json::from_str::<Value>(&list)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The audit trail says who did what from where.
+    let audit: Value = serde_json::from_str(&platform.drover(&["audit", "-o", "json"])).unwrap();
+    let actions: Vec<(&str, &str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["outcome"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    // Newest first: the retry, the promotion (after any gated tries while staging
+    // soaked), and CI's deploy.
+    assert_eq!(
+        actions.first(),
+        Some(&("promote", "staging→production", "ok"))
+    );
+    assert_eq!(actions.last(), Some(&("deploy", "staging", "ok")));
+    assert_eq!(
+        actions.iter().filter(|a| a.2 == "ok").count(),
+        3,
+        "{actions:?}"
+    );
+    assert!(
+        actions[1..actions.len() - 1]
+            .iter()
+            .all(|a| a.0 == "promote"),
+        "{actions:?}"
+    );
+    assert!(
+        audit[0]["origin"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.0.1:"),
+        "{audit:#}"
+    );
+    assert_eq!(audit[0]["who"], "admin");
+
+    // Notifications arrive signed, in order, retried past the receiver's first 500.
+    let wanted = [
+        ("release.started", "staging"),
+        ("release.succeeded", "staging"),
+        ("promotion.committed", "production"),
+        ("release.started", "production"),
+        ("promotion.deploying", "production"),
+        ("release.succeeded", "production"),
+        ("promotion.succeeded", "production"),
+    ];
+    let deadline = Instant::now() + SOON;
+    let events = loop {
+        let events = receiver.events();
+        if events.iter().any(|e| e["event"] == "promotion.succeeded") || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let sequences: Vec<u64> = events
+        .iter()
+        .map(|e| e["sequence"].as_u64().unwrap())
+        .collect();
+    assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    let mut rest = events.iter();
+    for (event, env) in wanted {
+        assert!(
+            rest.any(|e| e["event"] == event && e["environment"] == env),
+            "{event} of {env} in order; got {:#?}",
+            events
+                .iter()
+                .map(|e| format!("{} {}", e["event"], e["environment"]))
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[test]
+fn a_promotion_whose_gate_is_not_met_is_refused_with_409_and_commits_nothing() {
+    let mut platform = Platform::start_from(&fixture(), false, &[], &[]);
+    both_ready(&platform);
+
+    platform.drover(&["wait", "staging", "--timeout", "30s"]);
+    // Soak not reached: production now asks for an hour.
+    platform.repo.edit(
+        "environments/production/environment.yaml",
+        "soak: 2s",
+        "soak: 1h",
+    );
+    let soak = platform.commit("production: soak for an hour");
+    platform.wait_for(SOON, "the soak applied", |s| {
+        s["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["revision"] == soak[..7])
+    });
+    let before = head(&platform);
+    let (status, body) = post_promotion(&platform, Some(&platform.token()), None);
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(body["state"], "gated");
+    let error = body["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("gate not met: staging has been healthy for "),
+        "{error}"
+    );
+    assert!(error.contains("the soak time is 1h0m"), "{error}");
+
+    // Staging in the middle of a release: not healthy at any revision yet.
+    platform.repo.edit(
+        "environments/staging/web.yaml",
+        "args: [--message, staging]",
+        "args: [--message, staging, --ready-after, \"20\"]",
+    );
+    platform.commit("staging: slow to start");
+    platform
+        .up
+        .as_mut()
+        .unwrap()
+        .expect_line(SOON, |l| l.starts_with("staging: revision "));
+    let output = drover()
+        .args(["promote", "staging", "production", "--state-dir"])
+        .arg(&platform.state)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("promotion refused: gate not met: staging is"),
+        "{stderr}"
+    );
+    assert_eq!(
+        git(
+            &platform.repo.dir,
+            &["rev-list", "--count", &format!("{before}..HEAD")]
+        ),
+        "1"
+    );
+    assert!(
+        !git(&platform.repo.dir, &["log", "--format=%s"]).contains("Promote"),
+        "nothing was promoted"
+    );
+}
+
+#[test]
+fn a_promotion_that_fails_in_production_is_rolled_back_and_git_agrees() {
+    let platform = Platform::start_from(&fixture(), false, &[], &[]);
+    both_ready(&platform);
+    platform.drover(&["deploy", "staging", "--set", "web=v3"]);
+    platform.drover(&["wait", "staging", "--running", "web=v3", "--timeout", "60s"]);
+
+    let output = drover()
+        .args([
+            "promote",
+            "staging",
+            "production",
+            "--wait",
+            "--gate-timeout",
+            "30s",
+            "-o",
+            "json",
+            "--state-dir",
+        ])
+        .arg(&platform.state)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let promotion: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(promotion["state"], "rolled-back", "{promotion:#}");
+    assert!(
+        promotion["reason"]
+            .as_str()
+            .unwrap()
+            .contains("readiness GET /ready returned 503"),
+        "{promotion:#}"
+    );
+
+    // Production returns to v1, and Git says so: the promotion is reverted.
+    let status = platform.wait_for(SOON, "production back on v1 at the revert", |s| {
+        let production = s["environments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "production")
+            .unwrap();
+        production["sync"] == "Synced"
+            && s["services"].as_array().unwrap().iter().any(|v| {
+                v["environment"] == "production" && v["version"] == "v1" && v["state"] == "Running"
+            })
+            && file_at_head(&platform, "environments/production/web.yaml")
+                .contains("  version: v1   # promoted from staging\n")
+    });
+    let _ = status;
+    assert_eq!(platform.get_json("web.localhost", "/")["version"], "v1");
+    let subject = git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
+    assert!(
+        subject.starts_with("Revert \"Promote staging to production"),
+        "{subject}"
+    );
+    let history: Value =
+        serde_json::from_str(&platform.drover(&["history", "production", "-o", "json"])).unwrap();
+    let promoted = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["revision"] == promotion["commit"] && r["trigger"] == "git")
+        .unwrap();
+    assert_eq!(promoted["result"], "rolled-back");
+    assert!(promoted["revert"].is_string(), "{history:#}");
+    // Staging keeps what it verified.
+    assert_eq!(
+        platform.get_json("web.staging.localhost", "/")["version"],
+        "v3"
+    );
+}
+
+#[test]
+fn promotions_need_a_token_scoped_for_the_target() {
+    let platform = Platform::start_from(&fixture(), false, &[], &[]);
+    both_ready(&platform);
+    let reader = platform.drover(&["token", "create", "reader", "--scope", "read"]);
+    let reader = reader.trim();
+    let stager = platform.drover(&[
+        "token",
+        "create",
+        "stager",
+        "--scope",
+        "promote:staging",
+        "--scope",
+        "read",
+    ]);
+    let stager = stager.trim();
+    assert!(reader.starts_with("drv_") && reader != stager);
+    let before = head(&platform);
+
+    let (status, body) = post_promotion(&platform, None, None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = post_promotion(&platform, Some("drv_not-a-token"), None);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unknown or revoked token"))
+    );
+    let (status, body) = post_promotion(&platform, Some(reader), None);
+    assert_eq!(status, 403, "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("lacks scope `promote:production`"),
+        "{body}"
+    );
+    let (status, _) = post_promotion(&platform, Some(stager), None);
+    assert_eq!(status, 403);
+    assert_eq!(head(&platform), before, "nothing committed");
+
+    // Reads need a token too; `read` is enough.
+    let auth = format!("Bearer {reader}");
+    assert_eq!(
+        http(
+            "GET",
+            &platform.api,
+            "/api/v1/status",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        http("GET", &platform.api, "/api/v1/status", &[], b"").0,
+        401
+    );
+
+    // Only hashes are stored.
+    let database = std::fs::read(platform.state.join("drover.db")).unwrap_or_default();
+    let wal = std::fs::read(platform.state.join("drover.db-wal")).unwrap_or_default();
+    for bytes in [&database, &wal] {
+        assert!(!bytes.windows(reader.len()).any(|w| w == reader.as_bytes()));
+    }
+
+    let audit: Value = serde_json::from_str(&platform.drover(&["audit", "-o", "json"])).unwrap();
+    let refused: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "promote")
+        .map(|e| {
+            assert_eq!(e["outcome"], "refused");
+            e["who"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(refused, ["stager", "reader", "-", "-"]);
+
+    platform.drover(&["token", "revoke", "reader"]);
+    assert_eq!(
+        http(
+            "GET",
+            &platform.api,
+            "/api/v1/status",
+            &[("Authorization", &auth)],
+            b""
+        )
+        .0,
+        401
+    );
+}
