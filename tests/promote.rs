@@ -532,3 +532,60 @@ fn promotions_need_a_token_scoped_for_the_target() {
         401
     );
 }
+
+#[test]
+fn a_pull_request_promotion_writes_a_branch_with_a_preview_and_leaves_main_alone() {
+    let platform = Platform::start_from(&fixture(), false, &[], &[]);
+    both_ready(&platform);
+    platform.repo.edit(
+        "environments/production/environment.yaml",
+        "    soak: 2s\n",
+        "    soak: 2s\n    mode: pull-request\n",
+    );
+    platform.commit("production: promotions by pull request");
+    platform.drover(&["deploy", "staging", "--set", "web=v2"]);
+    platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
+    let before = head(&platform);
+
+    let out = platform.drover(&[
+        "promote",
+        "staging",
+        "production",
+        "--gate-timeout",
+        "30s",
+        "--wait",
+        "-o",
+        "json",
+    ]);
+    let promotion: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(promotion["state"], "committed", "{promotion:#}");
+    let branch = promotion["branch"].as_str().unwrap();
+    assert!(
+        branch.starts_with("drover/promote-staging-to-production-"),
+        "{branch}"
+    );
+    assert_eq!(head(&platform), before, "the tracked branch does not move");
+    assert_eq!(
+        git(&platform.repo.dir, &["rev-parse", branch]),
+        promotion["commit"].as_str().unwrap()
+    );
+    let proposed = git(
+        &platform.repo.dir,
+        &[
+            "show",
+            &format!("{branch}:environments/production/web.yaml"),
+        ],
+    );
+    assert!(
+        proposed.contains("  version: v2   # promoted from staging\n"),
+        "{proposed}"
+    );
+    let preview = promotion["preview"].as_str().unwrap();
+    assert!(preview.starts_with("### Drover preview: "), "{preview}");
+    assert!(
+        preview.contains("production") && preview.contains("v2"),
+        "{preview}"
+    );
+    // Production runs what main says until the pull request is merged.
+    assert_eq!(platform.get_json("web.localhost", "/")["version"], "v1");
+}

@@ -225,6 +225,26 @@ mod tests {
     }
 
     #[test]
+    fn slack_receivers_get_one_line_of_text() {
+        let n = Notification {
+            sequence: 3,
+            event: "release.rolled-back".into(),
+            at_ms: 0,
+            environment: "production".into(),
+            revision: Some("9bd41e2".into()),
+            promotion: None,
+            message: "release 9bd41e2 failed — web: update stopped; rolling back".into(),
+        };
+        let slack: serde_json::Value = serde_json::from_slice(&body(Format::Slack, &n)).unwrap();
+        assert_eq!(
+            slack,
+            serde_json::json!({"text": ":x: *production* release.rolled-back: release 9bd41e2 failed — web: update stopped; rolling back"})
+        );
+        let generic: Notification = serde_json::from_slice(&body(Format::Generic, &n)).unwrap();
+        assert_eq!(generic, n);
+    }
+
+    #[test]
     fn the_signature_is_hmac_sha256_of_the_body() {
         // RFC 4231 test case 2.
         assert_eq!(

@@ -161,7 +161,10 @@ impl Promoter {
                     p.id, p.source, p.target
                 )));
             }
-            if p.state != "gated" {
+            // Gated: asked again, checked again. Pending: the control plane stopped
+            // while writing it (requests are one at a time), so it is checked again
+            // too; the commit, if it landed, is at the tip and nothing is changed twice.
+            if p.state != "gated" && p.state != "pending" {
                 return Ok((p.clone(), false));
             }
         }
@@ -189,9 +192,15 @@ impl Promoter {
         let verified = match verified {
             Ok(v) => v,
             Err(reason) => {
+                let again = p.state == "gated";
                 p.state = "gated".into();
                 p.reason = reason;
-                self.control.promotion_moved(&p)?;
+                if again {
+                    // A pipeline polling through the soak: no event per try.
+                    self.control.with_store(|s| s.update_promotion(&p))?;
+                } else {
+                    self.control.promotion_moved(&p)?;
+                }
                 let p = self.control.with_store(|s| s.promotion(p.id))?.unwrap_or(p);
                 return Ok((p, true));
             }

@@ -601,8 +601,10 @@ async fn promote(State(s): State<Shared>, p: Peer, headers: HeaderMap, bytes: By
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let mut detail = String::new();
     let answer = match promoter.promote(request, key, &caller.name).await {
         Ok((promotion, created)) => {
+            detail = format!("promotion #{}: {}", promotion.id, promotion.state);
             let status = match promotion.state.as_str() {
                 "gated" => StatusCode::CONFLICT,
                 "failed" => StatusCode::UNPROCESSABLE_ENTITY,
@@ -618,7 +620,6 @@ async fn promote(State(s): State<Shared>, p: Peer, headers: HeaderMap, bytes: By
         }
         Err(e) => failed(e),
     };
-    let detail = String::new();
     audited(&s, &caller, "promote", &target, &detail, answer)
 }
 

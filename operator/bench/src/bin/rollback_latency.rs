@@ -18,11 +18,11 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use drover_testkit::git::git;
 
-fn get(api: &str, path: &str) -> anyhow::Result<serde_json::Value> {
+fn get(api: &str, token: &str, path: &str) -> anyhow::Result<serde_json::Value> {
     let mut stream = std::net::TcpStream::connect(api)?;
     write!(
         stream,
-        "GET {path} HTTP/1.1\r\nHost: {api}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.1\r\nHost: {api}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
@@ -83,7 +83,8 @@ fn main() -> anyhow::Result<()> {
                 &["commit", "-q", "-am", &format!("bad release {round}")],
             );
             wait_for(&|l| l.contains(" reverted in Git by "))?;
-            let events = get(&api, "/api/v1/events?limit=100")?;
+            let token = std::fs::read_to_string(state.join("api-token"))?;
+            let events = get(&api, token.trim(), "/api/v1/events?limit=100")?;
             let events = events.as_array().context("events")?;
             let at = |reason: &str| {
                 events

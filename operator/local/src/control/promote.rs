@@ -222,13 +222,10 @@ impl ControlPlane {
     /// Records a promotion's new state: store, event, notification.
     pub fn promotion_moved(&self, p: &Promotion) -> Result<(), ControlError> {
         let text = if p.reason.is_empty() {
-            format!(
-                "promotion #{} {}→{} is {}",
-                p.id, p.source, p.target, p.state
-            )
+            format!("promotion #{} {}→{}: {}", p.id, p.source, p.target, p.state)
         } else {
             format!(
-                "promotion #{} {}→{} is {}: {}",
+                "promotion #{} {}→{}: {} — {}",
                 p.id, p.source, p.target, p.state, p.reason
             )
         };
