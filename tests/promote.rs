@@ -67,6 +67,48 @@ fn post_promotion(platform: &Platform, token: Option<&str>, key: Option<&str>) -
     )
 }
 
+/// `drover promote staging production --wait -o json`, waiting through the soak.
+fn promote_output(platform: &Platform, extra: &[&str]) -> std::process::Output {
+    drover()
+        .args([
+            "promote",
+            "staging",
+            "production",
+            "--wait",
+            "--gate-timeout",
+            "30s",
+            "-o",
+            "json",
+            "--state-dir",
+        ])
+        .arg(&platform.state)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// [`promote_output`], which must succeed: the promotion.
+fn promote_and_wait(platform: &Platform, extra: &[&str]) -> Value {
+    let output = promote_output(platform, extra);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The status code of `GET /api/v1/status` with this token.
+fn read_status(platform: &Platform, token: Option<&str>) -> u16 {
+    let auth = token.map(|t| format!("Bearer {t}")).unwrap_or_default();
+    let headers: &[(&str, &str)] = if token.is_some() {
+        &[("Authorization", &auth)]
+    } else {
+        &[]
+    };
+    http("GET", &platform.api, "/api/v1/status", headers, b"").0
+}
+
 /// A notification as received: its signature header and its body.
 type Delivery = (String, Vec<u8>);
 
@@ -162,19 +204,7 @@ fn a_verified_release_travels_from_staging_to_production() {
     );
     platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
 
-    let out = platform.drover(&[
-        "promote",
-        "staging",
-        "production",
-        "--wait",
-        "--gate-timeout",
-        "30s",
-        "--idempotency-key",
-        "build-2",
-        "-o",
-        "json",
-    ]);
-    let promotion: Value = serde_json::from_str(&out).unwrap();
+    let promotion = promote_and_wait(&platform, &["--idempotency-key", "build-2"]);
     assert_eq!(promotion["state"], "succeeded", "{promotion:#}");
     assert_eq!(promotion["changes"][0]["to"]["version"], "v2");
 
@@ -211,6 +241,17 @@ fn a_verified_release_travels_from_staging_to_production() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["id"], promotion["id"]);
     assert_eq!(head(&platform), before);
+    let table = platform.drover(&["promotions"]);
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[1].starts_with(&format!("{}  ", promotion["id"])),
+        "{table}"
+    );
+    assert!(
+        rows[1].contains("succeeded") && rows[1].contains("web: v1 → v2"),
+        "{table}"
+    );
     let (_, list) = platform.api_get("/api/v1/promotions");
     assert_eq!(
         serde_json::from_str::<Value>(&list)
@@ -372,21 +413,7 @@ fn a_promotion_that_fails_in_production_is_rolled_back_and_git_agrees() {
     platform.drover(&["deploy", "staging", "--set", "web=v3"]);
     platform.drover(&["wait", "staging", "--running", "web=v3", "--timeout", "60s"]);
 
-    let output = drover()
-        .args([
-            "promote",
-            "staging",
-            "production",
-            "--wait",
-            "--gate-timeout",
-            "30s",
-            "-o",
-            "json",
-            "--state-dir",
-        ])
-        .arg(&platform.state)
-        .output()
-        .unwrap();
+    let output = promote_output(&platform, &[]);
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -482,22 +509,8 @@ fn promotions_need_a_token_scoped_for_the_target() {
     assert_eq!(head(&platform), before, "nothing committed");
 
     // Reads need a token too; `read` is enough.
-    let auth = format!("Bearer {reader}");
-    assert_eq!(
-        http(
-            "GET",
-            &platform.api,
-            "/api/v1/status",
-            &[("Authorization", &auth)],
-            b""
-        )
-        .0,
-        200
-    );
-    assert_eq!(
-        http("GET", &platform.api, "/api/v1/status", &[], b"").0,
-        401
-    );
+    assert_eq!(read_status(&platform, Some(reader)), 200);
+    assert_eq!(read_status(&platform, None), 401);
 
     // Only hashes are stored.
     let database = std::fs::read(platform.state.join("drover.db")).unwrap_or_default();
@@ -520,17 +533,7 @@ fn promotions_need_a_token_scoped_for_the_target() {
     assert_eq!(refused, ["stager", "reader", "-", "-"]);
 
     platform.drover(&["token", "revoke", "reader"]);
-    assert_eq!(
-        http(
-            "GET",
-            &platform.api,
-            "/api/v1/status",
-            &[("Authorization", &auth)],
-            b""
-        )
-        .0,
-        401
-    );
+    assert_eq!(read_status(&platform, Some(reader)), 401);
 }
 
 #[test]
@@ -547,17 +550,7 @@ fn a_pull_request_promotion_writes_a_branch_with_a_preview_and_leaves_main_alone
     platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
     let before = head(&platform);
 
-    let out = platform.drover(&[
-        "promote",
-        "staging",
-        "production",
-        "--gate-timeout",
-        "30s",
-        "--wait",
-        "-o",
-        "json",
-    ]);
-    let promotion: Value = serde_json::from_str(&out).unwrap();
+    let promotion = promote_and_wait(&platform, &[]);
     assert_eq!(promotion["state"], "committed", "{promotion:#}");
     let branch = promotion["branch"].as_str().unwrap();
     assert!(

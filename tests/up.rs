@@ -298,6 +298,18 @@ fn scaling_outside_git_is_reported_as_drift_and_reverted() {
         reasons.starts_with(&["DriftReverted", "Scaled"]),
         "{reasons:?}"
     );
+    let audit = platform.drover(&["audit"]);
+    let row = audit.lines().nth(1).unwrap_or_default();
+    for word in [
+        "admin",
+        "127.0.0.1:",
+        "scale",
+        "staging/web",
+        "ok",
+        "replicas 3",
+    ] {
+        assert!(row.contains(word), "{audit}");
+    }
 }
 
 #[test]
@@ -884,6 +896,30 @@ fn a_manual_rollback_is_committed_to_git_and_recorded() {
         s["services"][0]["version"] == "v2" && s["services"][0]["state"] == "Running"
     });
     assert_eq!(platform.get_json(HOST, "/")["version"], "v2");
+    // Both are in the audit trail, newest first, with who and from where.
+    let audit: Value = serde_json::from_str(&platform.drover(&["audit", "-o", "json"])).unwrap();
+    let rollbacks: Vec<(&str, &str, &str)> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "rollback")
+        .map(|e| {
+            assert!(e["origin"].as_str().unwrap().starts_with("127.0.0.1:"));
+            (
+                e["who"].as_str().unwrap(),
+                e["target"].as_str().unwrap(),
+                e["detail"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let to_v2 = format!("to {}", &v2[..7]);
+    assert_eq!(
+        rollbacks,
+        [
+            ("admin", "staging", to_v2.as_str()),
+            ("admin", "staging", "to the last healthy release")
+        ]
+    );
 }
 
 #[test]

@@ -114,6 +114,8 @@ enum Command {
     /// production`): a commit writing the source's artifact versions into the
     /// target's files, once the source has been healthy for its soak time.
     Promote(promote::PromoteArgs),
+    /// Recent promotions, newest first: state, commit, who asked, what changed.
+    Promotions(promote::PromotionsArgs),
     /// Who did what through the API, newest first: promotions, rollbacks, scaling, …
     Audit(promote::AuditArgs),
     /// Manage API tokens: `drover token create jenkins --scope promote:production`.
@@ -208,6 +210,7 @@ fn main() -> ExitCode {
         Command::Wait(args) => promote::wait(args),
         Command::Promote(args) => promote::promote(args),
         Command::Audit(args) => promote::audit(args),
+        Command::Promotions(args) => promote::promotions(args),
         Command::Token(command) => promote::token(command),
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)

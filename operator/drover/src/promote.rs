@@ -178,6 +178,54 @@ fn follow(
     }
 }
 
+/// Arguments of `drover promotions`.
+#[derive(Debug, clap::Args)]
+pub struct PromotionsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// How many, newest first.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// `human` (default) or `json`.
+    #[arg(long, short, value_enum, default_value_t = Output::Human)]
+    output: Output,
+}
+
+pub fn promotions(args: PromotionsArgs) -> anyhow::Result<ExitCode> {
+    let client = args.target.client()?;
+    let list: Vec<PromotionView> =
+        block_on(client.get(&format!("/api/v1/promotions?limit={}", args.limit)))??;
+    let text = match args.output {
+        Output::Json => serde_json::to_string_pretty(&list)? + "\n",
+        Output::Human => table(
+            &["ID", "FROM", "TO", "STATE", "COMMIT", "BY", "WHEN", "WHAT"],
+            list.iter()
+                .map(|p| {
+                    let changes: Vec<String> = p.changes.iter().map(|c| c.line()).collect();
+                    vec![
+                        p.id.to_string(),
+                        p.from.clone(),
+                        p.to.clone(),
+                        p.state.clone(),
+                        p.commit
+                            .as_deref()
+                            .map_or("-".into(), |c| c[..c.len().min(7)].to_owned()),
+                        p.requested_by.clone(),
+                        utc(p.created_ms),
+                        if p.reason.is_empty() {
+                            changes.join(", ")
+                        } else {
+                            p.reason.clone()
+                        },
+                    ]
+                })
+                .collect(),
+        ),
+    };
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Arguments of `drover deploy`.
 #[derive(Debug, clap::Args)]
 pub struct DeployArgs {

@@ -721,7 +721,7 @@ impl ControlPlane {
                                 rollback: false,
                             },
                         ));
-                        self.notify(
+                        self.config.notifier.send(
                             "release.started",
                             env,
                             Some(&revision.id),
@@ -877,7 +877,7 @@ impl ControlPlane {
                 inner.store.end_release(release.id, "healthy", "")?;
                 let text = format!("release {short} is healthy");
                 inner.store.event(&env, &env, "ReleaseHealthy", &text)?;
-                self.notify(
+                self.config.notifier.send(
                     "release.succeeded",
                     &env,
                     Some(&release.revision),
@@ -897,7 +897,13 @@ impl ControlPlane {
                 inner.store.end_release(release.id, "failed", &reason)?;
                 let text = format!("release {short} failed — {reason}");
                 inner.store.event(&env, &env, "ReleaseFailed", &text)?;
-                self.notify("release.failed", &env, Some(&release.revision), None, &text);
+                self.config.notifier.send(
+                    "release.failed",
+                    &env,
+                    Some(&release.revision),
+                    None,
+                    &text,
+                );
                 (self.say)(&format!("{env}: {text}"));
                 continue;
             }
@@ -940,7 +946,7 @@ impl ControlPlane {
                 )
             })?;
             (self.say)(&format!("{env}: {text}"));
-            self.notify(
+            self.config.notifier.send(
                 "release.rolled-back",
                 &env,
                 Some(&release.revision),

@@ -124,9 +124,7 @@ impl Notifier {
         let notification = Notification {
             sequence,
             event: event.to_owned(),
-            at_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64),
+            at_ms: drover_store::now_ms(),
             environment: environment.to_owned(),
             revision: revision.map(str::to_owned),
             promotion,

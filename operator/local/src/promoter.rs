@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::control::{ControlError, ControlPlane, Verified};
-use crate::promotion::{Artifact, Change, changes, write};
+use crate::promotion::{Artifact, Change, changes, with_written, write};
 
 /// `POST /api/v1/promotions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -101,18 +101,7 @@ fn preview(
     head: &str,
 ) -> String {
     let old = drover_validate::check(files);
-    let after: Vec<SourceFile> = files
-        .iter()
-        .map(|f| SourceFile {
-            path: f.path.clone(),
-            text: written
-                .iter()
-                .find(|(p, _)| *p == f.path)
-                .map_or_else(|| f.text.clone(), |(_, t)| t.clone()),
-            id: None,
-        })
-        .collect();
-    let new = drover_validate::check(&after);
+    let new = drover_validate::check(&with_written(files, written));
     let set = diff_repos(&old.repo, &new.repo, Options::default());
     render::markdown(
         &set,

@@ -93,6 +93,21 @@ pub fn retag(image: &str, old: &str, new: &str) -> Option<String> {
     (tag == old && !name.is_empty() && !tag.contains('/')).then(|| format!("{name}:{new}"))
 }
 
+/// `files` with the `written` ones in place of theirs.
+pub fn with_written(files: &[SourceFile], written: &[(String, String)]) -> Vec<SourceFile> {
+    files
+        .iter()
+        .map(|f| match written.iter().find(|(p, _)| *p == f.path) {
+            Some((_, text)) => SourceFile {
+                path: f.path.clone(),
+                text: text.clone(),
+                id: None,
+            },
+            None => f.clone(),
+        })
+        .collect()
+}
+
 /// The target's files with the changes written in, checked against every validation
 /// rule; an error says what is wrong at file:line:column.
 pub fn write(
@@ -140,18 +155,7 @@ pub fn write(
             (file, apply(text, edits))
         })
         .collect();
-    let after: Vec<SourceFile> = files
-        .iter()
-        .map(|f| SourceFile {
-            path: f.path.clone(),
-            text: written
-                .iter()
-                .find(|(p, _)| *p == f.path)
-                .map_or_else(|| f.text.clone(), |(_, t)| t.clone()),
-            id: None,
-        })
-        .collect();
-    let checked = drover_validate::check(&after);
+    let checked = drover_validate::check(&with_written(files, &written));
     if !checked.is_valid() {
         let errors: Vec<_> = checked
             .diagnostics

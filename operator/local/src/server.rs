@@ -24,8 +24,8 @@ use crate::control::{ControlError, ControlPlane};
 use crate::promoter::{DeployRequest, Promoter, PromotionRequest};
 use crate::protocol::Report;
 use crate::view::{
-    AuditView, AvailabilityRequest, Done, PromotionView, ReleaseView, RollbackRequest,
-    ScaleRequest, TokenRequest, TokenView,
+    AvailabilityRequest, Done, PromotionView, ReleaseView, RollbackRequest, ScaleRequest,
+    TokenRequest, TokenView,
 };
 
 /// What the API serves from.
@@ -271,6 +271,32 @@ fn peer(p: Peer) -> Option<SocketAddr> {
     p.map(|Extension(ConnectInfo(a))| a)
 }
 
+/// The caller of a write, or the refusal returned from the handler.
+macro_rules! caller {
+    ($s:expr, $headers:expr, $peer:expr, $scope:expr, $action:expr, $target:expr) => {
+        match authorize(
+            &$s,
+            &$headers,
+            peer($peer),
+            $scope,
+            Some(($action, $target)),
+        ) {
+            Ok(c) => c,
+            Err(r) => return r,
+        }
+    };
+}
+
+/// The request body, or the 400 returned from the handler.
+macro_rules! parse {
+    ($bytes:expr) => {
+        match body(&$bytes) {
+            Ok(r) => r,
+            Err(r) => return r,
+        }
+    };
+}
+
 /// Checks the `read` scope for a read.
 macro_rules! read {
     ($s:expr, $headers:expr, $peer:expr) => {
@@ -374,21 +400,7 @@ async fn audit(
         .control
         .with_store(|st| st.audit_trail(limit(query.as_deref(), 100)))
     {
-        Ok(entries) => {
-            let views: Vec<AuditView> = entries
-                .into_iter()
-                .map(|e| AuditView {
-                    at_ms: e.at_ms,
-                    who: e.who,
-                    origin: e.origin,
-                    action: e.action,
-                    target: e.target,
-                    outcome: e.outcome,
-                    detail: e.detail,
-                })
-                .collect();
-            json(StatusCode::OK, &views)
-        }
+        Ok(entries) => json(StatusCode::OK, &entries),
         Err(e) => failed(e),
     }
 }
@@ -433,10 +445,7 @@ async fn report(
     if let Err(r) = authorize(&s, &headers, peer(p), "nodes", None) {
         return r;
     }
-    let report: Report = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let report: Report = parse!(bytes);
     let (known, hold) = (report.generation, !report.urgent);
     if !s.control.report(&node, report) {
         return error(
@@ -456,20 +465,8 @@ async fn scale(
     bytes: Bytes,
 ) -> Response {
     let target = format!("{env}/{service}");
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
-        &format!("scale:{env}"),
-        Some(("scale", &target)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let request: ScaleRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let caller = caller!(s, headers, p, &format!("scale:{env}"), "scale", &target);
+    let request: ScaleRequest = parse!(bytes);
     let answer = done(s.control.scale(&env, &service, request.replicas));
     let detail = format!("replicas {}", request.replicas);
     audited(&s, &caller, "scale", &target, &detail, answer)
@@ -482,20 +479,8 @@ async fn rollback(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
-        &format!("rollback:{env}"),
-        Some(("rollback", &env)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let request: RollbackRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let caller = caller!(s, headers, p, &format!("rollback:{env}"), "rollback", &env);
+    let request: RollbackRequest = parse!(bytes);
     let answer = done(s.control.rollback(&env, request.to.as_deref()));
     let detail = format!(
         "to {}",
@@ -511,16 +496,14 @@ async fn redeploy(
     headers: HeaderMap,
 ) -> Response {
     let target = format!("{env}/{service}");
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
+    let caller = caller!(
+        s,
+        headers,
+        p,
         &format!("redeploy:{env}"),
-        Some(("redeploy", &target)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+        "redeploy",
+        &target
+    );
     let answer = done(s.control.redeploy(&env, &service));
     audited(&s, &caller, "redeploy", &target, "", answer)
 }
@@ -532,20 +515,8 @@ async fn availability(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
-        "nodes",
-        Some(("node-availability", &node)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let request: AvailabilityRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let caller = caller!(s, headers, p, "nodes", "node-availability", &node);
+    let request: AvailabilityRequest = parse!(bytes);
     let answer = done(
         s.control
             .set_availability(&node, request.availability.as_deref()),
@@ -576,21 +547,16 @@ fn promotion_view(p: drover_store::Promotion) -> PromotionView {
 }
 
 async fn promote(State(s): State<Shared>, p: Peer, headers: HeaderMap, bytes: Bytes) -> Response {
-    let request: PromotionRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let request: PromotionRequest = parse!(bytes);
     let target = format!("{}→{}", request.from, request.to);
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
+    let caller = caller!(
+        s,
+        headers,
+        p,
         &format!("promote:{}", request.to),
-        Some(("promote", &target)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+        "promote",
+        &target
+    );
     let Some(promoter) = &s.promoter else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -663,20 +629,8 @@ async fn deploy(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
-        &format!("deploy:{env}"),
-        Some(("deploy", &env)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
-    let request: DeployRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
+    let caller = caller!(s, headers, p, &format!("deploy:{env}"), "deploy", &env);
+    let request: DeployRequest = parse!(bytes);
     let Some(promoter) = &s.promoter else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -726,20 +680,8 @@ async fn create_token(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let request: TokenRequest = match body(&bytes) {
-        Ok(r) => r,
-        Err(r) => return r,
-    };
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
-        "admin",
-        Some(("token-create", &request.name)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let request: TokenRequest = parse!(bytes);
+    let caller = caller!(s, headers, p, "admin", "token-create", &request.name);
     let detail = request.scopes.join(", ");
     let answer = (|| {
         let name_ok = !request.name.is_empty()
@@ -813,16 +755,7 @@ async fn revoke_token(
     p: Peer,
     headers: HeaderMap,
 ) -> Response {
-    let caller = match authorize(
-        &s,
-        &headers,
-        peer(p),
-        "admin",
-        Some(("token-revoke", &name)),
-    ) {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    let caller = caller!(s, headers, p, "admin", "token-revoke", &name);
     let answer = match s.control.with_store(|st| st.remove_token(&name)) {
         Ok(true) => json(
             StatusCode::OK,

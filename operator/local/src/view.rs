@@ -162,16 +162,7 @@ pub struct RollbackRequest {
 }
 
 /// One entry of `drover audit`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AuditView {
-    pub at_ms: i64,
-    pub who: String,
-    pub origin: String,
-    pub action: String,
-    pub target: String,
-    pub outcome: String,
-    pub detail: String,
-}
+pub use drover_store::AuditEntry as AuditView;
 
 /// A promotion, as `GET /api/v1/promotions/{id}` shows it.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,7 +16,7 @@ pub struct TokenRecord {
 }
 
 /// One write through the API: who did what, when, from where, and how it ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEntry {
     pub at_ms: i64,
     /// The token's name (`admin` for the state directory's token).

@@ -154,7 +154,8 @@ CREATE TABLE promotions (
 /// Events kept by default; older ones are dropped as new ones arrive.
 const EVENTS_KEPT: i64 = 10_000;
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds (what every time in the store is).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use drover_store::{Promotion, Store, StoreError};
+use drover_store::{Promotion, Store, StoreError, now_ms};
 
 use super::{ControlError, ControlPlane};
 use crate::instances::Live;
@@ -31,12 +31,6 @@ pub struct Verified {
     pub healthy_ms: i64,
     /// The target's mode: a pull request instead of a commit to the tracked branch.
     pub pull_request: bool,
-}
-
-pub(super) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Why `env` is not healthy now, or `None` when it is: synced, no release open, every
@@ -85,20 +79,6 @@ impl ControlPlane {
         f: impl FnOnce(&Store) -> Result<T, StoreError>,
     ) -> Result<T, ControlError> {
         Ok(f(&self.lock().store)?)
-    }
-
-    /// Sends a notification (never waits).
-    pub fn notify(
-        &self,
-        event: &str,
-        environment: &str,
-        revision: Option<&str>,
-        promotion: Option<i64>,
-        message: &str,
-    ) {
-        self.config
-            .notifier
-            .send(event, environment, revision, promotion, message);
     }
 
     /// After a reconcile pass: how long promotion sources have been healthy, and where
@@ -241,7 +221,7 @@ impl ControlPlane {
             })
         })?;
         (self.say)(&format!("{}: {text}", p.target));
-        self.notify(
+        self.config.notifier.send(
             &format!("promotion.{}", p.state),
             &p.target,
             p.commit.as_deref(),
