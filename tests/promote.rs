@@ -36,12 +36,22 @@ pub fn both_ready(platform: &Platform) -> Value {
     })
 }
 
+/// Where Drover writes: the bare remote `up` follows, else the working copy.
+fn config_repo(platform: &Platform) -> &std::path::Path {
+    platform.remote.as_deref().unwrap_or(&platform.repo.dir)
+}
+
+/// `git ARGS` in [`config_repo`].
+fn config_git(platform: &Platform, args: &[&str]) -> String {
+    git(config_repo(platform), args)
+}
+
 fn file_at_head(platform: &Platform, path: &str) -> String {
-    git(&platform.repo.dir, &["show", &format!("HEAD:{path}")])
+    config_git(platform, &["show", &format!("main:{path}")])
 }
 
 fn head(platform: &Platform) -> String {
-    git(&platform.repo.dir, &["rev-parse", "HEAD"])
+    config_git(platform, &["rev-parse", "main"])
 }
 
 /// `POST /api/v1/promotions` staging → production.
@@ -183,9 +193,10 @@ impl Receiver {
 #[test]
 fn a_verified_release_travels_from_staging_to_production() {
     let receiver = Receiver::start();
+    // Following a remote: Drover pushes its commits.
     let platform = Platform::start_from(
         &fixture(),
-        false,
+        true,
         &["--notify", &receiver.url],
         &[("DROVER_NOTIFY_SECRET", SECRET)],
     );
@@ -225,7 +236,7 @@ fn a_verified_release_travels_from_staging_to_production() {
         production.contains("args: [--message, production]"),
         "{production}"
     );
-    let message = git(&platform.repo.dir, &["log", "-1", "--format=%B"]);
+    let message = config_git(&platform, &["log", "-1", "--format=%B", "main"]);
     assert!(
         message.starts_with("Promote staging to production: web: v1 → v2"),
         "{message}"
@@ -408,7 +419,7 @@ fn a_promotion_whose_gate_is_not_met_is_refused_with_409_and_commits_nothing() {
 
 #[test]
 fn a_promotion_that_fails_in_production_is_rolled_back_and_git_agrees() {
-    let platform = Platform::start_from(&fixture(), false, &[], &[]);
+    let platform = Platform::start_from(&fixture(), true, &[], &[]);
     both_ready(&platform);
     platform.drover(&["deploy", "staging", "--set", "web=v3"]);
     platform.drover(&["wait", "staging", "--running", "web=v3", "--timeout", "60s"]);
@@ -447,7 +458,7 @@ fn a_promotion_that_fails_in_production_is_rolled_back_and_git_agrees() {
     });
     let _ = status;
     assert_eq!(platform.get_json("web.localhost", "/")["version"], "v1");
-    let subject = git(&platform.repo.dir, &["log", "-1", "--format=%s"]);
+    let subject = config_git(&platform, &["log", "-1", "--format=%s", "main"]);
     assert!(
         subject.starts_with("Revert \"Promote staging to production"),
         "{subject}"
