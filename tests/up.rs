@@ -77,6 +77,56 @@ impl Load {
 }
 
 #[test]
+fn an_autoscaled_service_follows_its_request_rate_without_drift() {
+    let mut platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    platform.repo.edit(
+        "environments/staging/web.yaml",
+        "  replicas: 1\n",
+        "  replicas: 1\n  autoscaling:\n    maxReplicas: 3\n    evaluationPeriod: 1s\n    metrics:\n      - {type: request-rate, target: 5}\n",
+    );
+    let autoscaled = platform.commit("web: autoscale on request rate");
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l == format!("staging: release {} is healthy", &autoscaled[..7])
+    });
+
+    // Far more than 5 requests per second per instance: up to the ceiling.
+    let load = Load::start(&platform);
+    let line = platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l.starts_with("staging/web: autoscaled: replicas 1 → 3 (request-rate ")
+    });
+    assert!(line.ends_with(" / target 5 req/s)"), "{line}");
+    platform.wait_for(SOON, "3 web ready", |s| Platform::ready(s, "web", 3));
+    let seen = load.finish();
+    assert!(
+        seen.iter().all(|a| a.starts_with("200 ")),
+        "no request fails while scaling"
+    );
+
+    // Idle: down to the floor. Never reported as drift from Git's `replicas: 1`.
+    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l.starts_with("staging/web: autoscaled: replicas 3 → 1 (request-rate 0 req/s")
+    });
+    platform.wait_for(SOON, "1 web", |s| Platform::ready(s, "web", 1));
+    let events: Value = serde_json::from_str(&platform.api_get("/api/v1/events").1).unwrap();
+    let reasons: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "Autoscaled").count(),
+        2,
+        "{reasons:?}"
+    );
+    assert!(
+        !reasons.contains(&"DriftReverted") && !reasons.contains(&"OutOfSync"),
+        "{reasons:?}"
+    );
+}
+
+#[test]
 fn a_committed_service_answers_through_the_proxy() {
     let platform = Platform::start();
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));

@@ -180,6 +180,11 @@ struct Inner {
     rollouts: BTreeMap<(String, String), (rollout::Step, bool)>,
     /// Environments another environment promotes from (their health is tracked).
     promotion_sources: BTreeSet<String>,
+    /// Services with `autoscaling`, as applied.
+    autoscaled: Vec<(String, String, drover_model::service::Autoscaling)>,
+    /// Per autoscaled service: when it was last evaluated, and the proxies' request
+    /// count then.
+    scaled_at: BTreeMap<(String, String), (Instant, usize)>,
 }
 
 /// A rolled-back release whose revision should be reverted in Git; whoever follows Git
@@ -321,6 +326,25 @@ fn from_snapshot(text: &str) -> State {
         .collect()
 }
 
+/// Records a service's new replica count (outside Git: the API or the autoscaler) and
+/// its event, as one write.
+fn write_replicas(
+    store: &Store,
+    key: &ObjectKey,
+    value: Value,
+    reason: &str,
+    message: &str,
+) -> Result<(), StoreError> {
+    store.batch(|store| {
+        store.record(&drover_plan::Action::Update {
+            key: key.clone(),
+            value,
+            patch: json_patch::Patch(Vec::new()),
+        })?;
+        store.event(&key.environment, &key.name, reason, message)
+    })
+}
+
 fn subset(state: &State, env: &str) -> State {
     state
         .iter()
@@ -374,6 +398,8 @@ impl ControlPlane {
                 rolling_back: BTreeSet::new(),
                 rollouts: BTreeMap::new(),
                 promotion_sources: BTreeSet::new(),
+                autoscaled: Vec::new(),
+                scaled_at: BTreeMap::new(),
             }),
             health: Mutex::new(promote::Health::default()),
             wake: Notify::new(),
@@ -448,6 +474,13 @@ impl ControlPlane {
                 .values()
                 .any(|(step, updating)| *updating || !step.done)
             || inner.pools.values().any(|p| p.draining_until.is_some())
+            // An autoscaled service is due for evaluation.
+            || inner.autoscaled.iter().any(|(env, name, spec)| {
+                inner
+                    .scaled_at
+                    .get(&(env.clone(), name.clone()))
+                    .is_none_or(|(at, _)| at.elapsed() >= spec.evaluation_period.to_std())
+            })
             || inner.nodes.values().any(|n| {
                 let up = match n.last_seen {
                     Some(at) => at.elapsed() < n.timeout,
@@ -470,6 +503,14 @@ impl ControlPlane {
             .environments
             .values()
             .filter_map(|e| e.promotion.as_ref().map(|p| p.from.clone()))
+            .collect();
+        inner.autoscaled = live
+            .services
+            .iter()
+            .filter(|((env, _), _)| live.local_cluster_of(env).is_some())
+            .filter_map(|((env, name), spec)| {
+                Some((env.clone(), name.clone(), spec.autoscaling.clone()?))
+            })
             .collect();
         let nodes = self.node_states(inner, &live)?;
         let by_node = self.place(inner, &live, &nodes)?;
@@ -1673,19 +1714,13 @@ impl ControlPlane {
         }
         let before = value["spec"]["replicas"].as_u64().unwrap_or(1);
         value["spec"]["replicas"] = Value::from(replicas);
-        inner.store.batch(|store| {
-            store.record(&drover_plan::Action::Update {
-                key: key.clone(),
-                value: value.clone(),
-                patch: json_patch::Patch(Vec::new()),
-            })?;
-            store.event(
-                env,
-                service,
-                "Scaled",
-                &format!("replicas {before} → {replicas} (through the API)"),
-            )
-        })?;
+        write_replicas(
+            &inner.store,
+            &key,
+            value,
+            "Scaled",
+            &format!("replicas {before} → {replicas} (through the API)"),
+        )?;
         drop(inner);
         self.wake();
         let policy = sync_policy(&observed.objects, env);
@@ -2075,6 +2110,7 @@ impl ControlPlane {
     }
 }
 
+mod autoscaling;
 mod promote;
 pub use promote::Verified;
 

@@ -13,6 +13,7 @@
 //! - [`files`] is the layout of the state directory both sides share.
 
 pub mod agent;
+pub mod autoscale;
 pub mod client;
 pub mod control;
 pub mod files;

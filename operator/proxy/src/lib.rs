@@ -157,6 +157,8 @@ pub struct Proxy {
     next: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     /// Requests in flight per instance address (least-connections, draining).
     in_flight: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
+    /// Requests forwarded per service since start (the autoscaler's request rate).
+    served: Mutex<HashMap<String, Arc<AtomicUsize>>>,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -186,6 +188,7 @@ struct Target {
 struct CompiledRoute {
     ready: Vec<Target>,
     next: Arc<AtomicUsize>,
+    served: Arc<AtomicUsize>,
 }
 
 /// A table with each route's ready instances and counters resolved.
@@ -401,6 +404,7 @@ impl Proxy {
             version: AtomicU64::new(0),
             next: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
+            served: Mutex::new(HashMap::new()),
         })
     }
 
@@ -422,6 +426,7 @@ impl Proxy {
             .iter()
             .map(|route| CompiledRoute {
                 next: Self::counter(&self.next, &route.service),
+                served: Self::counter(&self.served, &route.service),
                 ready: table
                     .backends
                     .get(&route.service)
@@ -458,6 +463,16 @@ impl Proxy {
             .expect("counter lock")
             .get(&addr)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Requests forwarded to each service (`Route::service`) since the proxy started.
+    pub fn served(&self) -> Vec<(String, usize)> {
+        self.served
+            .lock()
+            .expect("counter lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Picks the instance for a request, and whether to set an affinity cookie.
@@ -551,6 +566,7 @@ impl Proxy {
             HeaderValue::from_static("http"),
         );
 
+        target_route.served.fetch_add(1, Ordering::Relaxed);
         target.in_flight.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(target.in_flight.clone());
         match connection.send(&compiled.table, target.addr, request).await {

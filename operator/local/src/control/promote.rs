@@ -81,8 +81,8 @@ impl ControlPlane {
         Ok(f(&self.lock().store)?)
     }
 
-    /// After a reconcile pass: how long promotion sources have been healthy, and where
-    /// committed promotions are.
+    /// After a reconcile pass: how long promotion sources have been healthy, where
+    /// committed promotions are, and the autoscaler.
     pub(super) fn after_pass(&self) -> Result<(), ControlError> {
         let (sources, releasing) = {
             let inner = self.lock();
@@ -116,7 +116,8 @@ impl ControlPlane {
                 }
             }
         }
-        self.advance_promotions()
+        self.advance_promotions()?;
+        self.autoscale()
     }
 
     /// Whether `to` may take `from`'s versions now; the refusal says why (a
