@@ -252,6 +252,20 @@ fn a_verified_release_travels_from_staging_to_production() {
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["id"], promotion["id"]);
     assert_eq!(head(&platform), before);
+    // The same key for a different promotion is a mistake, said so.
+    let auth = format!("Bearer {}", platform.token());
+    let (status, body) = http(
+        "POST",
+        &platform.api,
+        "/api/v1/promotions",
+        &[("Authorization", &auth), ("Idempotency-Key", "build-2")],
+        br#"{"from": "staging", "to": "production", "services": ["web"]}"#,
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("Idempotency-Key already used for promotion #"),
+        "{body}"
+    );
     let table = platform.drover(&["promotions"]);
     let rows: Vec<&str> = table.lines().collect();
     assert_eq!(rows.len(), 2, "{table}");
@@ -287,11 +301,14 @@ fn a_verified_release_travels_from_staging_to_production() {
             )
         })
         .collect();
-    // Newest first: the retry, the promotion (after any gated tries while staging
-    // soaked), and CI's deploy.
+    // Newest first: the misused key, the retry, the promotion (after any gated tries
+    // while staging soaked), and CI's deploy.
     assert_eq!(
-        actions.first(),
-        Some(&("promote", "staging→production", "ok"))
+        actions[..2],
+        [
+            ("promote", "staging→production", "rejected"),
+            ("promote", "staging→production", "ok")
+        ]
     );
     assert_eq!(actions.last(), Some(&("deploy", "staging", "ok")));
     assert_eq!(

@@ -199,6 +199,50 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_written_into_every_document_of_a_shared_file_and_nothing_else() {
+        let cluster = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata: {name: local}\nspec:\n  engine: local\n  local:\n    nodes:\n      - name: n1\n        capacity: {cpu: 2, memory: 1Gi}\n";
+        let environment = "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata: {name: prod}\nspec: {cluster: local}\n";
+        let services = "# both services\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: web}\nspec:\n  version: v1\n  command: [web]\n---\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: api}\nspec:\n  command: [api]   # no version yet\n";
+        let file = |path: &str, text: &str| SourceFile {
+            path: path.into(),
+            text: text.into(),
+            id: None,
+        };
+        let files = vec![
+            file("clusters/local.yaml", cluster),
+            file("environments/prod/environment.yaml", environment),
+            file("environments/prod/services.yaml", services),
+        ];
+        let change = |service: &str, from: Option<&str>, to: &str| Change {
+            service: service.into(),
+            from: Artifact {
+                version: from.map(Into::into),
+                image: None,
+            },
+            to: Artifact {
+                version: Some(to.into()),
+                image: None,
+            },
+        };
+        let written = write(
+            &files,
+            "prod",
+            &[change("web", Some("v1"), "v2"), change("api", None, "v7")],
+        )
+        .unwrap();
+        assert_eq!(written.len(), 1);
+        assert_eq!(
+            written[0].1,
+            services
+                .replace("  version: v1\n", "  version: v2\n")
+                .replace(
+                    "spec:\n  command: [api]",
+                    "spec:\n  version: v7\n  command: [api]"
+                )
+        );
+    }
+
+    #[test]
     fn only_services_whose_artifact_differs_travel() {
         let staging = artifacts(&[("web", "v2"), ("api", "v1"), ("new", "v1")]);
         let production = artifacts(&[("web", "v1"), ("api", "v1")]);
