@@ -215,6 +215,22 @@ fn a_verified_release_travels_from_staging_to_production() {
     );
     platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
 
+    // `drover status` shows the gate open once staging has soaked.
+    let status = platform.wait_for(SOON, "the gate open", |s| {
+        s["promotions"][0]["open"] == true
+    });
+    let gate = &status["promotions"][0];
+    assert_eq!(
+        (gate["from"].as_str(), gate["to"].as_str()),
+        (Some("staging"), Some("production"))
+    );
+    assert!(
+        gate["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("staging healthy for "),
+        "{gate}"
+    );
     let promotion = promote_and_wait(&platform, &["--idempotency-key", "build-2"]);
     assert_eq!(promotion["state"], "succeeded", "{promotion:#}");
     assert_eq!(promotion["changes"][0]["to"]["version"], "v2");
@@ -397,6 +413,15 @@ fn a_promotion_whose_gate_is_not_met_is_refused_with_409_and_commits_nothing() {
         "{error}"
     );
     assert!(error.contains("the soak time is 1h0m"), "{error}");
+    let shown = platform.drover(&["status"]);
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with("staging → production"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("closed") && row.contains("the soak time is 1h0m"),
+        "{shown}"
+    );
 
     // Staging in the middle of a release: not healthy at any revision yet.
     platform.repo.edit(

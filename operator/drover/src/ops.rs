@@ -114,6 +114,21 @@ fn render(status: &Status) -> String {
         envs,
     );
     out.push('\n');
+    if !status.promotions.is_empty() {
+        let gates = status
+            .promotions
+            .iter()
+            .map(|g| {
+                vec![
+                    format!("{} → {}", g.from, g.to),
+                    if g.open { "open" } else { "closed" }.to_owned(),
+                    g.message.clone(),
+                ]
+            })
+            .collect();
+        out += &table(&["PROMOTION", "GATE", "WHY"], gates);
+        out.push('\n');
+    }
     let services = status
         .services
         .iter()

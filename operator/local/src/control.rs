@@ -2106,6 +2106,7 @@ impl ControlPlane {
         }
         drop(inner);
         status.proxies = self.proxies();
+        status.promotions = self.gates(&status, &live);
         Ok(status)
     }
 }

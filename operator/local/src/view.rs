@@ -13,6 +13,20 @@ pub struct Status {
     pub proxies: Vec<ProxyView>,
     #[serde(default)]
     pub pools: Vec<PoolView>,
+    /// Each environment that promotes from another, and whether its gate is open now.
+    #[serde(default)]
+    pub promotions: Vec<GateView>,
+}
+
+/// A promotion path and its gate now.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateView {
+    pub from: String,
+    pub to: String,
+    /// Whether a promotion would pass the gate now.
+    pub open: bool,
+    /// `staging healthy for 6m2s`, or why the gate is closed.
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

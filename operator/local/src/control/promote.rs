@@ -10,7 +10,7 @@ use drover_store::{Promotion, Store, StoreError, now_ms};
 use super::{ControlError, ControlPlane};
 use crate::instances::Live;
 use crate::promotion::Artifact;
-use crate::view::{Lifecycle, Status};
+use crate::view::{GateView, Lifecycle, Status};
 
 /// Since when each promotion source has been healthy (Unix ms).
 #[derive(Debug, Default)]
@@ -124,7 +124,16 @@ impl ControlPlane {
     /// [`ControlError::Conflict`] for a gate not met, [`ControlError::Refused`] for a
     /// promotion the config does not allow).
     pub fn gate(&self, from: &str, to: &str) -> Result<Verified, ControlError> {
-        let status = self.status()?;
+        self.gate_on(&self.status()?, from, to)
+    }
+
+    /// [`ControlPlane::gate`] with the status already read.
+    pub(super) fn gate_on(
+        &self,
+        status: &Status,
+        from: &str,
+        to: &str,
+    ) -> Result<Verified, ControlError> {
         let inner = self.lock();
         let applied = inner.store.observed()?.objects;
         let live = Live::from_state(&applied);
@@ -146,7 +155,7 @@ impl ControlPlane {
                 policy.from
             )));
         }
-        if let Some(why) = unhealthy(&status, from, inner.releases.contains_key(from)) {
+        if let Some(why) = unhealthy(status, from, inner.releases.contains_key(from)) {
             return Err(ControlError::Conflict(format!("gate not met: {why}")));
         }
         if inner.releases.contains_key(to) {
@@ -198,6 +207,34 @@ impl ControlPlane {
             healthy_ms,
             pull_request: policy.mode == drover_model::environment::PromotionMode::PullRequest,
         })
+    }
+
+    /// Each promotion path's gate as `drover status` shows it.
+    pub(super) fn gates(&self, status: &Status, live: &Live) -> Vec<GateView> {
+        live.environments
+            .iter()
+            .filter_map(|(to, spec)| {
+                let from = &spec.promotion.as_ref()?.from;
+                let (open, message) = match self.gate_on(status, from, to) {
+                    Ok(v) => (
+                        true,
+                        format!("{from} healthy for {}", seconds(v.healthy_ms)),
+                    ),
+                    Err(e) => (
+                        false,
+                        e.to_string()
+                            .trim_start_matches("gate not met: ")
+                            .to_owned(),
+                    ),
+                };
+                Some(GateView {
+                    from: from.clone(),
+                    to: to.clone(),
+                    open,
+                    message,
+                })
+            })
+            .collect()
     }
 
     /// Records a promotion's new state: store, event, notification.
