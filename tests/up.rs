@@ -79,16 +79,11 @@ impl Load {
 #[test]
 fn an_autoscaled_service_follows_its_request_rate_without_drift() {
     let mut platform = Platform::start();
-    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
-    platform.repo.edit(
-        "environments/staging/web.yaml",
-        "  replicas: 1\n",
+    reshape_web(
+        &mut platform,
         "  replicas: 1\n  autoscaling:\n    maxReplicas: 3\n    evaluationPeriod: 1s\n    metrics:\n      - {type: request-rate, target: 5}\n",
+        "web: autoscale on request rate",
     );
-    let autoscaled = platform.commit("web: autoscale on request rate");
-    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l == format!("staging: release {} is healthy", &autoscaled[..7])
-    });
 
     // Far more than 5 requests per second per instance: up to the ceiling.
     let load = Load::start(&platform);
@@ -551,16 +546,7 @@ fn a_start_first_rolling_update_under_load_fails_no_request() {
 #[test]
 fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() {
     let mut platform = Platform::start_remote();
-    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
-    platform.repo.edit(
-        "environments/staging/web.yaml",
-        "  replicas: 1\n",
-        "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
-    );
-    let good = platform.commit("web: 3 replicas");
-    platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l == format!("staging: release {} is healthy", &good[..7])
-    });
+    let good = three_webs(&mut platform);
 
     let load = Load::start(&platform);
     let bad = release_v2(
@@ -671,17 +657,27 @@ fn release_v2(
 
 /// Three web instances updated start-first, with a fast rollback; waits until the
 /// release that set them up is healthy.
-fn three_webs(platform: &mut Platform) {
+/// Waits for web, writes `with` in place of its `replicas: 1` line, commits, and waits
+/// for that release to be healthy; the commit.
+fn reshape_web(platform: &mut Platform, with: &str, message: &str) -> String {
     platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
-    platform.repo.edit(
-        "environments/staging/web.yaml",
-        "  replicas: 1\n",
-        "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
-    );
-    let good = platform.commit("web: 3 replicas");
+    platform
+        .repo
+        .edit("environments/staging/web.yaml", "  replicas: 1\n", with);
+    let commit = platform.commit(message);
     platform.up.as_mut().unwrap().expect_line(SOON, |l| {
-        l == format!("staging: release {} is healthy", &good[..7])
+        l == format!("staging: release {} is healthy", &commit[..7])
     });
+    commit
+}
+
+/// Three webs, updated and rolled back one at a time, start-first.
+fn three_webs(platform: &mut Platform) -> String {
+    reshape_web(
+        platform,
+        "  replicas: 3\n  update: {parallelism: 1, order: start-first, monitor: 1s}\n  rollback: {parallelism: 0, order: start-first, monitor: 1s}\n",
+        "web: 3 replicas",
+    )
 }
 
 #[test]
