@@ -241,6 +241,17 @@ impl Platform {
         http("GET", &self.api, path, &[("Authorization", &auth)], b"")
     }
 
+    /// The reasons of the newest events, newest first.
+    pub fn event_reasons(&self) -> Vec<String> {
+        let events: Value = serde_json::from_str(&self.api_get("/api/v1/events").1).unwrap();
+        events
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["reason"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     /// GET through the proxy with a Host header.
     pub fn get(&self, host: &str, path: &str) -> (u16, String) {
         http("GET", &self.proxy, path, &[("Host", host)], b"")

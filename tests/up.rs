@@ -103,20 +103,16 @@ fn an_autoscaled_service_follows_its_request_rate_without_drift() {
         l.starts_with("staging/web: autoscaled: replicas 3 → 1 (request-rate 0 req/s")
     });
     platform.wait_for(SOON, "1 web", |s| Platform::ready(s, "web", 1));
-    let events: Value = serde_json::from_str(&platform.api_get("/api/v1/events").1).unwrap();
-    let reasons: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["reason"].as_str().unwrap())
-        .collect();
+    let reasons = platform.event_reasons();
     assert_eq!(
         reasons.iter().filter(|r| **r == "Autoscaled").count(),
         2,
         "{reasons:?}"
     );
     assert!(
-        !reasons.contains(&"DriftReverted") && !reasons.contains(&"OutOfSync"),
+        !reasons
+            .iter()
+            .any(|r| r == "DriftReverted" || r == "OutOfSync"),
         "{reasons:?}"
     );
 }
@@ -332,15 +328,9 @@ fn scaling_outside_git_is_reported_as_drift_and_reverted() {
         l == "staging: drift reverted to Git: web: replicas 3 → 1"
     });
     platform.wait_for(SOON, "back to 1", |s| Platform::ready(s, "web", 1));
-    let events: Value = serde_json::from_str(&platform.api_get("/api/v1/events").1).unwrap();
-    let reasons: Vec<&str> = events
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["reason"].as_str().unwrap())
-        .collect();
+    let reasons = platform.event_reasons();
     assert!(
-        reasons.starts_with(&["DriftReverted", "Scaled"]),
+        reasons.starts_with(&["DriftReverted".to_owned(), "Scaled".to_owned()]),
         "{reasons:?}"
     );
     let audit = platform.drover(&["audit"]);
