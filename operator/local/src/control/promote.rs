@@ -66,7 +66,9 @@ fn unhealthy(status: &Status, env: &str, releasing: bool) -> Option<String> {
 fn seconds(ms: i64) -> String {
     let s = ms.max(0) / 1000;
     match s {
+        s if s >= 3600 && s % 3600 / 60 == 0 => format!("{}h", s / 3600),
         s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
+        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
         s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
         s => format!("{s}s"),
     }
@@ -299,5 +301,17 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_read_as_people_write_them() {
+        let shown: Vec<String> = [0, 12_400, 60_000, 61_000, 300_000, 3_600_000, 5_400_000]
+            .into_iter()
+            .map(super::seconds)
+            .collect();
+        assert_eq!(shown, ["0s", "12s", "1m", "1m1s", "5m", "1h", "1h30m"]);
     }
 }
