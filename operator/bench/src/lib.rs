@@ -38,3 +38,13 @@ pub fn spawn_lines(
     });
     Ok((child, lines))
 }
+
+/// Stops a `drover up` started by a benchmark as Ctrl-C would (so it stops its agents
+/// and instances), then removes its state directory.
+pub fn stop_up(child: &mut std::process::Child, state: &std::path::Path) {
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(state);
+}

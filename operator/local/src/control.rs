@@ -1930,6 +1930,14 @@ impl ControlPlane {
 
     /// Everything `drover status` shows.
     pub fn status(&self) -> Result<Status, ControlError> {
+        let (mut status, live) = self.observe()?;
+        status.promotions = self.gates(&status, &live);
+        Ok(status)
+    }
+
+    /// Everything [`ControlPlane::status`] shows but the promotion gates (which are
+    /// judged from it), and the applied objects it was read from.
+    fn observe(&self) -> Result<(Status, Live), ControlError> {
         let inner = self.lock();
         let applied = inner.store.observed()?.objects;
         let live = Live::from_state(&applied);
@@ -2106,8 +2114,7 @@ impl ControlPlane {
         }
         drop(inner);
         status.proxies = self.proxies();
-        status.promotions = self.gates(&status, &live);
-        Ok(status)
+        Ok((status, live))
     }
 }
 

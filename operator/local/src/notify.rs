@@ -83,7 +83,8 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts one delivery task per receiver (on the current tokio runtime).
+    /// Starts one delivery task per receiver (on the current tokio runtime; none, and
+    /// no runtime needed, without receivers).
     pub fn start(receivers: Vec<Receiver>, secret: Option<String>) -> Notifier {
         let mut queues = Vec::new();
         for receiver in receivers {
@@ -99,10 +100,7 @@ impl Notifier {
 
     /// A notifier that sends nowhere.
     pub fn none() -> Notifier {
-        Notifier {
-            queues: Vec::new(),
-            sequence: Default::default(),
-        }
+        Notifier::start(Vec::new(), None)
     }
 
     /// Queues an event for every receiver.

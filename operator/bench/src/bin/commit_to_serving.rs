@@ -79,11 +79,6 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })();
-    // Ctrl-C, so that `up` stops its agents and instances.
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&state);
+    drover_bench::stop_up(&mut child, &state);
     result
 }

@@ -108,10 +108,6 @@ fn main() -> anyhow::Result<()> {
         );
         anyhow::Ok(())
     })();
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&state);
+    drover_bench::stop_up(&mut child, &state);
     result
 }

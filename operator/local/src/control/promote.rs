@@ -92,28 +92,34 @@ impl ControlPlane {
             (inner.promotion_sources.clone(), releasing)
         };
         if !sources.is_empty() {
-            let status = self.status()?;
+            let (status, _) = self.observe()?;
+            // The time a source's last release became healthy matters only at its
+            // first sighting: read it for those alone.
+            let unseen: Vec<String> = {
+                let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+                sources
+                    .iter()
+                    .filter(|e| !health.seen.contains(*e))
+                    .cloned()
+                    .collect()
+            };
             let mut seeds = BTreeMap::new();
-            for env in &sources {
-                let last = self.with_store(|s| s.releases(env, 1))?;
+            for env in unseen {
+                let last = self.with_store(|s| s.releases(&env, 1))?;
                 let seed = last
                     .first()
                     .filter(|r| r.result == "healthy")
                     .and_then(|r| r.ended_ms);
-                seeds.insert(env.clone(), seed);
+                seeds.insert(env, seed);
             }
             let mut health = self.health.lock().unwrap_or_else(|e| e.into_inner());
             let now = now_ms();
             for env in &sources {
-                let first = health.seen.insert(env.clone());
+                health.seen.insert(env.clone());
                 if unhealthy(&status, env, releasing.contains(env)).is_some() {
                     health.since.remove(env);
                 } else if !health.since.contains_key(env) {
-                    let since = if first {
-                        seeds.get(env).copied().flatten().unwrap_or(now)
-                    } else {
-                        now
-                    };
+                    let since = seeds.get(env).copied().flatten().unwrap_or(now);
                     health.since.insert(env.clone(), since);
                 }
             }
@@ -126,7 +132,7 @@ impl ControlPlane {
     /// [`ControlError::Conflict`] for a gate not met, [`ControlError::Refused`] for a
     /// promotion the config does not allow).
     pub fn gate(&self, from: &str, to: &str) -> Result<Verified, ControlError> {
-        self.gate_on(&self.status()?, from, to)
+        self.gate_on(&self.observe()?.0, from, to)
     }
 
     /// [`ControlPlane::gate`] with the status already read.
