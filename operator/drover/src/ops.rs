@@ -104,7 +104,7 @@ fn render(status: &Status) -> String {
                 e.name.clone(),
                 e.cluster.clone(),
                 e.revision.clone().unwrap_or_else(|| "-".into()),
-                e.sync.clone(),
+                e.sync.to_string(),
                 e.message.clone(),
             ]
         })
@@ -486,8 +486,8 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
                 .map(|r| {
                     vec![
                         short(&r.revision),
-                        r.trigger.clone(),
-                        r.result.clone(),
+                        r.trigger.to_string(),
+                        r.result.to_string(),
                         r.services.join(","),
                         r.revert.as_deref().map_or("-".into(), short),
                         if r.reason.is_empty() {

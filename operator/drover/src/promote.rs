@@ -14,6 +14,7 @@ use drover_local::promoter::{DeployRequest, Deployed, PromotionRequest};
 use drover_local::view::{
     AuditView, Done, Lifecycle, PromotionView, ReleaseView, Status, TokenRequest, TokenView,
 };
+use drover_release::{PromotionState, ReleaseResult, SyncStatus, Trigger};
 
 use crate::Output;
 use crate::ops::{Target, block_on, table};
@@ -113,8 +114,10 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     if args.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(&promotion)?);
     }
-    Ok(match promotion.state.as_str() {
-        "succeeded" | "committed" | "deploying" => ExitCode::SUCCESS,
+    Ok(match promotion.state {
+        PromotionState::Succeeded | PromotionState::Committed | PromotionState::Deploying => {
+            ExitCode::SUCCESS
+        }
         _ => ExitCode::from(1),
     })
 }
@@ -154,10 +157,7 @@ fn follow(
 ) -> anyhow::Result<PromotionView> {
     let deadline = Instant::now() + timeout;
     loop {
-        let done = matches!(
-            p.state.as_str(),
-            "succeeded" | "failed" | "rolled-back" | "gated"
-        ) || p.branch.is_some();
+        let done = p.state.is_final() || p.state == PromotionState::Gated || p.branch.is_some();
         if done {
             return Ok(p);
         }
@@ -206,7 +206,7 @@ pub fn promotions(args: PromotionsArgs) -> anyhow::Result<ExitCode> {
                         p.id.to_string(),
                         p.from.clone(),
                         p.to.clone(),
-                        p.state.clone(),
+                        p.state.to_string(),
                         p.commit
                             .as_deref()
                             .map_or("-".into(), |c| c[..c.len().min(7)].to_owned()),
@@ -304,14 +304,14 @@ pub fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
         let history: Vec<ReleaseView> =
             block_on(client.get(&format!("/api/v1/environments/{}/history", args.env)))??;
         let env = status.environments.iter().find(|e| e.name == args.env);
-        let newest = history.iter().find(|r| r.trigger != "rollback");
+        let newest = history.iter().find(|r| r.trigger != Trigger::Rollback);
         let waiting_for = match env {
             None => Some(format!("{} is not applied yet", args.env)),
-            Some(e) if e.sync == "Held" => {
+            Some(e) if e.sync == SyncStatus::Held => {
                 eprintln!("{} is held: {}", args.env, e.message);
                 return Ok(ExitCode::from(1));
             }
-            Some(_) if newest.is_some_and(|r| r.result == "failed") => {
+            Some(_) if newest.is_some_and(|r| r.result == ReleaseResult::Failed) => {
                 let r = newest.expect("checked");
                 eprintln!(
                     "release {} failed: {}",
@@ -320,8 +320,8 @@ pub fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             }
-            Some(e) if e.sync != "Synced" => Some(format!("{} is {}", args.env, e.sync)),
-            Some(_) if history.first().is_some_and(|r| r.result == "progressing") => {
+            Some(e) if e.sync != SyncStatus::Synced => Some(format!("{} is {}", args.env, e.sync)),
+            Some(_) if history.first().is_some_and(|r| r.result.is_open()) => {
                 Some("a release is rolling out".to_owned())
             }
             Some(_) => status

@@ -233,74 +233,6 @@ impl Agents {
     }
 }
 
-/// Who Drover's commits are by: `$DROVER_GIT_AUTHOR` (`Name <email>`), else
-/// `Drover <drover@localhost>`.
-fn author() -> (String, String) {
-    let author = std::env::var("DROVER_GIT_AUTHOR").unwrap_or_default();
-    author
-        .split_once('<')
-        .map(|(n, e)| {
-            (
-                n.trim().to_owned(),
-                e.trim_end_matches('>').trim().to_owned(),
-            )
-        })
-        .filter(|(n, e)| !n.is_empty() && !e.is_empty())
-        .unwrap_or(("Drover".into(), "drover@localhost".into()))
-}
-
-/// Writes the commit of a manual rollback.
-fn restore(
-    follower: &Mutex<Follower>,
-    request: &drover_local::control::RollbackRequest,
-) -> Result<String, drover_source::SourceError> {
-    let follower = follower.lock().expect("follower lock");
-    let source = follower.source();
-    let to = source.resolve(&request.to)?;
-    let (name, email) = author();
-    let message = format!(
-        "Roll back {} to {}\n\nRequested with `drover rollback`: environments/{} as it was at {} (\"{}\").\n",
-        request.environment,
-        to.short(),
-        request.environment,
-        to.id,
-        to.summary
-    );
-    source.restore_environment(&request.environment, &to.id, &message, (&name, &email))
-}
-
-/// Writes the revert commit of a rolled-back release.
-fn revert(
-    follower: &Mutex<Follower>,
-    request: &drover_local::control::RevertRequest,
-) -> Result<String, drover_source::SourceError> {
-    let follower = follower.lock().expect("follower lock");
-    let source = follower.source();
-    let bad = source.resolve(&request.revision)?;
-    let (name, email) = author();
-    // `$DROVER_REVERT_MESSAGE` may replace the message; `{summary}`, `{revision}`,
-    // `{short}`, `{environment}`, `{reason}` and `{release}` are filled in. The trailer
-    // names the release, which `drover history ENV` shows.
-    let template = std::env::var("DROVER_REVERT_MESSAGE").unwrap_or_else(|_| {
-        "Revert \"{summary}\"\n\nRelease {short} of environment {environment} failed and was rolled back by Drover:\n{reason}\n\nThis reverts commit {revision}.\n".to_owned()
-    });
-    let message = format!(
-        "{}\nDrover-Release: {}#{} (drover history {})\n",
-        template
-            .replace("{summary}", &bad.summary)
-            .replace("{revision}", &bad.id)
-            .replace("{short}", bad.short())
-            .replace("{environment}", &request.environment)
-            .replace("{reason}", &request.reason)
-            .replace("{release}", &request.release.to_string())
-            .trim_end(),
-        request.environment,
-        request.release,
-        request.environment
-    );
-    source.revert(&bad.id, &message, (&name, &email))
-}
-
 async fn up(args: Args) -> anyhow::Result<()> {
     let state = StateDir::new(args.state_dir.unwrap_or_else(StateDir::default_root));
     let _lock = lock(&state)?;
@@ -350,7 +282,12 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let promoter = Arc::new(Promoter::new(
         control.clone(),
         follower.clone(),
-        author(),
+        drover_local::git_writer::author(),
+        trigger.clone(),
+    ));
+    tokio::spawn(drover_local::git_writer::run(
+        control.clone(),
+        follower.clone(),
         trigger.clone(),
     ));
     let app = router(Arc::new(ServerState::new(
@@ -415,7 +352,10 @@ async fn up(args: Args) -> anyhow::Result<()> {
         });
     }
 
+    // One stream per signal for the whole run: a signal arriving between two turns of
+    // the loop is kept for the next `select!`, never lost.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut check = true;
     loop {
@@ -464,26 +404,8 @@ async fn up(args: Args) -> anyhow::Result<()> {
                 if !args.no_agents {
                     agents.tend(&control.nodes_wanted());
                 }
-                for request in control.take_rollbacks() {
-                    let follower = follower.clone();
-                    let (control, trigger) = (control.clone(), trigger.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let result = restore(&follower, &request);
-                        control.rolled_back(&request, result.map_err(|e| e.to_string()));
-                        trigger.notify_one();
-                    });
-                }
-                for request in control.take_reverts() {
-                    let follower = follower.clone();
-                    let (control, trigger) = (control.clone(), trigger.clone());
-                    tokio::task::spawn_blocking(move || {
-                        let result = revert(&follower, &request);
-                        control.reverted(&request, result.map_err(|e| e.to_string()));
-                        trigger.notify_one();
-                    });
-                }
             }
-            _ = tokio::signal::ctrl_c() => break,
+            _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
         }
     }

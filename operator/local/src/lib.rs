@@ -13,14 +13,13 @@
 //! - [`files`] is the layout of the state directory both sides share.
 
 pub mod agent;
-pub mod autoscale;
 pub mod client;
 pub mod control;
 pub mod files;
+pub mod git_writer;
 pub mod instances;
 pub mod notify;
 pub mod promoter;
-pub mod promotion;
 pub mod protocol;
 pub mod rollout;
 pub mod run_spec;

@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use drover_diff::{Options, diff_repos, render};
 use drover_load::SourceFile;
+use drover_release::PromotionState;
+use drover_release::promotion::{Artifact, Change, changes, with_written, write};
 use drover_source::{Follower, GitSource};
 use drover_store::Promotion;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::control::{ControlError, ControlPlane, Verified};
-use crate::promotion::{Artifact, Change, changes, with_written, write};
 
 /// `POST /api/v1/promotions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -153,13 +154,13 @@ impl Promoter {
             // Gated: asked again, checked again. Pending: the control plane stopped
             // while writing it (requests are one at a time), so it is checked again
             // too; the commit, if it landed, is at the tip and nothing is changed twice.
-            if p.state != "gated" && p.state != "pending" {
+            if p.state != PromotionState::Gated && p.state != PromotionState::Pending {
                 return Ok((p.clone(), false));
             }
         }
         let verified = match self.control.gate(&request.from, &request.to) {
             Ok(v) => Ok(v),
-            Err(ControlError::Conflict(reason)) => Err(reason),
+            Err(gate @ ControlError::Gate(_)) => Err(gate.to_string()),
             Err(other) => return Err(other),
         };
         let mut p = match existing {
@@ -170,7 +171,7 @@ impl Promoter {
                     source: request.from.clone(),
                     target: request.to.clone(),
                     services: request.services.clone(),
-                    state: "pending".into(),
+                    state: PromotionState::Pending,
                     requested_by: who.to_owned(),
                     ..Promotion::default()
                 };
@@ -181,8 +182,8 @@ impl Promoter {
         let verified = match verified {
             Ok(v) => v,
             Err(reason) => {
-                let again = p.state == "gated";
-                p.state = "gated".into();
+                let again = p.state == PromotionState::Gated;
+                p.state = PromotionState::Gated;
                 p.reason = reason;
                 if again {
                     // A pipeline polling through the soak: no event per try.
@@ -222,7 +223,7 @@ impl Promoter {
         .map_err(ControlError::Refused)?;
         p.changes = serde_json::to_string(&found).expect("changes serialize");
         if found.is_empty() {
-            p.state = "succeeded".into();
+            p.state = PromotionState::Succeeded;
             p.reason = format!("{} already runs what {} verified", p.target, p.source);
             self.control.promotion_moved(&p)?;
             return Ok((p, ()));
@@ -230,7 +231,7 @@ impl Promoter {
         let written = match write(&files, &p.target, &found) {
             Ok(w) => w,
             Err(reason) => {
-                p.state = "gated".into();
+                p.state = PromotionState::Gated;
                 p.reason = format!("gate not met: {reason}");
                 self.control.promotion_moved(&p)?;
                 return Ok((p, ()));
@@ -264,14 +265,14 @@ impl Promoter {
                 p.preview = Some(preview(&base, &files, &written, &head));
                 p.commit = Some(commit);
                 p.branch = branch.clone();
-                p.state = "committed".into();
+                p.state = PromotionState::Committed;
                 p.reason = match &branch {
                     Some(b) => format!("branch {b} is ready for a pull request (preview attached)"),
                     None => lines.join(", "),
                 };
             }
             Err(e) => {
-                p.state = "failed".into();
+                p.state = PromotionState::Failed;
                 p.reason = format!("cannot write the promotion to Git: {e}");
             }
         }
@@ -319,7 +320,7 @@ impl Promoter {
                     now.version.as_ref()?,
                     version.as_ref()?,
                 );
-                crate::promotion::retag(image, old, new)
+                drover_release::promotion::retag(image, old, new)
             });
             wanted.insert(name.clone(), Artifact { version, image });
         }

@@ -15,6 +15,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
+use drover_release::PromotionState;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
@@ -102,7 +103,7 @@ fn failed(e: ControlError) -> Response {
     let status = match e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ControlError::Conflict(_) => StatusCode::CONFLICT,
+        ControlError::Conflict(_) | ControlError::Gate(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())
@@ -573,9 +574,9 @@ async fn promote(State(s): State<Shared>, p: Peer, headers: HeaderMap, bytes: By
     let answer = match promoter.promote(request, key, &caller.name).await {
         Ok((promotion, created)) => {
             detail = format!("promotion #{}: {}", promotion.id, promotion.state);
-            let status = match promotion.state.as_str() {
-                "gated" => StatusCode::CONFLICT,
-                "failed" => StatusCode::UNPROCESSABLE_ENTITY,
+            let status = match promotion.state {
+                PromotionState::Gated => StatusCode::CONFLICT,
+                PromotionState::Failed => StatusCode::UNPROCESSABLE_ENTITY,
                 _ if created => StatusCode::CREATED,
                 _ => StatusCode::OK,
             };

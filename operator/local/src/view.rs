@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use drover_release::{Health, Lifecycle, SyncStatus};
+
 /// Everything `drover status` shows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Status {
@@ -35,22 +37,8 @@ pub struct EnvironmentView {
     pub cluster: String,
     pub revision: Option<String>,
     pub summary: Option<String>,
-    /// `Synced`, `OutOfSync`, `Held`, `Pending`.
-    pub sync: String,
+    pub sync: SyncStatus,
     pub message: String,
-}
-
-/// Where a service is in its life (the words Swarm and Kubernetes users read).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Lifecycle {
-    /// No instance has become ready yet.
-    Starting,
-    /// Every instance runs the current spec and is ready.
-    Running,
-    /// Some instances still run an older spec.
-    Updating,
-    /// Instances fail, crash or cannot be placed.
-    Abnormal,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +47,7 @@ pub struct ServiceView {
     pub name: String,
     pub version: Option<String>,
     pub state: Lifecycle,
+    pub health: Health,
     pub ready: u32,
     pub desired: u32,
     /// Why it is abnormal, when it is.
@@ -156,13 +145,11 @@ pub struct ReleaseView {
     pub revision: String,
     pub summary: String,
     pub previous: Option<String>,
-    /// `git`, `rollback` or `manual`.
-    pub trigger: String,
+    pub trigger: drover_release::Trigger,
     pub services: Vec<String>,
     pub started_ms: i64,
     pub ended_ms: Option<i64>,
-    /// `progressing`, `healthy`, `failed`, `rolled-back`, `superseded`.
-    pub result: String,
+    pub result: drover_release::ReleaseResult,
     pub reason: String,
     pub revert: Option<String>,
 }
@@ -185,11 +172,10 @@ pub struct PromotionView {
     pub from: String,
     pub to: String,
     pub services: Vec<String>,
-    /// `pending`, `gated`, `committed`, `deploying`, `succeeded`, `failed`, `rolled-back`.
-    pub state: String,
+    pub state: drover_release::PromotionState,
     pub reason: String,
     pub source_revision: Option<String>,
-    pub changes: Vec<crate::promotion::Change>,
+    pub changes: Vec<drover_release::promotion::Change>,
     pub commit: Option<String>,
     pub branch: Option<String>,
     pub preview: Option<String>,

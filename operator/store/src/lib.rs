@@ -13,11 +13,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use drover_diff::ObjectKey;
 use drover_model::Kind;
 use drover_plan::{Action, Observed};
+use drover_release::{ReleaseResult, SyncStatus, Trigger};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
 mod access;
 mod promotions;
+mod text;
+
+use text::Text;
 
 pub use access::{AuditEntry, TokenRecord};
 pub use promotions::Promotion;
@@ -168,8 +172,7 @@ pub struct EnvironmentStatus {
     /// The revision in force, if any.
     pub revision: Option<String>,
     pub summary: Option<String>,
-    /// `synced`, `progressing`, `held`, `failed`, ….
-    pub status: String,
+    pub status: SyncStatus,
     /// One line saying why, for `drover status`.
     pub message: String,
 }
@@ -205,7 +208,7 @@ pub struct NewRelease {
     pub revision: String,
     pub summary: String,
     pub previous: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
     pub services: Vec<String>,
     pub snapshot: String,
 }
@@ -219,8 +222,7 @@ pub struct Release {
     pub summary: String,
     /// The revision in force before (the one a rollback returns to).
     pub previous: Option<String>,
-    /// `git` (a commit), `rollback` (automatic), `manual`.
-    pub trigger: String,
+    pub trigger: Trigger,
     /// The services the release changed.
     pub services: Vec<String>,
     /// The environment's applied objects before the release (normalized JSON), which a
@@ -228,8 +230,7 @@ pub struct Release {
     pub snapshot: String,
     pub started_ms: i64,
     pub ended_ms: Option<i64>,
-    /// `progressing`, `healthy`, `failed`, `rolled-back`, `superseded`.
-    pub result: String,
+    pub result: ReleaseResult,
     pub reason: String,
     /// The revert commit written to Git after a rollback.
     pub revert: Option<String>,
@@ -345,9 +346,10 @@ impl Store {
     pub fn start_release(&self, r: &NewRelease, keep: usize) -> Result<i64> {
         self.db.execute(
             "INSERT INTO releases (environment, revision, summary, previous, trigger, services, snapshot, started_at, result, reason)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 'progressing', '')",
-            params![r.environment, r.revision, r.summary, r.previous, r.trigger,
-                serde_json::to_string(&r.services).expect("names serialize"), r.snapshot, now_ms()],
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, '')",
+            params![r.environment, r.revision, r.summary, r.previous, Text(r.trigger),
+                serde_json::to_string(&r.services).expect("names serialize"), r.snapshot, now_ms(),
+                Text(ReleaseResult::Progressing)],
         )?;
         let id = self.db.last_insert_rowid();
         self.db.execute(
@@ -359,10 +361,10 @@ impl Store {
     }
 
     /// Ends a release with its result and why.
-    pub fn end_release(&self, id: i64, result: &str, reason: &str) -> Result<()> {
+    pub fn end_release(&self, id: i64, result: ReleaseResult, reason: &str) -> Result<()> {
         self.db.execute(
             "UPDATE releases SET ended_at = ?2, result = ?3, reason = ?4 WHERE id = ?1",
-            params![id, now_ms(), result, reason],
+            params![id, now_ms(), Text(result), reason],
         )?;
         Ok(())
     }
@@ -389,12 +391,12 @@ impl Store {
                 revision: r.get(2)?,
                 summary: r.get(3)?,
                 previous: r.get(4)?,
-                trigger: r.get(5)?,
+                trigger: r.get::<_, Text<Trigger>>(5)?.0,
                 services: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
                 snapshot: r.get(7)?,
                 started_ms: r.get(8)?,
                 ended_ms: r.get(9)?,
-                result: r.get(10)?,
+                result: r.get::<_, Text<ReleaseResult>>(10)?.0,
                 reason: r.get(11)?,
                 revert: r.get(12)?,
             })
@@ -413,7 +415,7 @@ impl Store {
         self.db.execute(
             "INSERT INTO environments (name, revision, summary, status, message, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(name) DO UPDATE SET revision = ?2, summary = ?3, status = ?4, message = ?5, updated_at = ?6",
-            params![status.name, status.revision, status.summary, status.status, status.message, now_ms()],
+            params![status.name, status.revision, status.summary, Text(status.status), status.message, now_ms()],
         )?;
         Ok(())
     }
@@ -428,7 +430,7 @@ impl Store {
                 name: r.get(0)?,
                 revision: r.get(1)?,
                 summary: r.get(2)?,
-                status: r.get(3)?,
+                status: r.get::<_, Text<SyncStatus>>(3)?.0,
                 message: r.get(4)?,
             })
         })?;

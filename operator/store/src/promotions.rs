@@ -3,7 +3,9 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use crate::{Result, Store, now_ms};
+use drover_release::PromotionState;
+
+use crate::{Result, Store, Text, now_ms};
 
 /// One promotion and its state.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -15,8 +17,7 @@ pub struct Promotion {
     pub target: String,
     /// The services asked for (empty: all the source has).
     pub services: Vec<String>,
-    /// `pending`, `gated`, `committed`, `deploying`, `succeeded`, `failed`, `rolled-back`.
-    pub state: String,
+    pub state: PromotionState,
     pub reason: String,
     /// The source's revision whose versions travel.
     pub source_revision: Option<String>,
@@ -42,7 +43,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Promotion> {
         source: r.get(2)?,
         target: r.get(3)?,
         services: serde_json::from_str(&r.get::<_, String>(4)?).unwrap_or_default(),
-        state: r.get(5)?,
+        state: r.get::<_, Text<PromotionState>>(5)?.0,
         reason: r.get(6)?,
         source_revision: r.get(7)?,
         changes: r.get(8)?,
@@ -67,7 +68,7 @@ impl Store {
                 p.source,
                 p.target,
                 serde_json::to_string(&p.services).expect("names serialize"),
-                p.state,
+                Text(p.state),
                 p.reason,
                 p.requested_by,
                 now
@@ -82,7 +83,7 @@ impl Store {
             "UPDATE promotions SET state = ?2, reason = ?3, source_revision = ?4, changes = ?5, commit_id = ?6, branch = ?7, preview = ?8, updated_at = ?9 WHERE id = ?1",
             params![
                 p.id,
-                p.state,
+                Text(p.state),
                 p.reason,
                 p.source_revision,
                 p.changes,
@@ -124,10 +125,11 @@ impl Store {
 
     /// Promotions whose commit is written but whose outcome is not known yet.
     pub fn open_promotions(&self) -> Result<Vec<Promotion>> {
-        let mut stmt = self.db.prepare(&format!(
-            "{COLUMNS} WHERE state IN ('committed', 'deploying') ORDER BY id"
-        ))?;
-        let rows = stmt.query_map([], row)?;
+        let mut stmt = self
+            .db
+            .prepare(&format!("{COLUMNS} WHERE state IN (?1, ?2) ORDER BY id"))?;
+        let open = [PromotionState::Committed, PromotionState::Deploying].map(Text);
+        let rows = stmt.query_map(params![open[0], open[1]], row)?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 }

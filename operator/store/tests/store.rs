@@ -87,7 +87,7 @@ fn environments_instances_and_events_survive_a_restart() {
         name: "staging".into(),
         revision: Some("3f2a1c0".into()),
         summary: Some("web: 4 replicas".into()),
-        status: "synced".into(),
+        status: drover_release::SyncStatus::Synced,
         message: String::new(),
     };
     {

@@ -1,7 +1,7 @@
 //! The autoscaler's loop: once per evaluation period, each autoscaled service is
 //! measured — CPU and memory from its instances' usage as agents report it, request
 //! rate from what the proxies forwarded to it — and its replica count set by
-//! [`crate::autoscale::decide`]. The count lives outside Git (within Git's bounds), so
+//! [`drover_release::autoscale::decide`]. The count lives outside Git (within Git's bounds), so
 //! it is never drift; a service in the middle of an update is left alone.
 
 use std::time::Instant;
@@ -11,8 +11,9 @@ use drover_model::Kind;
 use drover_model::service::MetricKind;
 use serde_json::Value;
 
-use super::{ControlError, ControlPlane, write_replicas};
-use crate::autoscale::{Observed, decide};
+use super::objects::write_replicas;
+use super::{ControlError, ControlPlane};
+use drover_release::autoscale::{Observed, decide};
 
 impl ControlPlane {
     /// Evaluates the autoscaled services whose period has passed.

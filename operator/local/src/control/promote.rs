@@ -5,12 +5,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use drover_release::gate::{self, EnvironmentFacts, Input, ServiceFacts, human_duration};
+use drover_release::{PromotionState, ReleaseResult, Trigger};
 use drover_store::{Promotion, Store, StoreError, now_ms};
 
 use super::{ControlError, ControlPlane};
 use crate::instances::Live;
-use crate::promotion::Artifact;
-use crate::view::{GateView, Lifecycle, Status};
+use crate::view::{GateView, Status};
+use drover_release::promotion::Artifact;
 
 /// Since when each promotion source has been healthy (Unix ms).
 #[derive(Debug, Default)]
@@ -33,45 +35,26 @@ pub struct Verified {
     pub pull_request: bool,
 }
 
-/// Why `env` is not healthy now, or `None` when it is: synced, no release open, every
-/// service running all its instances ready.
-fn unhealthy(status: &Status, env: &str, releasing: bool) -> Option<String> {
-    let Some(view) = status.environments.iter().find(|e| e.name == env) else {
-        return Some(format!("{env} has not been applied yet"));
-    };
-    if view.sync != "Synced" {
-        return Some(format!("{env} is {}: {}", view.sync, view.message));
-    }
-    if releasing {
-        return Some(format!("{env} is rolling out a release"));
-    }
-    status
-        .services
-        .iter()
-        .filter(|s| s.environment == env && s.state != Lifecycle::Running)
-        .map(|s| {
-            let why = if s.message.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", s.message)
-            };
-            format!(
-                "{env} is not healthy: {} is {:?}, {}/{} ready{why}",
-                s.name, s.state, s.ready, s.desired
-            )
-        })
-        .next()
-}
-
-fn seconds(ms: i64) -> String {
-    let s = ms.max(0) / 1000;
-    match s {
-        s if s >= 3600 && s % 3600 / 60 == 0 => format!("{}h", s / 3600),
-        s if s >= 3600 => format!("{}h{}m", s / 3600, s % 3600 / 60),
-        s if s >= 60 && s % 60 == 0 => format!("{}m", s / 60),
-        s if s >= 60 => format!("{}m{}s", s / 60, s % 60),
-        s => format!("{s}s"),
-    }
+/// What the gate sees of `env` in `status`, or `None` before it is applied.
+fn facts(status: &Status, env: &str, releasing: bool) -> Option<EnvironmentFacts> {
+    let view = status.environments.iter().find(|e| e.name == env)?;
+    Some(EnvironmentFacts {
+        sync: view.sync,
+        message: view.message.clone(),
+        releasing,
+        services: status
+            .services
+            .iter()
+            .filter(|s| s.environment == env)
+            .map(|s| ServiceFacts {
+                name: s.name.clone(),
+                state: s.state,
+                ready: s.ready,
+                desired: s.desired,
+                message: s.message.clone(),
+            })
+            .collect(),
+    })
 }
 
 impl ControlPlane {
@@ -108,7 +91,7 @@ impl ControlPlane {
                 let last = self.with_store(|s| s.releases(&env, 1))?;
                 let seed = last
                     .first()
-                    .filter(|r| r.result == "healthy")
+                    .filter(|r| r.result == ReleaseResult::Healthy)
                     .and_then(|r| r.ended_ms);
                 seeds.insert(env, seed);
             }
@@ -116,7 +99,8 @@ impl ControlPlane {
             let now = now_ms();
             for env in &sources {
                 health.seen.insert(env.clone());
-                if unhealthy(&status, env, releasing.contains(env)).is_some() {
+                let facts = facts(&status, env, releasing.contains(env));
+                if gate::unhealthy(env, facts.as_ref()).is_some() {
                     health.since.remove(env);
                 } else if !health.since.contains_key(env) {
                     let since = seeds.get(env).copied().flatten().unwrap_or(now);
@@ -129,7 +113,7 @@ impl ControlPlane {
     }
 
     /// Whether `to` may take `from`'s versions now; the refusal says why (a
-    /// [`ControlError::Conflict`] for a gate not met, [`ControlError::Refused`] for a
+    /// [`ControlError::Gate`] for a gate not met, [`ControlError::Refused`] for a
     /// promotion the config does not allow).
     pub fn gate(&self, from: &str, to: &str) -> Result<Verified, ControlError> {
         self.gate_on(&self.observe()?.0, from, to)
@@ -152,26 +136,6 @@ impl ControlPlane {
         if !live.environments.contains_key(from) {
             return Err(ControlError::NotFound(format!("no environment `{from}`")));
         }
-        let Some(policy) = &target.promotion else {
-            return Err(ControlError::Refused(format!(
-                "{to} does not promote from any environment: add `promotion: {{from: {from}}}` to its Environment"
-            )));
-        };
-        if policy.from != from {
-            return Err(ControlError::Refused(format!(
-                "{to} promotes from {}, not from {from}",
-                policy.from
-            )));
-        }
-        if let Some(why) = unhealthy(status, from, inner.releases.contains_key(from)) {
-            return Err(ControlError::Conflict(format!("gate not met: {why}")));
-        }
-        if inner.releases.contains_key(to) {
-            return Err(ControlError::Conflict(format!(
-                "gate not met: {to} is rolling out a release; promote when it is done"
-            )));
-        }
-        let soak = policy.soak.to_std().as_millis() as i64;
         let since = self
             .health
             .lock()
@@ -179,15 +143,18 @@ impl ControlPlane {
             .since
             .get(from)
             .copied();
-        let healthy_ms = since.map_or(0, |s| now_ms() - s);
-        if healthy_ms < soak {
-            return Err(ControlError::Conflict(format!(
-                "gate not met: {from} has been healthy for {}; the soak time is {} ({} to go)",
-                seconds(healthy_ms),
-                seconds(soak),
-                seconds(soak - healthy_ms)
-            )));
-        }
+        let source = facts(status, from, inner.releases.contains_key(from));
+        let open = gate::check(Input {
+            from,
+            to,
+            policy: target.promotion.as_ref(),
+            source: source.as_ref(),
+            target_releasing: inner.releases.contains_key(to),
+            healthy_since_ms: since,
+            now_ms: now_ms(),
+        })
+        .map_err(|refused| ControlError::Refused(refused.to_string()))?
+        .map_err(ControlError::Gate)?;
         let revision = inner
             .store
             .environments()?
@@ -212,8 +179,8 @@ impl ControlPlane {
         Ok(Verified {
             revision,
             artifacts,
-            healthy_ms,
-            pull_request: policy.mode == drover_model::environment::PromotionMode::PullRequest,
+            healthy_ms: open.healthy_ms,
+            pull_request: open.pull_request,
         })
     }
 
@@ -226,14 +193,10 @@ impl ControlPlane {
                 let (open, message) = match self.gate_on(status, from, to) {
                     Ok(v) => (
                         true,
-                        format!("{from} healthy for {}", seconds(v.healthy_ms)),
+                        format!("{from} healthy for {}", human_duration(v.healthy_ms)),
                     ),
-                    Err(e) => (
-                        false,
-                        e.to_string()
-                            .trim_start_matches("gate not met: ")
-                            .to_owned(),
-                    ),
+                    Err(ControlError::Gate(closed)) => (false, closed.to_string()),
+                    Err(e) => (false, e.to_string()),
                 };
                 Some(GateView {
                     from: from.clone(),
@@ -286,38 +249,17 @@ impl ControlPlane {
             let releases = self.with_store(|s| s.releases(&p.target, 50))?;
             let Some(release) = releases
                 .iter()
-                .find(|r| r.revision == commit && r.trigger != "rollback")
+                .find(|r| r.revision == commit && r.trigger != Trigger::Rollback)
             else {
                 continue;
             };
-            let (state, reason) = match release.result.as_str() {
-                "progressing" => ("deploying", String::new()),
-                "healthy" => ("succeeded", String::new()),
-                "rolled-back" => ("rolled-back", release.reason.clone()),
-                "superseded" => (
-                    "failed",
-                    format!("superseded before it was healthy: {}", release.reason),
-                ),
-                _ => ("failed", release.reason.clone()),
-            };
+            let (state, reason) = PromotionState::of_release(release.result, &release.reason);
             if p.state != state {
-                p.state = state.to_owned();
+                p.state = state;
                 p.reason = reason;
                 self.promotion_moved(&p)?;
             }
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn durations_read_as_people_write_them() {
-        let shown: Vec<String> = [0, 12_400, 60_000, 61_000, 300_000, 3_600_000, 5_400_000]
-            .into_iter()
-            .map(super::seconds)
-            .collect();
-        assert_eq!(shown, ["0s", "12s", "1m", "1m1s", "5m", "1h", "1h30m"]);
     }
 }

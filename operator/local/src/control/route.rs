@@ -1,0 +1,203 @@
+//! Step 4 of a pass: the proxy's listeners, routing tables and address pools.
+
+use super::*;
+
+impl ControlPlane {
+    /// Step 4: listeners and routing tables.
+    pub(super) fn route(&self, inner: &mut Inner, live: &Live) -> Result<(), ControlError> {
+        let records = inner.store.instances()?;
+        for (cluster, spec) in live.local_clusters() {
+            let local = spec.local.as_ref().expect("local clusters have nodes");
+            let (active, draining) = self.pools(inner, cluster, &local.proxy.address_pools)?;
+            for (index, listener) in local.proxy.listeners.iter().enumerate() {
+                let key = (cluster.clone(), listener.name.clone());
+                // Each listener takes one address of the pool, in order.
+                let n = index as u32 + 1;
+                if !inner.proxies.contains_key(&key) {
+                    let listening = self.listen(cluster, listener)?;
+                    (self.say)(&format!(
+                        "proxy {cluster}/{}: http://{}",
+                        listener.name, listening.addr
+                    ));
+                    inner.proxies.insert(key.clone(), listening);
+                }
+                let mut table = Table::default();
+                for env in live.environments_on(cluster) {
+                    for ((e, name), service) in &live.services {
+                        if e != env {
+                            continue;
+                        }
+                        for route in &service.routes {
+                            if route.listener.as_ref().is_some_and(|l| *l != listener.name) {
+                                continue;
+                            }
+                            let port = route
+                                .port
+                                .clone()
+                                .or_else(|| service.ports.first().map(|p| p.name.clone()))
+                                .unwrap_or_else(|| "default".into());
+                            let backend_key = format!("{env}/{name}:{port}");
+                            table.routes.push(Route {
+                                host: route.host.clone(),
+                                path: route.path.clone(),
+                                service: backend_key.clone(),
+                                balancing: route.balancing,
+                                affinity: route.session_affinity,
+                            });
+                            let backends = records
+                                .iter()
+                                .filter(|r| r.environment == *env && r.service == *name)
+                                .flat_map(|r| {
+                                    // The instance on its assigned spec and, during a
+                                    // start-first update, the one it replaces.
+                                    let previous = r
+                                        .previous
+                                        .as_deref()
+                                        .and_then(|p| serde_json::from_str::<Assignment>(p).ok())
+                                        .map(|a| a.spec_hash);
+                                    let node = inner.nodes.get(&r.node);
+                                    // During a start-first update the old instance takes
+                                    // the traffic while it is ready: the new one gets it
+                                    // only once proven (then the old one goes), so a bad
+                                    // release never serves a request.
+                                    let old_ready = previous.as_ref().is_some_and(|hash| {
+                                        node.and_then(|n| {
+                                            n.reports.get(&(r.id.clone(), hash.clone()))
+                                        })
+                                        .is_some_and(|rep| rep.ready)
+                                    });
+                                    let current = (!old_ready).then(|| r.spec_hash.clone());
+                                    [current, previous]
+                                        .into_iter()
+                                        .flatten()
+                                        .filter_map(|hash| {
+                                            let node = node?;
+                                            let report =
+                                                node.reports.get(&(r.id.clone(), hash.clone()))?;
+                                            let port = *report.ports.get(&port)?;
+                                            Some(Backend {
+                                                id: if hash == r.spec_hash {
+                                                    r.id.clone()
+                                                } else {
+                                                    format!("{}@{hash}", r.id)
+                                                },
+                                                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+                                                ready: report.ready && node.up,
+                                            })
+                                        })
+                                        .collect::<Vec<_>>()
+                                })
+                                .collect();
+                            table.backends.insert(backend_key, backends);
+                        }
+                    }
+                }
+                table.source = active.as_ref().and_then(|p| p.address(n));
+                table.draining_source = draining
+                    .as_ref()
+                    .and_then(|(p, until)| Some((p.address(n)?, *until)));
+                let listening = inner.proxies.get_mut(&key).expect("inserted above");
+                if listening.table != table {
+                    listening.proxy.update(table.clone());
+                    listening.table = table;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Tracks a cluster's proxy address pools (domain notes §7): the active one gives
+    /// proxies their addresses; when a backup is promoted, the demoted pool drains —
+    /// its open connections live on for its drain timeout — then is ready again.
+    /// Returns the active pool and, while one drains, the draining pool and its end.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn pools(
+        &self,
+        inner: &mut Inner,
+        cluster: &str,
+        pools: &[AddressPool],
+    ) -> Result<(Option<AddressPool>, Option<(AddressPool, Instant)>), ControlError> {
+        let mut draining = None;
+        inner
+            .pools
+            .retain(|(c, name), _| c != cluster || pools.iter().any(|p| p.name == *name));
+        for pool in pools {
+            let key = (cluster.to_owned(), pool.name.clone());
+            let active = pool.role == PoolRole::Active;
+            let live = inner.pools.entry(key).or_insert_with(|| PoolLive {
+                was_active: active,
+                draining_until: None,
+                spec: pool.clone(),
+            });
+            if live.was_active && !active {
+                let until = Instant::now() + pool.drain_timeout.to_std();
+                live.draining_until = Some(until);
+                let text = format!(
+                    "address pool {} of cluster {cluster} is no longer active: its connections drain for {}",
+                    pool.name, pool.drain_timeout
+                );
+                inner
+                    .store
+                    .event("", &format!("cluster/{cluster}"), "PoolDemoted", &text)?;
+                (self.say)(&text);
+            }
+            if active {
+                live.draining_until = None;
+            }
+            if let Some(until) = live.draining_until {
+                if Instant::now() < until {
+                    draining = Some((live.spec.clone(), until));
+                } else {
+                    live.draining_until = None;
+                }
+            }
+            live.was_active = active;
+            live.spec = pool.clone();
+        }
+        let active = pools.iter().find(|p| p.role == PoolRole::Active).cloned();
+        Ok((active, draining))
+    }
+
+    /// Binds a listener, on the address it had before when it asked for any port.
+    pub(super) fn listen(
+        &self,
+        cluster: &str,
+        listener: &drover_model::cluster::Listener,
+    ) -> Result<Listening, ControlError> {
+        let file = self.config.state.proxy_addr_file(cluster, &listener.name);
+        let wanted = format!("{}:{}", listener.address, listener.port);
+        let previous = (listener.port == 0)
+            .then(|| std::fs::read_to_string(&file).ok())
+            .flatten()
+            .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+            .filter(|a| a.ip().to_string() == listener.address);
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
+        let listen_error = |source| ControlError::Listen {
+            address: wanted.clone(),
+            listener: format!("{cluster}/{}", listener.name),
+            source,
+        };
+        let wanted_addr: SocketAddr = wanted.parse().map_err(|_| {
+            listen_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "not an IP address and port",
+            ))
+        })?;
+        let listeners = previous
+            .and_then(|a| Proxy::bind(a, threads).ok())
+            .map_or_else(|| Proxy::bind(wanted_addr, threads), Ok)
+            .map_err(listen_error)?;
+        let addr = listeners[0].local_addr().map_err(listen_error)?;
+        let _ = crate::files::write_atomic(&file, addr.to_string().as_bytes());
+        let proxy = Proxy::new();
+        proxy
+            .clone()
+            .serve_on_threads(listeners)
+            .map_err(listen_error)?;
+        Ok(Listening {
+            proxy,
+            addr,
+            table: Table::default(),
+        })
+    }
+}
