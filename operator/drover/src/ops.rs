@@ -7,9 +7,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use drover_local::client::Client;
-use drover_local::files::StateDir;
-use drover_local::view::{
+use drover_control::client::Client;
+use drover_control::files::StateDir;
+use drover_control::view::{
     AvailabilityRequest, Done, ReleaseView, ScaleRequest, ServiceView, Status,
 };
 use drover_model::Cpu;
@@ -525,7 +525,7 @@ pub struct RollbackArgs {
 
 pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client()?;
-    let request = drover_local::view::RollbackRequest { to: args.to };
+    let request = drover_control::view::RollbackRequest { to: args.to };
     let done: Done = block_on(client.post(
         &format!("/api/v1/environments/{}/rollback", args.env),
         &request,

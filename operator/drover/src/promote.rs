@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use drover_local::client::{Client, ClientError};
-use drover_local::promoter::{DeployRequest, Deployed, PromotionRequest};
-use drover_local::view::{
+use drover_control::client::{Client, ClientError};
+use drover_control::promoter::{DeployRequest, Deployed, PromotionRequest};
+use drover_control::view::{
     AuditView, Done, Lifecycle, PromotionView, ReleaseView, Status, TokenRequest, TokenView,
 };
 use drover_release::{PromotionState, ReleaseResult, SyncStatus, Trigger};

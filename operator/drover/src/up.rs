@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use drover_api::ApiState;
+use drover_control::promoter::Promoter;
+use drover_control::server::{ServerState, router};
+use drover_control::{Config, Controller, DesiredRevision};
 use drover_diagnostics::{RenderOptions, render_human, summary};
-use drover_local::control::{Config, ControlPlane, DesiredRevision};
 use drover_local::files::{ProcessMark, StateDir, known_nodes};
-use drover_local::promoter::Promoter;
-use drover_local::server::{ServerState, router};
+use drover_local::{LocalConfig, LocalEngine};
 use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
 use tokio::sync::Notify;
 
@@ -46,7 +47,7 @@ pub struct Args {
     /// `slack=URL` (Slack-compatible). Repeat for more receivers. Bodies are signed
     /// with HMAC-SHA256 of `$DROVER_NOTIFY_SECRET` in `X-Drover-Signature-256`.
     #[arg(long = "notify", value_name = "[slack=]URL")]
-    notify: Vec<drover_local::notify::Receiver>,
+    notify: Vec<drover_control::notify::Receiver>,
 }
 
 pub fn line(text: impl AsRef<str>) {
@@ -251,19 +252,29 @@ async fn up(args: Args) -> anyhow::Result<()> {
     line(format!("state: {}", state.root().display()));
     let follower = Arc::new(Mutex::new(Follower::new(source)));
 
-    let notifier = drover_local::notify::Notifier::start(
+    let notifier = drover_control::notify::Notifier::start(
         args.notify.clone(),
         std::env::var("DROVER_NOTIFY_SECRET").ok(),
     );
     for receiver in &args.notify {
         line(format!("notifications: {}", receiver.url));
     }
-    let control = ControlPlane::open(
-        Config {
+    let wake = Arc::new(Notify::new());
+    let engine = LocalEngine::open(
+        LocalConfig {
             state: state.clone(),
             drover: drover.clone(),
+        },
+        wake.clone(),
+        |text| line(text),
+    )?;
+    let control = Controller::open(
+        engine.clone(),
+        Config {
+            state: state.clone(),
             notifier,
         },
+        wake,
         |text| line(text),
     )?;
 
@@ -282,19 +293,18 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let promoter = Arc::new(Promoter::new(
         control.clone(),
         follower.clone(),
-        drover_local::git_writer::author(),
+        drover_control::git_writer::author(),
         trigger.clone(),
     ));
-    tokio::spawn(drover_local::git_writer::run(
+    tokio::spawn(drover_control::git_writer::run(
         control.clone(),
         follower.clone(),
         trigger.clone(),
     ));
-    let app = router(Arc::new(ServerState::new(
-        control.clone(),
-        &token,
-        Some(promoter),
-    )))
+    let app = router(
+        Arc::new(ServerState::new(control.clone(), &token, Some(promoter))),
+        drover_local::agents::routes(),
+    )
     .merge(webhooks);
     tokio::spawn(async move {
         axum::serve(
@@ -374,10 +384,12 @@ async fn up(args: Args) -> anyhow::Result<()> {
                         desired.revision.summary,
                         summary(&desired.checked.diagnostics)
                     ));
-                    control.set_desired(DesiredRevision {
-                        state: drover_diff::normalize(&desired.checked.repo),
-                        revision: desired.revision.clone(),
-                    });
+                    control
+                        .set_desired(DesiredRevision {
+                            state: drover_diff::normalize(&desired.checked.repo),
+                            revision: desired.revision.clone(),
+                        })
+                        .await;
                 }
                 Ok(Some(Update::Rejected {
                     revision,
@@ -392,7 +404,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
                     for l in render_human(&diagnostics, RenderOptions::default()).lines() {
                         line(format!("  {l}"));
                     }
-                    control.reject(&revision, &text);
+                    control.reject(&revision, &text).await;
                 }
                 Ok(None) => {}
                 Err(error) => line(format!("error: {error}")),
@@ -402,7 +414,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
             _ = trigger.notified() => check = true,
             _ = tick.tick() => {
                 if !args.no_agents {
-                    agents.tend(&control.nodes_wanted());
+                    agents.tend(&engine.nodes_wanted());
                 }
             }
             _ = interrupt.recv() => break,

@@ -24,9 +24,9 @@ use drover_agent::supervise::{Handle, InstanceSpec, Phase, Status, supervise};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::client::{Client, ClientError};
 use crate::files::{InstanceFile, ProcessMark, StateDir, instance_files, stop_group};
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report, Usage};
+use drover_control::client::{Client, ClientError};
 
 /// Instance logs rotate at this size, keeping this many old files.
 const LOG_MAX_BYTES: u64 = 10 * 1024 * 1024;

@@ -5,86 +5,41 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use drover_diff::State;
 use drover_model::cluster::Engine;
 use drover_model::placement::Constraint;
 use drover_model::service::Mode;
-use drover_model::{ClusterSpec, Cpu, EnvironmentSpec, Kind, Memory, QuotaSpec, ServiceSpec};
+use drover_model::{ClusterSpec, Cpu, Memory};
+pub use drover_plan::Live;
 use drover_scheduler::{Demand, NodeState, Placement, schedule};
 use drover_store::InstanceRecord;
-use serde::de::DeserializeOwned;
 
 use crate::run_spec::{RunSpec, run_spec};
 
-/// The applied objects, typed.
-#[derive(Debug, Default, Clone)]
-pub struct Live {
-    pub clusters: BTreeMap<String, ClusterSpec>,
-    pub environments: BTreeMap<String, EnvironmentSpec>,
-    /// By (environment, name).
-    pub services: BTreeMap<(String, String), ServiceSpec>,
-    /// By environment (at most one quota per environment counts; the first by name).
-    pub quotas: BTreeMap<String, QuotaSpec>,
-    /// `drover redeploy` generations by (environment, service): not in Git, kept by the
-    /// control plane.
-    pub redeploys: BTreeMap<(String, String), u64>,
-}
-
-fn spec<S: DeserializeOwned>(value: &serde_json::Value) -> Option<S> {
-    serde_json::from_value(value.get("spec")?.clone()).ok()
-}
-
-impl Live {
-    /// Reads the applied objects (normalized manifests) back into the model.
-    pub fn from_state(state: &State) -> Live {
-        let mut live = Live::default();
-        for (key, value) in state {
-            let name = key.name.clone();
-            let env = key.environment.clone();
-            match key.kind {
-                Kind::Cluster => {
-                    if let Some(s) = spec(value) {
-                        live.clusters.insert(name, s);
-                    }
-                }
-                Kind::Environment => {
-                    if let Some(s) = spec(value) {
-                        live.environments.insert(env, s);
-                    }
-                }
-                Kind::Service => {
-                    if let Some(s) = spec(value) {
-                        live.services.insert((env, name), s);
-                    }
-                }
-                Kind::Quota => {
-                    if let Some(s) = spec(value) {
-                        live.quotas.entry(env).or_insert(s);
-                    }
-                }
-                Kind::Secret => {}
-            }
-        }
-        live
-    }
-
+/// The local engine's clusters in a typed view of applied objects.
+pub trait LocalClusters {
     /// The clusters the local engine runs.
-    pub fn local_clusters(&self) -> impl Iterator<Item = (&String, &ClusterSpec)> {
+    fn local_clusters(&self) -> impl Iterator<Item = (&String, &ClusterSpec)>;
+    /// The environments placed on a cluster.
+    fn environments_on<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a String>;
+    /// The cluster an environment runs on, when the local engine runs it.
+    fn local_cluster_of(&self, environment: &str) -> Option<&str>;
+}
+
+impl LocalClusters for Live {
+    fn local_clusters(&self) -> impl Iterator<Item = (&String, &ClusterSpec)> {
         self.clusters
             .iter()
             .filter(|(_, c)| c.engine == Engine::Local && c.local.is_some())
     }
 
-    /// The environments placed on a cluster.
-    pub fn environments_on<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a String> {
+    fn environments_on<'a>(&'a self, cluster: &'a str) -> impl Iterator<Item = &'a String> {
         self.environments
             .iter()
             .filter(move |(_, e)| e.cluster == cluster)
             .map(|(name, _)| name)
     }
 
-    /// The cluster an environment runs on, when the local engine runs it.
-    pub fn local_cluster_of(&self, environment: &str) -> Option<&str> {
+    fn local_cluster_of(&self, environment: &str) -> Option<&str> {
         let cluster = &self.environments.get(environment)?.cluster;
         let spec = self.clusters.get(cluster)?;
         (spec.engine == Engine::Local && spec.local.is_some()).then_some(cluster.as_str())

@@ -1,27 +1,25 @@
-//! The local engine: Drover's embedded default, the whole GitOps loop on one machine.
+//! The local engine: Drover's embedded default, services on one machine.
 //!
 //! Layering, from pure to effectful:
 //! - [`run_spec`] turns a service into what an agent runs (argv, env, probes) and its
 //!   hash; [`instances`] decides, from the applied objects, the nodes and the current
-//!   instances, which instance runs where (through `drover-scheduler`). Both are pure.
-//! - [`control`] is the control plane: it follows Git, applies revisions to the store,
-//!   reverts drift, keeps instance records and node liveness, and feeds the proxy.
-//! - [`server`] is its HTTP API; agents talk to it through [`protocol`].
+//!   instances, which instance runs where (through `drover-scheduler`); [`rollout`]
+//!   which instances move to a new spec now. All three are pure.
+//! - [`engine`] is the engine (`impl drover_control::Engine for LocalEngine`): its
+//!   state, node liveness, instance records, rolling updates, routing tables, address
+//!   pools and each node's assignments.
+//! - [`agents`] is the API route agents report to; they exchange [`protocol`].
 //! - [`agent`] is a node agent: it runs what its node is assigned and reports back.
-//! - [`promotion`] decides what a promotion carries (pure); [`notify`] posts release
-//!   and promotion events to webhooks.
-//! - [`files`] is the layout of the state directory both sides share.
+//! - [`files`] is the engine's part of the state directory (process marks, instance
+//!   files).
 
 pub mod agent;
-pub mod client;
-pub mod control;
+pub mod agents;
+pub mod engine;
 pub mod files;
-pub mod git_writer;
 pub mod instances;
-pub mod notify;
-pub mod promoter;
 pub mod protocol;
 pub mod rollout;
 pub mod run_spec;
-pub mod server;
-pub mod view;
+
+pub use engine::{LocalConfig, LocalEngine};

@@ -17,6 +17,10 @@ use drover_model::Kind;
 use serde::Serialize;
 use serde_json::Value;
 
+mod live;
+
+pub use live::Live;
+
 /// What an engine reports: the live objects (normalized like desired ones) and which
 /// of them Drover created.
 #[derive(Debug, Clone, Default)]
@@ -72,26 +76,6 @@ impl Plan {
     pub fn is_empty(&self) -> bool {
         self.actions.is_empty()
     }
-}
-
-/// An engine: observes live state and carries out one action at a time. The local
-/// engine and the Kubernetes engine implement it.
-pub trait Engine {
-    type Error: std::error::Error;
-    /// The live state of every object the engine manages.
-    fn observe(&self) -> Result<Observed, Self::Error>;
-    /// Carries out one action. Must be idempotent: applying an action twice (after a
-    /// crash between the two) leaves the same state as applying it once.
-    fn apply(&mut self, action: &Action) -> Result<(), Self::Error>;
-}
-
-/// Applies a plan in order, stopping at the first failure. Nothing is retried here:
-/// the next reconcile observes again and plans what is left.
-pub fn apply<E: Engine>(engine: &mut E, plan: &Plan) -> Result<usize, E::Error> {
-    for action in &plan.actions {
-        engine.apply(action)?;
-    }
-    Ok(plan.actions.len())
 }
 
 /// The `sync` policy of an environment, read from its normalized `Environment` object.

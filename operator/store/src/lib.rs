@@ -1,29 +1,30 @@
-//! The local engine's state on disk: one SQLite database in the state directory.
+//! Drover's state on disk: one SQLite database in the state directory.
 //!
-//! It holds what must survive a crash or a restart of the control plane: per
-//! environment the revision in force and its sync status; every object Drover has
-//! applied (normalized, so secret values are only fingerprints) and whether Drover
-//! created it (the inventory that pruning relies on); the instances and where they
-//! run; and a bounded log of events. Every write is one transaction, so a crash
+//! [`Store`] is what every engine needs and the controller keeps: per environment the
+//! revision in force and its sync status, releases, a bounded log of events,
+//! promotions, API token hashes and the audit trail. [`LocalState`] is what only the
+//! local engine keeps: every object it has applied (normalized, so secret values are
+//! only fingerprints) and whether Drover created it (the inventory pruning relies on),
+//! the instances and where they run, node availability overrides and redeploys. Both
+//! are connections to the same database; every write is one transaction, so a crash
 //! leaves either the old state or the new one.
 
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use drover_diff::ObjectKey;
 use drover_model::Kind;
-use drover_plan::{Action, Observed};
 use drover_release::{ReleaseResult, SyncStatus, Trigger};
-use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
+use rusqlite::{Connection, params};
 
 mod access;
+mod local;
 mod promotions;
 mod text;
 
 use text::Text;
 
 pub use access::{AuditEntry, TokenRecord};
+pub use local::{InstanceRecord, LocalState};
 pub use promotions::Promotion;
 
 /// Why the store failed.
@@ -177,30 +178,6 @@ pub struct EnvironmentStatus {
     pub message: String,
 }
 
-/// An instance as the control plane records it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InstanceRecord {
-    pub id: String,
-    pub environment: String,
-    pub service: String,
-    pub slot: String,
-    pub node: String,
-    pub spec_hash: String,
-    pub port: Option<u16>,
-    /// Every port allocated to the instance, by name.
-    pub ports: std::collections::BTreeMap<String, u16>,
-    /// What its node is told to run, as the engine encodes it (JSON).
-    pub assignment: Option<String>,
-    /// During a start-first update: what ran before, kept running until the new spec is
-    /// ready (JSON, as `assignment`).
-    pub previous: Option<String>,
-    pub pid: Option<u32>,
-    /// `starting`, `running`, `exited`, `stopping`.
-    pub state: String,
-    pub ready: bool,
-    pub restarts: u32,
-}
-
 /// What is known of a release when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewRelease {
@@ -253,6 +230,52 @@ pub struct Store {
     events_kept: i64,
 }
 
+/// Opens (creating and migrating as needed) the database at `path`. The controller's
+/// [`Store`] and the local engine's [`LocalState`] each hold a connection to it.
+fn connect(path: &Path) -> Result<Connection> {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let db = Connection::open(path)?;
+    // WAL: readers never block the writer; `synchronous=NORMAL` is crash-safe in WAL.
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Two connections may open it at once: the migrations run in one immediate
+    // transaction, so only one of them migrates.
+    let tx = rusqlite::Transaction::new_unchecked(&db, rusqlite::TransactionBehavior::Immediate)?;
+    let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        tx.execute_batch(migration)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+    }
+    tx.commit()?;
+    Ok(db)
+}
+
+/// Appends an event, dropping the oldest beyond `kept`. No transaction of its own, so
+/// that it can be part of a batch; a crash between the two statements leaves one event
+/// too many, which the next one trims.
+fn append_event(
+    db: &Connection,
+    kept: i64,
+    at_ms: i64,
+    environment: &str,
+    object: &str,
+    reason: &str,
+    message: &str,
+) -> Result<()> {
+    db.execute(
+        "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at_ms, environment, object, reason, message],
+    )?;
+    db.execute(
+        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+        params![kept],
+    )?;
+    Ok(())
+}
+
 fn kind_of(text: &str) -> Result<Kind> {
     Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown kind {text}")))
 }
@@ -260,23 +283,8 @@ fn kind_of(text: &str) -> Result<Kind> {
 impl Store {
     /// Opens (creating and migrating as needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            let _ = std::fs::create_dir_all(dir);
-        }
-        let db = Connection::open(path)?;
-        // WAL: readers never block the writer; `synchronous=NORMAL` is crash-safe in WAL.
-        db.pragma_update(None, "journal_mode", "WAL")?;
-        db.pragma_update(None, "synchronous", "NORMAL")?;
-        db.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: i64 = db.pragma_query_value(None, "user_version", |r| r.get(0))?;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = db.unchecked_transaction()?;
-            tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
-        }
         Ok(Store {
-            db,
+            db: connect(path)?,
             events_kept: EVENTS_KEPT,
         })
     }
@@ -288,57 +296,6 @@ impl Store {
         let value = f(self)?;
         tx.commit()?;
         Ok(value)
-    }
-
-    /// Sets (or with `None` clears) an operator's override of a node's availability.
-    pub fn set_availability_override(&self, node: &str, availability: Option<&str>) -> Result<()> {
-        match availability {
-            Some(a) => self.db.execute(
-                "INSERT INTO node_overrides (node, availability) VALUES (?1, ?2)
-                 ON CONFLICT(node) DO UPDATE SET availability = ?2",
-                params![node, a],
-            )?,
-            None => self
-                .db
-                .execute("DELETE FROM node_overrides WHERE node = ?1", params![node])?,
-        };
-        Ok(())
-    }
-
-    /// Every availability override, by node.
-    pub fn availability_overrides(&self) -> Result<std::collections::BTreeMap<String, String>> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT node, availability FROM node_overrides")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
-    }
-
-    /// Asks for every instance of a service to be replaced (same spec); returns the
-    /// service's new redeploy generation.
-    pub fn redeploy(&self, environment: &str, service: &str) -> Result<u64> {
-        self.db.execute(
-            "INSERT INTO redeploys (environment, service, generation) VALUES (?1, ?2, 1)
-             ON CONFLICT(environment, service) DO UPDATE SET generation = generation + 1",
-            params![environment, service],
-        )?;
-        let generation: i64 = self.db.query_row(
-            "SELECT generation FROM redeploys WHERE environment = ?1 AND service = ?2",
-            params![environment, service],
-            |r| r.get(0),
-        )?;
-        Ok(generation as u64)
-    }
-
-    /// Every service's redeploy generation.
-    pub fn redeploys(&self) -> Result<std::collections::BTreeMap<(String, String), u64>> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT environment, service, generation FROM redeploys")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(((r.get(0)?, r.get(1)?), r.get::<_, i64>(2)? as u64))
-        })?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
     /// Records a release that starts now (`progressing`) and keeps the environment's
@@ -437,99 +394,6 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
-    /// Records the effect of one plan action on the applied objects (a creation is
-    /// recorded as Drover's: it joins the inventory).
-    pub fn record(&self, action: &Action) -> Result<()> {
-        let k = action.key();
-        match action {
-            Action::Create { value, .. } | Action::Update { value, .. } => {
-                self.db.execute(
-                    "INSERT INTO objects (environment, kind, name, value, managed) VALUES (?1, ?2, ?3, ?4, 1)
-                     ON CONFLICT(environment, kind, name) DO UPDATE SET value = ?4",
-                    params![k.environment, k.kind.as_str(), k.name, value.to_string()],
-                )?;
-            }
-            Action::Delete { .. } => {
-                self.db.execute(
-                    "DELETE FROM objects WHERE environment = ?1 AND kind = ?2 AND name = ?3",
-                    params![k.environment, k.kind.as_str(), k.name],
-                )?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The applied objects and the inventory, as the planner wants them.
-    pub fn observed(&self) -> Result<Observed> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT environment, kind, name, value, managed FROM objects")?;
-        let mut observed = Observed::default();
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, bool>(4)?,
-            ))
-        })?;
-        for row in rows {
-            let (environment, kind, name, value, managed) = row?;
-            let key = ObjectKey {
-                environment,
-                kind: kind_of(&kind)?,
-                name,
-            };
-            let value: Value =
-                serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if managed {
-                observed.inventory.insert(key.clone());
-            }
-            observed.objects.insert(key, value);
-        }
-        Ok(observed)
-    }
-
-    /// Inserts or replaces an instance.
-    pub fn put_instance(&self, i: &InstanceRecord) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO instances (id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, updated_at, ports, assignment, previous)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
-             ON CONFLICT(id) DO UPDATE SET node = ?5, spec_hash = ?6, port = ?7, pid = ?8, state = ?9, ready = ?10, restarts = ?11, updated_at = ?12, ports = ?13, assignment = ?14, previous = ?15",
-            params![i.id, i.environment, i.service, i.slot, i.node, i.spec_hash, i.port, i.pid, i.state, i.ready, i.restarts, now_ms(), serde_json::to_string(&i.ports).expect("ports serialize"), i.assignment, i.previous],
-        )?;
-        Ok(())
-    }
-
-    /// Forgets an instance.
-    pub fn remove_instance(&self, id: &str) -> Result<()> {
-        self.db
-            .execute("DELETE FROM instances WHERE id = ?1", params![id])?;
-        Ok(())
-    }
-
-    /// One instance.
-    pub fn instance(&self, id: &str) -> Result<Option<InstanceRecord>> {
-        Ok(self
-            .db
-            .query_row(
-                &format!("{INSTANCE_COLUMNS} WHERE id = ?1"),
-                params![id],
-                instance_row,
-            )
-            .optional()?)
-    }
-
-    /// Every instance, by environment, service and slot.
-    pub fn instances(&self) -> Result<Vec<InstanceRecord>> {
-        let mut stmt = self.db.prepare(&format!(
-            "{INSTANCE_COLUMNS} ORDER BY environment, service, slot"
-        ))?;
-        let rows = stmt.query_map([], instance_row)?;
-        Ok(rows.collect::<std::result::Result<_, _>>()?)
-    }
-
     /// Appends an event, dropping the oldest beyond the bound.
     pub fn event(
         &self,
@@ -550,17 +414,15 @@ impl Store {
         reason: &str,
         message: &str,
     ) -> Result<()> {
-        // No transaction of its own, so that it can be part of a batch; a crash between
-        // the two statements leaves one event too many, which the next one trims.
-        self.db.execute(
-            "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![at_ms, environment, object, reason, message],
-        )?;
-        self.db.execute(
-            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-            params![self.events_kept],
-        )?;
-        Ok(())
+        append_event(
+            &self.db,
+            self.events_kept,
+            at_ms,
+            environment,
+            object,
+            reason,
+            message,
+        )
     }
 
     /// The newest events, newest first.
@@ -579,25 +441,4 @@ impl Store {
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
-}
-
-const INSTANCE_COLUMNS: &str = "SELECT id, environment, service, slot, node, spec_hash, port, pid, state, ready, restarts, ports, assignment, previous FROM instances";
-
-fn instance_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<InstanceRecord> {
-    Ok(InstanceRecord {
-        id: r.get(0)?,
-        environment: r.get(1)?,
-        service: r.get(2)?,
-        slot: r.get(3)?,
-        node: r.get(4)?,
-        spec_hash: r.get(5)?,
-        port: r.get(6)?,
-        ports: serde_json::from_str(&r.get::<_, String>(11)?).unwrap_or_default(),
-        assignment: r.get(12)?,
-        previous: r.get(13)?,
-        pid: r.get(7)?,
-        state: r.get(8)?,
-        ready: r.get(9)?,
-        restarts: r.get(10)?,
-    })
 }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use drover_plan::{Action, plan};
-use drover_store::{EnvironmentStatus, InstanceRecord, Store};
+use drover_store::{EnvironmentStatus, InstanceRecord, LocalState, Store};
 
 fn desired() -> drover_diff::State {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/repo"));
@@ -38,7 +38,7 @@ fn applied_objects_feed_the_planner_and_survive_a_restart() {
     let path = tmp.path().join("state/drover.db");
     let desired = desired();
     {
-        let store = Store::open(&path).unwrap();
+        let store = LocalState::open(&path).unwrap();
         let first = plan(&desired, &store.observed().unwrap());
         assert_eq!(first.actions.len(), 14);
         for action in &first.actions {
@@ -46,7 +46,7 @@ fn applied_objects_feed_the_planner_and_survive_a_restart() {
         }
     }
     // A new process opens the same file: nothing left to do, and all of it is ours.
-    let store = Store::open(&path).unwrap();
+    let store = LocalState::open(&path).unwrap();
     let observed = store.observed().unwrap();
     assert_eq!(observed.inventory.len(), 14);
     assert!(plan(&desired, &observed).is_empty());
@@ -68,7 +68,7 @@ fn applied_objects_feed_the_planner_and_survive_a_restart() {
 #[test]
 fn a_deletion_leaves_the_inventory() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open(&tmp.path().join("drover.db")).unwrap();
+    let store = LocalState::open(&tmp.path().join("drover.db")).unwrap();
     let desired = desired();
     for action in plan(&desired, &store.observed().unwrap()).actions {
         store.record(&action).unwrap();
@@ -92,18 +92,20 @@ fn environments_instances_and_events_survive_a_restart() {
     };
     {
         let store = Store::open(&path).unwrap();
+        let local = LocalState::open(&path).unwrap();
         store.set_environment(&status).unwrap();
-        store.put_instance(&instance("web-0", "staging-1")).unwrap();
-        store.put_instance(&instance("web-1", "staging-2")).unwrap();
-        store.remove_instance("web-1").unwrap();
+        local.put_instance(&instance("web-0", "staging-1")).unwrap();
+        local.put_instance(&instance("web-1", "staging-2")).unwrap();
+        local.remove_instance("web-1").unwrap();
         store
             .event("staging", "Service/web", "Scaled", "replicas 2 → 4")
             .unwrap();
     }
     let store = Store::open(&path).unwrap();
+    let local = LocalState::open(&path).unwrap();
     assert_eq!(store.environments().unwrap(), [status]);
-    assert_eq!(store.instances().unwrap(), [instance("web-0", "staging-1")]);
-    assert_eq!(store.instance("web-1").unwrap(), None);
+    assert_eq!(local.instances().unwrap(), [instance("web-0", "staging-1")]);
+    assert_eq!(local.instance("web-1").unwrap(), None);
     let events = store.events(10).unwrap();
     assert_eq!(
         (events[0].reason.as_str(), events[0].message.as_str()),

@@ -5,14 +5,15 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use drover_plan::Live;
 use drover_release::gate::{self, EnvironmentFacts, Input, ServiceFacts, human_duration};
-use drover_release::{PromotionState, ReleaseResult, Trigger};
-use drover_store::{Promotion, Store, StoreError, now_ms};
-
-use super::{ControlError, ControlPlane};
-use crate::instances::Live;
-use crate::view::{GateView, Status};
 use drover_release::promotion::Artifact;
+use drover_release::{PromotionState, ReleaseResult, Trigger};
+use drover_store::{Promotion, now_ms};
+
+use super::{ControlError, Controller};
+use crate::engine::Engine;
+use crate::view::{GateView, Status};
 
 /// Since when each promotion source has been healthy (Unix ms).
 #[derive(Debug, Default)]
@@ -57,25 +58,23 @@ fn facts(status: &Status, env: &str, releasing: bool) -> Option<EnvironmentFacts
     })
 }
 
-impl ControlPlane {
-    /// Runs `f` on the store (one of the control plane's short critical sections).
-    pub fn with_store<T>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, StoreError>,
-    ) -> Result<T, ControlError> {
-        Ok(f(&self.lock().store)?)
-    }
+/// What the gate is judged from: the status, the applied objects, and the
+/// environments with a release open.
+pub(super) struct Seen {
+    pub status: Status,
+    pub live: Live,
+    pub releasing: BTreeSet<String>,
+}
 
-    /// After a reconcile pass: how long promotion sources have been healthy, where
-    /// committed promotions are, and the autoscaler.
-    pub(super) fn after_pass(&self) -> Result<(), ControlError> {
-        let (sources, releasing) = {
-            let inner = self.lock();
-            let releasing: BTreeSet<String> = inner.releases.keys().cloned().collect();
-            (inner.promotion_sources.clone(), releasing)
-        };
+impl<E: Engine> Controller<E> {
+    /// After a pass: how long promotion sources have been healthy, and where committed
+    /// promotions are.
+    pub(super) async fn after_pass(&self) -> Result<(), ControlError> {
+        let sources = self.inner.lock().await.promotion_sources.clone();
         if !sources.is_empty() {
-            let (status, _) = self.observe()?;
+            let Seen {
+                status, releasing, ..
+            } = self.observe().await?;
             // The time a source's last release became healthy matters only at its
             // first sighting: read it for those alone.
             let unseen: Vec<String> = {
@@ -108,27 +107,24 @@ impl ControlPlane {
                 }
             }
         }
-        self.advance_promotions()?;
-        self.autoscale()
+        self.advance_promotions()
     }
 
     /// Whether `to` may take `from`'s versions now; the refusal says why (a
     /// [`ControlError::Gate`] for a gate not met, [`ControlError::Refused`] for a
     /// promotion the config does not allow).
-    pub fn gate(&self, from: &str, to: &str) -> Result<Verified, ControlError> {
-        self.gate_on(&self.observe()?.0, from, to)
+    pub async fn gate(&self, from: &str, to: &str) -> Result<Verified, ControlError> {
+        self.gate_on(&self.observe().await?, from, to)
     }
 
-    /// [`ControlPlane::gate`] with the status already read.
+    /// [`Controller::gate`] with what it is judged from already read.
     pub(super) fn gate_on(
         &self,
-        status: &Status,
+        seen: &Seen,
         from: &str,
         to: &str,
     ) -> Result<Verified, ControlError> {
-        let inner = self.lock();
-        let applied = inner.store.observed()?.objects;
-        let live = Live::from_state(&applied);
+        let live = &seen.live;
         let target = live
             .environments
             .get(to)
@@ -143,20 +139,20 @@ impl ControlPlane {
             .since
             .get(from)
             .copied();
-        let source = facts(status, from, inner.releases.contains_key(from));
+        let source = facts(&seen.status, from, seen.releasing.contains(from));
         let open = gate::check(Input {
             from,
             to,
             policy: target.promotion.as_ref(),
             source: source.as_ref(),
-            target_releasing: inner.releases.contains_key(to),
+            target_releasing: seen.releasing.contains(to),
             healthy_since_ms: since,
             now_ms: now_ms(),
         })
         .map_err(|refused| ControlError::Refused(refused.to_string()))?
         .map_err(ControlError::Gate)?;
-        let revision = inner
-            .store
+        let revision = self
+            .store()
             .environments()?
             .into_iter()
             .find(|e| e.name == from)
@@ -185,12 +181,13 @@ impl ControlPlane {
     }
 
     /// Each promotion path's gate as `drover status` shows it.
-    pub(super) fn gates(&self, status: &Status, live: &Live) -> Vec<GateView> {
-        live.environments
+    pub(super) fn gates(&self, seen: &Seen) -> Vec<GateView> {
+        seen.live
+            .environments
             .iter()
             .filter_map(|(to, spec)| {
                 let from = &spec.promotion.as_ref()?.from;
-                let (open, message) = match self.gate_on(status, from, to) {
+                let (open, message) = match self.gate_on(seen, from, to) {
                     Ok(v) => (
                         true,
                         format!("{from} healthy for {}", human_duration(v.healthy_ms)),

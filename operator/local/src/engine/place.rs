@@ -3,7 +3,12 @@
 
 use drover_release::waves::{self, Dependencies};
 
+use drover_model::service::UpdateOrder;
+use drover_scheduler::NodeState;
+use drover_store::InstanceRecord;
+
 use super::*;
+use crate::instances::instances;
 
 /// The service of `env`'s open release that `service` must wait for now (the
 /// release's `dependsOn` waves, reversed in a rollback).
@@ -27,14 +32,14 @@ fn waits_for(
     waves::waits_for(release, &dependencies, settled, service).map(str::to_owned)
 }
 
-impl ControlPlane {
+impl LocalEngine {
     /// Step 2: the nodes as the scheduler should see them, per cluster.
     pub(super) fn node_states(
         &self,
         inner: &mut Inner,
         live: &Live,
-    ) -> Result<BTreeMap<String, Vec<NodeState>>, ControlError> {
-        let overrides = inner.store.availability_overrides()?;
+    ) -> Result<BTreeMap<String, Vec<NodeState>>, LocalError> {
+        let overrides = inner.state.availability_overrides()?;
         let mut out = BTreeMap::new();
         for (cluster, spec) in live.local_clusters() {
             let local = spec.local.as_ref().expect("local clusters have nodes");
@@ -61,7 +66,7 @@ impl ControlPlane {
                         )
                     };
                     inner
-                        .store
+                        .state
                         .event("", &format!("node/{}", node.name), reason, &text)?;
                     (self.say)(&text);
                 }
@@ -96,8 +101,8 @@ impl ControlPlane {
         inner: &mut Inner,
         live: &Live,
         nodes: &BTreeMap<String, Vec<NodeState>>,
-    ) -> Result<BTreeMap<String, Vec<Assignment>>, ControlError> {
-        let current = inner.store.instances()?;
+    ) -> Result<BTreeMap<String, Vec<Assignment>>, LocalError> {
+        let current = inner.state.instances()?;
         let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
         let placed = instances(
             live,
@@ -277,7 +282,7 @@ impl ControlPlane {
                     .and_then(|r| r.failing_since_ms.map(|at| (at, r)))
                 {
                     Some((at, r)) if inner.said_failing.insert(failing_key.clone()) => {
-                        inner.store.event_at(
+                        inner.state.event_at(
                             at,
                             &record.environment,
                             &record.id,
@@ -344,17 +349,17 @@ impl ControlPlane {
         let wanted_ids: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
         let old: BTreeMap<&str, &InstanceRecord> =
             current.iter().map(|r| (r.id.as_str(), r)).collect();
-        inner.store.batch(|store| {
+        inner.state.batch(|state| {
             for record in &records {
                 if old.get(record.id.as_str()) != Some(&record) {
-                    store.put_instance(record)?;
+                    state.put_instance(record)?;
                 }
             }
             for gone in current
                 .iter()
                 .filter(|r| !wanted_ids.contains(r.id.as_str()))
             {
-                store.remove_instance(&gone.id)?;
+                state.remove_instance(&gone.id)?;
             }
             Ok(())
         })?;

@@ -1,31 +1,50 @@
-//! The control plane on the example repo, without agents: reports, as an agent would
-//! send them, drive what it records.
+//! The controller driving the local engine on the example repo, without agents:
+//! reports, as an agent would send them, drive what it records.
 
 use std::path::Path;
+
+use drover_control::{Config, Controller, DesiredRevision};
+use drover_source::Revision;
 
 use super::*;
 use crate::protocol::{InstanceReport, Report};
 
-fn example_plane(dir: &Path) -> Arc<ControlPlane> {
+type Control = Controller<LocalEngine>;
+
+async fn example_plane(dir: &Path) -> Arc<Control> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/repo");
     let loaded = drover_load::load_dir(&root).expect("examples/repo reads");
-    let control = ControlPlane::open(
-        Config {
-            state: StateDir::new(dir),
+    let wake = Arc::new(Notify::new());
+    let state = StateDir::new(dir);
+    let engine = LocalEngine::open(
+        LocalConfig {
+            state: state.clone(),
             drover: "/bin/drover".into(),
-            notifier: crate::notify::Notifier::none(),
         },
+        wake.clone(),
         |_| {},
     )
     .unwrap();
-    control.set_desired(DesiredRevision {
-        revision: Revision {
-            id: "0123456789abcdef".into(),
-            summary: "example".into(),
+    let control = Controller::open(
+        engine,
+        Config {
+            state,
+            notifier: drover_control::notify::Notifier::none(),
         },
-        state: drover_diff::normalize(&loaded.repo),
-    });
-    control.reconcile().unwrap();
+        wake,
+        |_| {},
+    )
+    .unwrap();
+    control
+        .set_desired(DesiredRevision {
+            revision: Revision {
+                id: "0123456789abcdef".into(),
+                summary: "example".into(),
+            },
+            state: drover_diff::normalize(&loaded.repo),
+        })
+        .await;
+    control.pass().await.unwrap();
     control
 }
 
@@ -56,8 +75,8 @@ fn report(seq: u64, ready: bool, assignments: &Assignments) -> Report {
     }
 }
 
-fn ready_ids(control: &ControlPlane) -> Vec<String> {
-    let status = control.status().unwrap();
+async fn ready_ids(control: &Control) -> Vec<String> {
+    let status = control.status().await.unwrap();
     status
         .instances
         .iter()
@@ -69,25 +88,33 @@ fn ready_ids(control: &ControlPlane) -> Vec<String> {
 #[tokio::test]
 async fn a_report_overtaken_by_a_newer_one_is_ignored() {
     let dir = tempfile::tempdir().unwrap();
-    let control = example_plane(dir.path());
-    let assigned = control.assignments("staging-1", 0, false).await;
+    let control = example_plane(dir.path()).await;
+    let assigned = control.engine().assignments("staging-1", 0, false).await;
     assert!(!assigned.instances.is_empty());
-    assert!(control.report("staging-1", report(2, true, &assigned)));
-    control.reconcile().unwrap();
-    let ready = ready_ids(&control);
+    assert!(
+        control
+            .engine()
+            .report("staging-1", report(2, true, &assigned))
+    );
+    control.pass().await.unwrap();
+    let ready = ready_ids(&control).await;
     assert_eq!(ready.len(), assigned.instances.len());
     // Report 1 was sent before report 2 but arrives after it.
-    assert!(control.report("staging-1", report(1, false, &assigned)));
-    control.reconcile().unwrap();
-    assert_eq!(ready_ids(&control), ready);
+    assert!(
+        control
+            .engine()
+            .report("staging-1", report(1, false, &assigned))
+    );
+    control.pass().await.unwrap();
+    assert_eq!(ready_ids(&control).await, ready);
 }
 
 #[tokio::test]
 async fn an_unknown_node_is_refused_and_a_known_one_gets_its_instances() {
     let dir = tempfile::tempdir().unwrap();
-    let control = example_plane(dir.path());
-    assert!(!control.report("nowhere", Report::default()));
-    let staging_1 = control.assignments("staging-1", 0, false).await;
+    let control = example_plane(dir.path()).await;
+    assert!(!control.engine().report("nowhere", Report::default()));
+    let staging_1 = control.engine().assignments("staging-1", 0, false).await;
     let ids: Vec<&str> = staging_1.instances.iter().map(|a| a.id.as_str()).collect();
     assert_eq!(ids, ["staging.api.1", "staging.web.1", "staging.worker.1"]);
 }
@@ -95,10 +122,10 @@ async fn an_unknown_node_is_refused_and_a_known_one_gets_its_instances() {
 #[tokio::test]
 async fn scaling_against_git_is_reverted_with_an_event() {
     let dir = tempfile::tempdir().unwrap();
-    let control = example_plane(dir.path());
-    let message = control.scale("staging", "web", 5).unwrap();
+    let control = example_plane(dir.path()).await;
+    let message = control.scale("staging", "web", 5).await.unwrap();
     assert!(message.contains("self-heal will revert it"), "{message}");
-    control.reconcile().unwrap();
+    control.pass().await.unwrap();
     let events = control.events(2).unwrap();
     assert_eq!(events[0].reason, "DriftReverted");
     assert_eq!(
@@ -107,6 +134,7 @@ async fn scaling_against_git_is_reverted_with_an_event() {
     );
     let web = control
         .status()
+        .await
         .unwrap()
         .services
         .into_iter()
@@ -118,19 +146,20 @@ async fn scaling_against_git_is_reverted_with_an_event() {
 #[tokio::test]
 async fn an_autoscaled_service_scales_within_its_bounds_without_drift() {
     let dir = tempfile::tempdir().unwrap();
-    let control = example_plane(dir.path());
+    let control = example_plane(dir.path()).await;
     // staging/api autoscales between 2 and 4.
-    assert!(control.scale("staging", "api", 9).is_err());
-    control.scale("staging", "api", 3).unwrap();
-    control.reconcile().unwrap();
+    assert!(control.scale("staging", "api", 9).await.is_err());
+    control.scale("staging", "api", 3).await.unwrap();
+    control.pass().await.unwrap();
     let api = control
         .status()
+        .await
         .unwrap()
         .services
         .into_iter()
         .find(|s| s.environment == "staging" && s.name == "api")
         .unwrap();
     assert_eq!(api.desired, 3);
-    let staging = control.status().unwrap().environments;
+    let staging = control.status().await.unwrap().environments;
     assert!(staging.iter().all(|e| e.sync == "Synced"), "{staging:?}");
 }

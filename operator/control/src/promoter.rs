@@ -1,5 +1,5 @@
 //! Writing promotions and deploys to the config repo: the gate is asked, the target's
-//! files at the branch's tip get the new versions (see [`crate::promotion`]), and the
+//! files at the branch's tip get the new versions (see [`drover_release::promotion`]), and the
 //! result is committed to the tracked branch (or, with `mode: pull-request`, to a new
 //! branch with the `drover preview` Markdown to post). From there the target
 //! reconciles it like any commit; the control plane follows the release.
@@ -16,7 +16,8 @@ use drover_store::Promotion;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::control::{ControlError, ControlPlane, Verified};
+use crate::controller::{ControlError, Controller, Verified};
+use crate::engine::Engine;
 
 /// `POST /api/v1/promotions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,8 +49,8 @@ pub struct Deployed {
 }
 
 /// Writes promotion and deploy commits; one at a time.
-pub struct Promoter {
-    control: Arc<ControlPlane>,
+pub struct Promoter<E: Engine> {
+    control: Arc<Controller<E>>,
     follower: Arc<Mutex<Follower>>,
     author: (String, String),
     /// Told after a commit, so that the new revision is picked up at once.
@@ -57,7 +58,7 @@ pub struct Promoter {
     one_at_a_time: tokio::sync::Mutex<()>,
 }
 
-impl std::fmt::Debug for Promoter {
+impl<E: Engine> std::fmt::Debug for Promoter<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Promoter").finish_non_exhaustive()
     }
@@ -114,13 +115,13 @@ fn preview(
     )
 }
 
-impl Promoter {
+impl<E: Engine> Promoter<E> {
     pub fn new(
-        control: Arc<ControlPlane>,
+        control: Arc<Controller<E>>,
         follower: Arc<Mutex<Follower>>,
         author: (String, String),
         written: Arc<Notify>,
-    ) -> Promoter {
+    ) -> Promoter<E> {
         Promoter {
             control,
             follower,
@@ -158,7 +159,7 @@ impl Promoter {
                 return Ok((p.clone(), false));
             }
         }
-        let verified = match self.control.gate(&request.from, &request.to) {
+        let verified = match self.control.gate(&request.from, &request.to).await {
             Ok(v) => Ok(v),
             Err(gate @ ControlError::Gate(_)) => Err(gate.to_string()),
             Err(other) => return Err(other),

@@ -1,11 +1,14 @@
 //! Step 4 of a pass: the proxy's listeners, routing tables and address pools.
 
+use drover_model::cluster::PoolRole;
+use drover_proxy::{Backend, Route};
+
 use super::*;
 
-impl ControlPlane {
+impl LocalEngine {
     /// Step 4: listeners and routing tables.
-    pub(super) fn route(&self, inner: &mut Inner, live: &Live) -> Result<(), ControlError> {
-        let records = inner.store.instances()?;
+    pub(super) fn route(&self, inner: &mut Inner, live: &Live) -> Result<(), LocalError> {
+        let records = inner.state.instances()?;
         for (cluster, spec) in live.local_clusters() {
             let local = spec.local.as_ref().expect("local clusters have nodes");
             let (active, draining) = self.pools(inner, cluster, &local.proxy.address_pools)?;
@@ -116,7 +119,7 @@ impl ControlPlane {
         inner: &mut Inner,
         cluster: &str,
         pools: &[AddressPool],
-    ) -> Result<(Option<AddressPool>, Option<(AddressPool, Instant)>), ControlError> {
+    ) -> Result<(Option<AddressPool>, Option<(AddressPool, Instant)>), LocalError> {
         let mut draining = None;
         inner
             .pools
@@ -137,7 +140,7 @@ impl ControlPlane {
                     pool.name, pool.drain_timeout
                 );
                 inner
-                    .store
+                    .state
                     .event("", &format!("cluster/{cluster}"), "PoolDemoted", &text)?;
                 (self.say)(&text);
             }
@@ -163,7 +166,7 @@ impl ControlPlane {
         &self,
         cluster: &str,
         listener: &drover_model::cluster::Listener,
-    ) -> Result<Listening, ControlError> {
+    ) -> Result<Listening, LocalError> {
         let file = self.config.state.proxy_addr_file(cluster, &listener.name);
         let wanted = format!("{}:{}", listener.address, listener.port);
         let previous = (listener.port == 0)
@@ -172,7 +175,7 @@ impl ControlPlane {
             .and_then(|t| t.trim().parse::<SocketAddr>().ok())
             .filter(|a| a.ip().to_string() == listener.address);
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
-        let listen_error = |source| ControlError::Listen {
+        let listen_error = |source| LocalError::Listen {
             address: wanted.clone(),
             listener: format!("{cluster}/{}", listener.name),
             source,

@@ -1,61 +1,32 @@
-//! What `drover status` shows, read from the store, the agents' reports and the proxies.
+//! What the local engine shows in `drover status`: each service's lifecycle (through
+//! `drover_release::explain`), its instances with what their agents report, the
+//! nodes with their usage, the proxies' addresses and the address pools; and what a
+//! service's instances use, for the autoscaler.
 
+use drover_control::engine::{EngineStatus, Usage};
+use drover_control::view::{InstanceView, NodeView, PoolView, ProxyView, ServiceView};
+use drover_model::cluster::PoolRole;
 use drover_release::Health;
 use drover_release::explain::{Instances, lifecycle};
 
-use super::*;
+use super::{LocalEngine, LocalError};
+use crate::instances::{Blocked, Live, LocalClusters};
 
-impl ControlPlane {
-    /// Everything `drover status` shows.
-    pub fn status(&self) -> Result<Status, ControlError> {
-        let (mut status, live) = self.observe()?;
-        status.promotions = self.gates(&status, &live);
-        Ok(status)
-    }
-
-    /// Everything [`ControlPlane::status`] shows but the promotion gates (which are
-    /// judged from it), and the applied objects it was read from.
-    pub(super) fn observe(&self) -> Result<(Status, Live), ControlError> {
+impl LocalEngine {
+    /// Services, instances, nodes, proxies and pools.
+    pub(super) fn engine_status(&self) -> Result<EngineStatus, LocalError> {
         let inner = self.lock();
-        let applied = inner.store.observed()?.objects;
+        let applied = inner.state.observed()?.objects;
         let live = Live::from_state(&applied);
-        let records = inner.store.instances()?;
-        let overrides = inner.store.availability_overrides()?;
-        let mut status = Status::default();
-        for env in inner.store.environments()? {
-            if env.name.is_empty() {
-                continue;
-            }
-            let mut message = env.message.clone();
-            if let Some(failure) = inner.revert_failures.get(&env.name) {
-                message = format!("{message}; {failure}");
-            }
-            if let Some(rejected) = &inner.rejected {
-                message = if message.is_empty() {
-                    rejected.clone()
-                } else {
-                    format!("{message}; {rejected}")
-                };
-            }
-            status.environments.push(EnvironmentView {
-                cluster: live
-                    .environments
-                    .get(&env.name)
-                    .map(|e| e.cluster.clone())
-                    .unwrap_or_default(),
-                name: env.name,
-                revision: env.revision.map(|r| r[..r.len().min(7)].to_owned()),
-                summary: env.summary,
-                sync: env.status,
-                message,
-            });
-        }
+        let records = inner.state.instances()?;
+        let overrides = inner.state.availability_overrides()?;
+        let mut out = EngineStatus::default();
         for record in &records {
             let report = inner.nodes.get(&record.node).and_then(|n| {
                 n.reports
                     .get(&(record.id.clone(), record.spec_hash.clone()))
             });
-            status.instances.push(InstanceView {
+            out.instances.push(InstanceView {
                 id: record.id.clone(),
                 environment: record.environment.clone(),
                 service: record.service.clone(),
@@ -75,7 +46,7 @@ impl ControlPlane {
             if live.local_cluster_of(env).is_none() {
                 continue;
             }
-            let mine: Vec<&InstanceView> = status
+            let mine: Vec<&InstanceView> = out
                 .instances
                 .iter()
                 .filter(|i| i.environment == *env && i.service == *name)
@@ -118,7 +89,7 @@ impl ControlPlane {
                 problems: failing,
             };
             let state = lifecycle(&counted);
-            status.services.push(ServiceView {
+            out.services.push(ServiceView {
                 environment: env.clone(),
                 name: name.clone(),
                 version: service.version.clone(),
@@ -140,7 +111,7 @@ impl ControlPlane {
                         (c + r.usage.cpu_millis, m + r.usage.memory_bytes)
                     })
                 });
-                status.nodes.push(NodeView {
+                out.nodes.push(NodeView {
                     name: node.name.clone(),
                     cluster: cluster.clone(),
                     role: format!("{:?}", node.role).to_lowercase(),
@@ -167,7 +138,7 @@ impl ControlPlane {
                 .get(cluster)
                 .and_then(|c| c.local.as_ref())
                 .map_or(0, |l| l.proxy.listeners.len() as u64);
-            status.pools.push(PoolView {
+            out.pools.push(PoolView {
                 cluster: cluster.clone(),
                 name: name.clone(),
                 cidr: pool.spec.cidr.clone(),
@@ -188,8 +159,46 @@ impl ControlPlane {
                 capacity: pool.spec.capacity(),
             });
         }
-        drop(inner);
-        status.proxies = self.proxies();
-        Ok((status, live))
+        out.proxies = inner
+            .proxies
+            .iter()
+            .map(|((cluster, listener), l)| ProxyView {
+                cluster: cluster.clone(),
+                listener: listener.clone(),
+                address: format!("http://{}", l.addr),
+            })
+            .collect();
+        Ok(out)
+    }
+
+    /// What a service's ready instances use now, and the requests the proxies have
+    /// forwarded to it so far.
+    pub(super) fn usage_of(&self, env: &str, service: &str) -> Usage {
+        let inner = self.lock();
+        let prefix = format!("{env}/{service}:");
+        let requests = inner
+            .proxies
+            .values()
+            .flat_map(|l| l.proxy.served())
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, n)| n)
+            .sum();
+        let records = inner.state.instances().unwrap_or_default();
+        let instances = records
+            .iter()
+            .filter(|r| r.environment == env && r.service == service && r.ready)
+            .filter_map(|r| {
+                let report = inner
+                    .nodes
+                    .get(&r.node)?
+                    .reports
+                    .get(&(r.id.clone(), r.spec_hash.clone()))?;
+                Some((report.usage.cpu_millis, report.usage.memory_bytes))
+            })
+            .collect();
+        Usage {
+            instances,
+            requests,
+        }
     }
 }

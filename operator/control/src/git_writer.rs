@@ -1,14 +1,15 @@
 //! The Git writer: the commits Drover asks for — a failed release's revert, a manual
 //! rollback's restore — written in the order they were asked, each on a blocking
 //! thread (Git is synchronous), with the result reported back to the control plane.
-//! It is fed by [`ControlPlane::git_writes`], a channel, never polled.
+//! It is fed by [`Controller::git_writes`], a channel, never polled.
 
 use std::sync::{Arc, Mutex};
 
 use drover_source::{Follower, SourceError};
 use tokio::sync::Notify;
 
-use crate::control::{ControlPlane, GitWrite, RevertRequest, RollbackRequest};
+use crate::controller::{Controller, GitWrite, RevertRequest, RollbackRequest};
+use crate::engine::Engine;
 
 /// Who Drover's commits are by: `$DROVER_GIT_AUTHOR` (`Name <email>`), else
 /// `Drover <drover@localhost>`.
@@ -28,26 +29,30 @@ pub fn author() -> (String, String) {
 
 /// Writes every commit the control plane asks for until it is dropped. `written` is
 /// notified after each, so the follower picks the new commit up at once.
-pub async fn run(control: Arc<ControlPlane>, follower: Arc<Mutex<Follower>>, written: Arc<Notify>) {
+pub async fn run<E: Engine>(
+    control: Arc<Controller<E>>,
+    follower: Arc<Mutex<Follower>>,
+    written: Arc<Notify>,
+) {
     let Some(mut writes) = control.git_writes() else {
         return;
     };
     while let Some(write) = writes.recv().await {
-        let (control, follower) = (control.clone(), follower.clone());
-        let done = tokio::task::spawn_blocking(move || match write {
-            GitWrite::Revert(request) => {
-                let result = revert(&follower, &request).map_err(|e| e.to_string());
-                control.reverted(&request, result);
-            }
-            GitWrite::Restore(request) => {
-                let result = restore(&follower, &request).map_err(|e| e.to_string());
-                control.rolled_back(&request, result);
-            }
+        let follower = follower.clone();
+        let request = write.clone();
+        let Ok(result) = tokio::task::spawn_blocking(move || match &request {
+            GitWrite::Revert(r) => revert(&follower, r),
+            GitWrite::Restore(r) => restore(&follower, r),
         })
-        .await;
-        if done.is_err() {
+        .await
+        else {
             // A panic in a write is reported by the runtime; the next write goes on.
             continue;
+        };
+        let result = result.map_err(|e| e.to_string());
+        match &write {
+            GitWrite::Revert(r) => control.reverted(r, result).await,
+            GitWrite::Restore(r) => control.rolled_back(r, result).await,
         }
         written.notify_one();
     }

@@ -1,0 +1,566 @@
+//! The controller loop. One pass, run on every change and at the earliest deadline any
+//! decision asked for, is a function of what Git wants, what the engine observes and
+//! what the store holds:
+//! 1. objects ([`objects`]): each environment's plan (desired vs observed) is applied
+//!    through the engine when a new revision arrives, and drift is reverted when
+//!    self-heal is on or reported when it is off; a revision that changes services
+//!    opens a release;
+//! 2. the engine converges (places, updates, routes), steered by the open releases;
+//! 3. releases ([`releases`]): each open release is judged from its services'
+//!    progress; a failed one is rolled back as a whole and its revert asked for;
+//! 4. afterwards ([`promote`], [`autoscaling`]): promotion sources' health, committed
+//!    promotions following their release, and the autoscaler.
+//!
+//! Everything is recomputed from scratch (level-triggered), so a controller restarted
+//! after a crash picks up where the store and the engine say things are.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use drover_diff::{ObjectKey, State};
+use drover_model::Kind;
+use drover_plan::{Live, Observed};
+use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger};
+use drover_source::Revision;
+use drover_store::{Store, StoreError};
+use serde_json::Value;
+use tokio::sync::{Notify, mpsc};
+
+use crate::engine::{Engine, EngineError, Orders, ServiceKey};
+use crate::files::StateDir;
+
+mod autoscaling;
+mod objects;
+mod promote;
+mod releases;
+mod status;
+
+pub use promote::Verified;
+
+/// How often a full pass runs when nothing wakes the loop: a safety net.
+const RESYNC: Duration = Duration::from_secs(10);
+/// The shortest wait between two passes asked for by a deadline.
+const MIN_WAIT: Duration = Duration::from_millis(20);
+
+/// Why the controller failed, or refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot be done in the current state.
+    #[error("{0}")]
+    Conflict(String),
+    /// A promotion's gate is closed now.
+    #[error("gate not met: {0}")]
+    Gate(drover_release::gate::Closed),
+}
+
+impl From<EngineError> for ControlError {
+    fn from(e: EngineError) -> ControlError {
+        match e {
+            EngineError::NotFound(m) => ControlError::NotFound(m),
+            EngineError::Refused(m) => ControlError::Refused(m),
+            other => ControlError::Engine(other),
+        }
+    }
+}
+
+/// What the controller needs to know about its surroundings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub state: StateDir,
+    /// Where release and promotion events go.
+    pub notifier: crate::notify::Notifier,
+}
+
+/// A revision that passed validation, normalized.
+#[derive(Debug, Clone)]
+pub struct DesiredRevision {
+    pub revision: Revision,
+    pub state: State,
+}
+
+/// A rolled-back release whose revision should be reverted in Git.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevertRequest {
+    pub release: i64,
+    pub environment: String,
+    pub revision: String,
+    pub reason: String,
+}
+
+/// A manual rollback of an environment to an earlier revision: a commit restoring the
+/// environment's directory as it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RollbackRequest {
+    pub environment: String,
+    /// A revision as the user named it, or the last healthy one before the current.
+    pub to: String,
+}
+
+/// A commit Drover asks of the Git writer, which writes it and reports back through
+/// [`Controller::reverted`] or [`Controller::rolled_back`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitWrite {
+    Revert(RevertRequest),
+    Restore(RollbackRequest),
+}
+
+/// What the controller keeps between passes.
+#[derive(Debug, Default)]
+struct Inner {
+    desired: Option<DesiredRevision>,
+    rejected: Option<String>,
+    /// The release each environment is judging now.
+    releases: BTreeMap<String, OpenRelease>,
+    /// Environments whose open release, if any, has been read back from the store.
+    restored: BTreeSet<String>,
+    /// Why a revert could not be written to Git, by environment (shown in status).
+    revert_failures: BTreeMap<String, String>,
+    /// Commits written for manual rollbacks, by environment: their release is `manual`.
+    manual_commits: BTreeMap<String, String>,
+    /// Services rolling back (they update with their `rollback` settings).
+    rolling_back: BTreeSet<ServiceKey>,
+    /// Every service's progress as of the last pass.
+    progress: BTreeMap<ServiceKey, ServiceProgress>,
+    /// When the open releases' deadlines pass.
+    deadlines: Vec<Instant>,
+    /// Environments another environment promotes from (their health is tracked).
+    promotion_sources: BTreeSet<String>,
+    /// Services with `autoscaling`, as applied.
+    autoscaled: Vec<(String, String, drover_model::service::Autoscaling)>,
+    /// Per autoscaled service: when it was last evaluated, and its request count then.
+    scaled_at: BTreeMap<ServiceKey, (Instant, usize)>,
+}
+
+/// The controller, generic over the engine it drives. Shared by its loop and the API.
+pub struct Controller<E: Engine> {
+    engine: Arc<E>,
+    config: Config,
+    store: Mutex<Store>,
+    inner: tokio::sync::Mutex<Inner>,
+    health: Mutex<promote::Health>,
+    git_writes: mpsc::UnboundedSender<GitWrite>,
+    git_writes_rx: Mutex<Option<mpsc::UnboundedReceiver<GitWrite>>>,
+    wake: Arc<Notify>,
+    say: Box<dyn Fn(&str) + Send + Sync>,
+}
+
+impl<E: Engine> std::fmt::Debug for Controller<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("state", &self.config.state)
+            .finish()
+    }
+}
+
+/// The objects of one environment.
+pub(crate) fn subset(state: &State, env: &str) -> State {
+    state
+        .iter()
+        .filter(|(k, _)| k.environment == env)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// What an engine observes of one environment.
+fn observed_in(observed: &Observed, env: &str) -> Observed {
+    Observed {
+        objects: subset(&observed.objects, env),
+        inventory: observed
+            .inventory
+            .iter()
+            .filter(|k| k.environment == env)
+            .cloned()
+            .collect(),
+    }
+}
+
+impl<E: Engine> Controller<E> {
+    /// Opens the store and starts with what it holds. `wake` is the loop's: the engine
+    /// notifies it when something it observes changes.
+    pub fn open(
+        engine: Arc<E>,
+        config: Config,
+        wake: Arc<Notify>,
+        say: impl Fn(&str) + Send + Sync + 'static,
+    ) -> Result<Arc<Controller<E>>, ControlError> {
+        let store = Store::open(&config.state.database())?;
+        let (git_writes, git_writes_rx) = mpsc::unbounded_channel();
+        Ok(Arc::new(Controller {
+            engine,
+            config,
+            store: Mutex::new(store),
+            inner: tokio::sync::Mutex::new(Inner::default()),
+            health: Mutex::new(promote::Health::default()),
+            git_writes,
+            git_writes_rx: Mutex::new(Some(git_writes_rx)),
+            wake,
+            say: Box::new(say),
+        }))
+    }
+
+    /// The engine this controller drives.
+    pub fn engine(&self) -> &Arc<E> {
+        &self.engine
+    }
+
+    fn store(&self) -> MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the store (one short critical section, never across an await).
+    pub fn with_store<T>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError>,
+    ) -> Result<T, ControlError> {
+        Ok(f(&self.store())?)
+    }
+
+    /// Asks for a pass soon.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// A new valid revision.
+    pub async fn set_desired(&self, desired: DesiredRevision) {
+        let mut inner = self.inner.lock().await;
+        inner.rejected = None;
+        inner.desired = Some(desired);
+        drop(inner);
+        self.wake();
+    }
+
+    /// A revision that failed validation: recorded, nothing applied.
+    pub async fn reject(&self, revision: &Revision, message: &str) {
+        self.inner.lock().await.rejected =
+            Some(format!("revision {} rejected: {message}", revision.short()));
+        let _ = self.store().event(
+            "",
+            &format!("revision/{}", revision.short()),
+            "RevisionRejected",
+            message,
+        );
+    }
+
+    /// Runs passes until `shutdown` completes: on every change (a revision, an API
+    /// write, the engine's news), at the earliest deadline a decision or the engine
+    /// asked for, and a full resync every [`RESYNC`] whatever happens.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let next = match self.pass().await {
+                Ok(next) => next,
+                Err(error) => {
+                    (self.say)(&format!("reconcile failed: {error}"));
+                    None
+                }
+            };
+            let now = Instant::now();
+            let wait = next
+                .map_or(RESYNC, |at| at.saturating_duration_since(now))
+                .clamp(MIN_WAIT, RESYNC);
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = &mut shutdown => break,
+            }
+        }
+    }
+
+    /// One pass; returns when the next one is due at the latest.
+    pub async fn pass(&self) -> Result<Option<Instant>, ControlError> {
+        let mut inner = self.inner.lock().await;
+        let observed = self.engine.observe().await?;
+        self.resume_releases(&mut inner, &Live::from_state(&observed.objects))?;
+        if let Some(desired) = inner.desired.clone() {
+            self.sync_objects(&mut inner, &desired, &observed).await?;
+        }
+        let applied = self.engine.observe().await?.objects;
+        let live = Live::from_state(&applied);
+        inner.promotion_sources = live
+            .environments
+            .values()
+            .filter_map(|e| e.promotion.as_ref().map(|p| p.from.clone()))
+            .collect();
+        inner.autoscaled = live
+            .services
+            .iter()
+            .filter(|((env, _), _)| live.cluster_of(env, E::KIND).is_some())
+            .filter_map(|((env, name), spec)| {
+                Some((env.clone(), name.clone(), spec.autoscaling.clone()?))
+            })
+            .collect();
+        let orders = Orders {
+            releases: inner.releases.clone(),
+            rolling_back: inner.rolling_back.clone(),
+        };
+        inner.progress = self.engine.converge(&orders).await?;
+        self.judge(&mut inner, &live).await?;
+        let autoscale_due = self.autoscale(&mut inner).await?;
+        drop(inner);
+        self.after_pass().await?;
+        let inner = self.inner.lock().await;
+        Ok([self.engine.due(), autoscale_due]
+            .into_iter()
+            .chain(inner.deadlines.iter().copied().map(Some))
+            .flatten()
+            .min())
+    }
+
+    /// Asks for a commit.
+    fn write_to_git(&self, write: GitWrite) {
+        // The receiver lives as long as `up`: a write asked for after it stopped is
+        // lost, and the environment stays held until a person acts.
+        let _ = self.git_writes.send(write);
+    }
+
+    /// The commits Drover asks for (reverts, restores), in order: taken once, by the
+    /// Git writer.
+    pub fn git_writes(&self) -> Option<mpsc::UnboundedReceiver<GitWrite>> {
+        self.git_writes_rx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+    }
+
+    /// Records a release's transition: its event (a stable reason), its notification
+    /// and its line on `up`'s output, in one call.
+    fn announce(
+        &self,
+        env: &str,
+        result: ReleaseResult,
+        revision: &str,
+        text: &str,
+    ) -> Result<(), ControlError> {
+        self.store().event(env, env, result.event_reason(), text)?;
+        self.tell(env, result, revision, text);
+        Ok(())
+    }
+
+    /// A transition's notification and line, its event already written.
+    fn tell(&self, env: &str, result: ReleaseResult, revision: &str, text: &str) {
+        self.config
+            .notifier
+            .send(result.notification(), env, Some(revision), None, text);
+        (self.say)(&format!("{env}: {text}"));
+    }
+
+    /// Records a service's new replica count outside Git (the API or the autoscaler)
+    /// through the engine, with its event.
+    async fn write_replicas(
+        &self,
+        key: &ObjectKey,
+        value: Value,
+        reason: &str,
+        message: &str,
+    ) -> Result<(), ControlError> {
+        self.engine
+            .apply(&drover_plan::Action::Update {
+                key: key.clone(),
+                value,
+                patch: json_patch::Patch(Vec::new()),
+            })
+            .await?;
+        self.store()
+            .event(&key.environment, &key.name, reason, message)?;
+        Ok(())
+    }
+
+    /// `drover scale`: an out-of-band change of the applied replicas, which self-heal
+    /// reverts unless an autoscaler owns the count.
+    pub async fn scale(
+        &self,
+        env: &str,
+        service: &str,
+        replicas: u32,
+    ) -> Result<String, ControlError> {
+        let key = ObjectKey {
+            environment: env.to_owned(),
+            kind: Kind::Service,
+            name: service.to_owned(),
+        };
+        let observed = self.engine.observe().await?;
+        let Some(value) = observed.objects.get(&key) else {
+            return Err(ControlError::NotFound(format!(
+                "environment `{env}` has no service `{service}`"
+            )));
+        };
+        let mut value = value.clone();
+        let scaling = value["spec"].get("autoscaling").cloned();
+        if let Some(s) = &scaling {
+            let (min, max) = (
+                s["minReplicas"].as_u64().unwrap_or(1),
+                s["maxReplicas"].as_u64().unwrap_or(u64::MAX),
+            );
+            if !(min..=max).contains(&u64::from(replicas)) {
+                return Err(ControlError::Refused(format!(
+                    "{env}/{service} is autoscaled between {min} and {max} replicas; {replicas} is outside"
+                )));
+            }
+        }
+        let before = value["spec"]["replicas"].as_u64().unwrap_or(1);
+        value["spec"]["replicas"] = Value::from(replicas);
+        let text = format!("replicas {before} → {replicas} (through the API)");
+        self.write_replicas(&key, value, "Scaled", &text).await?;
+        self.wake();
+        let policy = objects::sync_policy(&observed.objects, env);
+        Ok(if scaling.is_some() {
+            format!("{env}/{service} scaled to {replicas} (within its autoscaling bounds)")
+        } else if policy.self_heal {
+            format!(
+                "{env}/{service} scaled to {replicas}; this differs from Git, and self-heal will revert it"
+            )
+        } else {
+            format!("{env}/{service} scaled to {replicas}; reported as drift (self-heal is off)")
+        })
+    }
+
+    /// `drover redeploy`: replace every instance of a service, same spec, with its
+    /// update settings.
+    pub async fn redeploy(&self, env: &str, service: &str) -> Result<String, ControlError> {
+        let text = self.engine.redeploy(env, service).await?;
+        self.store().event(env, service, "Redeploy", &text)?;
+        self.wake();
+        Ok(text)
+    }
+
+    /// `drover node update --availability`.
+    pub async fn set_availability(
+        &self,
+        node: &str,
+        availability: Option<&str>,
+    ) -> Result<String, ControlError> {
+        use drover_model::cluster::Availability;
+        let availability = match availability {
+            None => None,
+            Some("active") => Some(Availability::Active),
+            Some("pause") => Some(Availability::Pause),
+            Some("drain") => Some(Availability::Drain),
+            Some(other) => {
+                return Err(ControlError::Refused(format!(
+                    "unknown availability `{other}`: expected active, pause or drain"
+                )));
+            }
+        };
+        if !self.engine.capabilities().node_availability {
+            return Err(ControlError::Refused(
+                "this engine does not set node availability".into(),
+            ));
+        }
+        let text = self.engine.set_availability(node, availability).await?;
+        self.store()
+            .event("", &format!("node/{node}"), "Availability", &text)?;
+        self.wake();
+        Ok(text)
+    }
+
+    /// `drover rollback ENV [--to REV]`: asks for a commit that restores the
+    /// environment as it was at REV (default: the last healthy release before the one
+    /// in force). It is applied as any commit is, and recorded as a manual release.
+    pub async fn rollback(&self, env: &str, to: Option<&str>) -> Result<String, ControlError> {
+        let store = self.store();
+        let current = store
+            .environments()?
+            .into_iter()
+            .find(|e| e.name == env)
+            .ok_or_else(|| ControlError::NotFound(format!("no environment `{env}`")))?
+            .revision;
+        let target = match to {
+            Some(to) => to.to_owned(),
+            None => store
+                .releases(env, 100)?
+                .into_iter()
+                .find(|r| {
+                    r.result == ReleaseResult::Healthy
+                        && Some(&r.revision) != current.as_ref()
+                        && r.trigger != Trigger::Rollback
+                })
+                .map(|r| r.revision)
+                .ok_or_else(|| {
+                    ControlError::Refused(format!(
+                        "`{env}` has no earlier healthy release to go back to; name a revision with --to"
+                    ))
+                })?,
+        };
+        let short = &target[..target.len().min(7)];
+        let text =
+            format!("rolling {env} back to {short}: a commit restoring environments/{env} follows");
+        store.event(env, env, "RollbackRequested", &text)?;
+        drop(store);
+        self.write_to_git(GitWrite::Restore(RollbackRequest {
+            environment: env.to_owned(),
+            to: target,
+        }));
+        Ok(text)
+    }
+
+    /// The commit of a manual rollback was written (`Ok(commit)`) or not (`Err(why)`).
+    pub async fn rolled_back(&self, request: &RollbackRequest, result: Result<String, String>) {
+        let env = &request.environment;
+        let short = &request.to[..request.to.len().min(7)];
+        let (reason, text) = match &result {
+            Ok(commit) => {
+                self.inner
+                    .lock()
+                    .await
+                    .manual_commits
+                    .insert(env.clone(), commit.clone());
+                (
+                    "RollbackCommitted",
+                    format!(
+                        "rollback to {short} committed as {}",
+                        &commit[..commit.len().min(7)]
+                    ),
+                )
+            }
+            Err(why) => (
+                "RollbackFailed",
+                format!("could not roll back to {short}: {why}"),
+            ),
+        };
+        let _ = self.store().event(env, env, reason, &text);
+        (self.say)(&format!("{env}: {text}"));
+    }
+
+    /// A revert commit was written (`Ok(commit)`) or could not be (`Err(why)`).
+    pub async fn reverted(&self, request: &RevertRequest, result: Result<String, String>) {
+        let short = &request.revision[..request.revision.len().min(7)];
+        {
+            let mut inner = self.inner.lock().await;
+            match &result {
+                Ok(_) => inner.revert_failures.remove(&request.environment),
+                Err(why) => inner.revert_failures.insert(
+                    request.environment.clone(),
+                    format!("revert of {short} not written to Git: {why}"),
+                ),
+            };
+        }
+        let store = self.store();
+        let (reason, text) = match &result {
+            Ok(commit) => {
+                let _ = store.set_revert(request.release, commit);
+                (
+                    "Reverted",
+                    format!(
+                        "revision {short} reverted in Git by {}",
+                        &commit[..commit.len().min(7)]
+                    ),
+                )
+            }
+            Err(why) => (
+                "RevertFailed",
+                format!("could not revert {short} in Git: {why}; the environment stays held"),
+            ),
+        };
+        let _ = store.event(&request.environment, &request.environment, reason, &text);
+        (self.say)(&format!("{}: {text}", request.environment));
+    }
+}

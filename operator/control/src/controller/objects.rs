@@ -1,0 +1,390 @@
+//! Step 1 of a pass: each environment's plan (desired vs observed) is applied through
+//! the engine when a new revision arrives, drift is reverted (self-heal) or reported,
+//! and a release opens for every revision that changes services.
+//!
+//! The order makes a crash at any instant safe: a release is recorded before its
+//! objects are applied (a restarted controller finds it open and goes on applying the
+//! same revision), and the environment's revision is recorded after. An environment
+//! whose revision was rolled back is held: it converges to what it ran before that
+//! release (the release's snapshot), so a rollback interrupted by a crash completes.
+
+use drover_diff::{ObjectKey, State};
+use drover_model::Kind;
+use drover_model::environment::SyncMode;
+use drover_plan::{Live, Observed, plan};
+use drover_release::judge::{Policy, supersede};
+use drover_release::{OpenRelease, ReleaseResult, SyncStatus, Trigger};
+use drover_store::{EnvironmentStatus, Release};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
+
+use super::{ControlError, Controller, DesiredRevision, Inner, observed_in, subset};
+use crate::engine::Engine;
+
+pub(crate) fn sync_policy(state: &State, env: &str) -> drover_model::environment::SyncPolicy {
+    state
+        .iter()
+        .find(|(k, _)| k.environment == env && k.kind == Kind::Environment)
+        .and_then(|(_, v)| serde_json::from_value(v["spec"]["sync"].clone()).ok())
+        .unwrap_or_default()
+}
+
+/// An environment's objects as JSON, for a release's snapshot.
+pub(crate) fn snapshot(state: &State) -> String {
+    let items: Vec<Value> = state
+        .iter()
+        .map(|(k, v)| {
+            serde_json::json!({
+                "environment": k.environment,
+                "kind": k.kind.as_str(),
+                "name": k.name,
+                "value": v,
+            })
+        })
+        .collect();
+    Value::Array(items).to_string()
+}
+
+/// Reads a [`snapshot`] back.
+pub(crate) fn from_snapshot(text: &str) -> State {
+    let items: Vec<Value> = serde_json::from_str(text).unwrap_or_default();
+    items
+        .into_iter()
+        .filter_map(|item| {
+            let kind = Kind::ALL
+                .into_iter()
+                .find(|k| item["kind"].as_str() == Some(k.as_str()))?;
+            let key = ObjectKey {
+                environment: item["environment"].as_str()?.to_owned(),
+                kind,
+                name: item["name"].as_str()?.to_owned(),
+            };
+            Some((key, item["value"].clone()))
+        })
+        .collect()
+}
+
+/// The lines of a change set, for events: `service web: replicas 5 → 2`.
+fn describe(from: &State, to: &State) -> String {
+    let set = drover_diff::diff(from, to, drover_diff::Options::default());
+    let lines: Vec<String> = set
+        .changes
+        .iter()
+        .flat_map(|c| c.summary.iter().cloned())
+        .collect();
+    lines.join("; ")
+}
+
+/// Of the desired state, what an engine of `kind` runs: its clusters and their
+/// environments.
+fn scope(desired: &State, kind: drover_model::cluster::Engine) -> State {
+    let live = Live::from_state(desired);
+    desired
+        .iter()
+        .filter(|(k, _)| match k.kind {
+            Kind::Cluster => live.clusters.get(&k.name).is_some_and(|c| c.engine == kind),
+            _ => live.cluster_of(&k.environment, kind).is_some(),
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// Replicas an autoscaler owns stay as they are live (within its bounds): never drift.
+fn keep_autoscaled(want: &mut State, observed: &State) {
+    for (key, value) in want.iter_mut() {
+        if key.kind != Kind::Service {
+            continue;
+        }
+        let Some(scaling) = value["spec"].get("autoscaling").cloned() else {
+            continue;
+        };
+        let live_replicas = observed
+            .get(key)
+            .and_then(|v| v["spec"]["replicas"].as_u64());
+        let (min, max) = (
+            scaling["minReplicas"].as_u64().unwrap_or(1),
+            scaling["maxReplicas"].as_u64().unwrap_or(u64::MAX),
+        );
+        if let Some(n) = live_replicas {
+            value["spec"]["replicas"] = Value::from(n.clamp(min, max));
+        }
+    }
+}
+
+/// What every environment's step reads once per pass.
+struct Pass<'a> {
+    desired: &'a DesiredRevision,
+    want: State,
+    observed: &'a Observed,
+    statuses: BTreeMap<String, EnvironmentStatus>,
+}
+
+impl<E: Engine> Controller<E> {
+    /// Step 1: apply new revisions, revert (or report) drift.
+    pub(super) async fn sync_objects(
+        &self,
+        inner: &mut Inner,
+        desired: &DesiredRevision,
+        observed: &Observed,
+    ) -> Result<(), ControlError> {
+        let mut want = scope(&desired.state, E::KIND);
+        keep_autoscaled(&mut want, &observed.objects);
+        let environments: BTreeSet<String> = want
+            .keys()
+            .chain(observed.objects.keys())
+            .map(|k| k.environment.clone())
+            .collect();
+        let statuses = self
+            .store()
+            .environments()?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let pass = Pass {
+            desired,
+            want,
+            observed,
+            statuses,
+        };
+        for env in &environments {
+            if let Some(failed) = self.rolled_back_release(env, &desired.revision.id)? {
+                self.hold(inner, &pass, env, &failed).await?;
+            } else {
+                self.sync_environment(inner, &pass, env).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The release of `revision` in `env` that was rolled back, if it was: such a
+    /// revision is never applied again by itself.
+    fn rolled_back_release(
+        &self,
+        env: &str,
+        revision: &str,
+    ) -> Result<Option<Release>, ControlError> {
+        if env.is_empty() {
+            return Ok(None);
+        }
+        Ok(self
+            .store()
+            .releases(env, 50)?
+            .into_iter()
+            .find(|r| r.revision == revision && r.result == ReleaseResult::RolledBack))
+    }
+
+    /// An environment held at what it ran before `failed`: it converges there while
+    /// the rollback runs, and afterwards when self-heal reverts drift.
+    async fn hold(
+        &self,
+        inner: &Inner,
+        pass: &Pass<'_>,
+        env: &str,
+        failed: &Release,
+    ) -> Result<(), ControlError> {
+        let revision = &pass.desired.revision;
+        let mut before = subset(&from_snapshot(&failed.snapshot), env);
+        keep_autoscaled(&mut before, &pass.observed.objects);
+        let applied = observed_in(pass.observed, env);
+        let back = plan(&before, &applied);
+        let rolling = inner
+            .releases
+            .get(env)
+            .is_some_and(|r| r.is_rollback() && r.revision == failed.revision);
+        if !back.is_empty() && (rolling || sync_policy(&before, env).self_heal) {
+            let changes = describe(&applied.objects, &before);
+            for action in &back.actions {
+                self.engine.apply(action).await?;
+            }
+            if !rolling {
+                let text = format!("drift reverted to the held revision: {changes}");
+                self.store().event(env, env, "DriftReverted", &text)?;
+                (self.say)(&format!("{env}: {text}"));
+            }
+        }
+        let held = failed
+            .previous
+            .as_deref()
+            .map_or("-", |p| &p[..p.len().min(7)]);
+        let next = EnvironmentStatus {
+            name: env.to_owned(),
+            revision: failed.previous.clone(),
+            summary: None,
+            status: SyncStatus::Held,
+            message: format!(
+                "held at {held}: release {} failed — {}",
+                revision.short(),
+                failed.reason
+            ),
+        };
+        if pass.statuses.get(env) != Some(&next) {
+            self.store().set_environment(&next)?;
+        }
+        Ok(())
+    }
+
+    /// One environment's plan, applied or reported.
+    async fn sync_environment(
+        &self,
+        inner: &mut Inner,
+        pass: &Pass<'_>,
+        env: &str,
+    ) -> Result<(), ControlError> {
+        let revision = &pass.desired.revision;
+        let wanted = subset(&pass.want, env);
+        let applied = observed_in(pass.observed, env);
+        let plan = plan(&wanted, &applied);
+        let before = pass.statuses.get(env);
+        let new_revision = before.and_then(|s| s.revision.as_deref()) != Some(&revision.id);
+        let policy = sync_policy(
+            if wanted.is_empty() {
+                &applied.objects
+            } else {
+                &wanted
+            },
+            env,
+        );
+        let label = if env.is_empty() { "clusters" } else { env };
+        let (status, message) = if plan.is_empty() {
+            (SyncStatus::Synced, String::new())
+        } else if env.is_empty()
+            || (policy.mode == SyncMode::Automatic && (new_revision || policy.self_heal))
+        {
+            let changes = describe(&applied.objects, &wanted);
+            let services: Vec<String> = plan
+                .actions
+                .iter()
+                .filter(|a| a.key().kind == Kind::Service)
+                .map(|a| a.key().name.clone())
+                .collect();
+            if new_revision && !env.is_empty() && !services.is_empty() {
+                self.open_release(inner, pass, env, services, &applied.objects)?;
+            }
+            for action in &plan.actions {
+                self.engine.apply(action).await?;
+            }
+            let (reason, text) = if new_revision {
+                (
+                    "Synced",
+                    format!("revision {} applied: {changes}", revision.short()),
+                )
+            } else {
+                ("DriftReverted", format!("drift reverted to Git: {changes}"))
+            };
+            self.store().event(env, label, reason, &text)?;
+            (self.say)(&format!("{label}: {text}"));
+            match plan.holds.first() {
+                Some(hold) => (SyncStatus::Held, hold.reason.clone()),
+                None => (SyncStatus::Synced, String::new()),
+            }
+        } else {
+            let changes = describe(&applied.objects, &wanted);
+            let why = if policy.mode == SyncMode::Manual {
+                "manual sync"
+            } else {
+                "self-heal is off"
+            };
+            (SyncStatus::OutOfSync, format!("{why}: {changes}"))
+        };
+        if wanted.is_empty() && applied.objects.is_empty() {
+            return Ok(());
+        }
+        let next = EnvironmentStatus {
+            name: env.to_owned(),
+            revision: Some(revision.id.clone()),
+            summary: Some(revision.summary.clone()),
+            status,
+            message,
+        };
+        if before != Some(&next) {
+            let store = self.store();
+            if status == SyncStatus::OutOfSync {
+                store.event(env, label, "OutOfSync", &next.message)?;
+                (self.say)(&format!("{label}: out of sync ({})", next.message));
+            }
+            store.set_environment(&next)?;
+        }
+        Ok(())
+    }
+
+    /// Opens the release of a new revision that changes `services`, superseding the
+    /// one open; a release already open for this revision (recorded before a crash)
+    /// goes on as it is.
+    fn open_release(
+        &self,
+        inner: &mut Inner,
+        pass: &Pass<'_>,
+        env: &str,
+        services: Vec<String>,
+        applied: &State,
+    ) -> Result<(), ControlError> {
+        let revision = &pass.desired.revision;
+        if inner
+            .releases
+            .get(env)
+            .is_some_and(|r| r.revision == revision.id && !r.is_rollback())
+        {
+            return Ok(());
+        }
+        let policy = Live::from_state(&pass.want)
+            .environments
+            .get(env)
+            .map(|e| e.rollback.clone())
+            .unwrap_or_default();
+        let snapshot = snapshot(applied);
+        let trigger = if inner.manual_commits.get(env) == Some(&revision.id) {
+            Trigger::Manual
+        } else {
+            Trigger::Git
+        };
+        let previous = pass.statuses.get(env).and_then(|s| s.revision.clone());
+        let open = inner.releases.get(env).map(|r| r.id);
+        let id = self.store().batch(|store| {
+            if let Some(open) = open {
+                let (result, reason) = supersede(revision.short());
+                store.end_release(open, result, &reason)?;
+            }
+            store.start_release(
+                &drover_store::NewRelease {
+                    environment: env.to_owned(),
+                    revision: revision.id.clone(),
+                    summary: revision.summary.clone(),
+                    previous,
+                    trigger,
+                    services: services.clone(),
+                    snapshot: snapshot.clone(),
+                },
+                policy.history_limit as usize,
+            )
+        })?;
+        self.config.notifier.send(
+            ReleaseResult::Progressing.notification(),
+            env,
+            Some(&revision.id),
+            None,
+            &format!(
+                "release {} started: {} ({})",
+                revision.short(),
+                revision.summary,
+                services.join(", ")
+            ),
+        );
+        for service in &services {
+            inner
+                .rolling_back
+                .remove(&(env.to_owned(), service.clone()));
+        }
+        let release = OpenRelease::start(
+            id,
+            &revision.id,
+            services,
+            snapshot,
+            trigger,
+            Policy::from(&policy),
+            Instant::now(),
+        );
+        inner.releases.insert(env.to_owned(), release);
+        Ok(())
+    }
+}

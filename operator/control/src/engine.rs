@@ -1,0 +1,122 @@
+//! The trait an engine implements: what the controller asks of the place services run
+//! (the local machine, a Kubernetes cluster, a swarm). An engine observes its live
+//! objects, applies one action at a time idempotently, does its own work towards what
+//! is applied (placing and updating instances), and reports each service's progress
+//! in the release core's vocabulary. Everything else — releases, rollbacks, reverts,
+//! promotions, the autoscaler, notifications, the API — is the controller's, the same
+//! for every engine.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Instant;
+
+use drover_model::cluster::{Availability, Engine as EngineKind};
+use drover_plan::{Action, Observed};
+use drover_release::{OpenRelease, ServiceProgress};
+
+use crate::view::{InstanceView, NodeView, PoolView, ProxyView, ServiceView};
+
+/// A service, by (environment, name).
+pub type ServiceKey = (String, String);
+
+/// Why an engine could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// What was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// What was asked for is not allowed, or not possible here.
+    #[error("{0}")]
+    Refused(String),
+    /// The engine failed (its store, its API server, a listener).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// What an engine can do by itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// It rolls a changed service out itself (Kubernetes Deployments, Swarm services):
+    /// the controller only judges. Without it, the engine's `converge` moves instances
+    /// batch by batch.
+    pub own_rolling_update: bool,
+    /// Nodes' availability (active / pause / drain) can be set outside Git.
+    pub node_availability: bool,
+}
+
+/// What the controller tells an engine for one pass: the open releases (so a service
+/// rolls in its release's `dependsOn` wave, see `drover_release::waves`) and the
+/// services rolling back (they update with their `rollback` settings).
+#[derive(Debug, Clone, Default)]
+pub struct Orders {
+    /// By environment.
+    pub releases: BTreeMap<String, OpenRelease>,
+    pub rolling_back: BTreeSet<ServiceKey>,
+}
+
+/// What an engine shows in `drover status` beside the controller's environments.
+#[derive(Debug, Clone, Default)]
+pub struct EngineStatus {
+    pub services: Vec<ServiceView>,
+    pub instances: Vec<InstanceView>,
+    pub nodes: Vec<NodeView>,
+    pub proxies: Vec<ProxyView>,
+    pub pools: Vec<PoolView>,
+}
+
+/// What a service's ready instances use now, for the autoscaler.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    /// Per ready instance: CPU in millicores and memory in bytes.
+    pub instances: Vec<(u64, u64)>,
+    /// Requests served so far (a counter: the controller takes differences).
+    pub requests: usize,
+}
+
+/// An engine. Every method must be idempotent: after a crash, the controller asks
+/// again from what it observes.
+pub trait Engine: Send + Sync + 'static {
+    /// The `engine:` of the clusters it runs; the controller gives it only those
+    /// clusters and their environments.
+    const KIND: EngineKind;
+
+    fn capabilities(&self) -> Capabilities;
+
+    /// The live objects and which of them Drover created (the inventory).
+    fn observe(&self) -> impl Future<Output = Result<Observed, EngineError>> + Send;
+
+    /// Carries out one action of a plan.
+    fn apply(&self, action: &Action) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// One pass of the engine's own work towards what is applied (placing, updating,
+    /// routing), steered by `orders`; returns every service's progress.
+    fn converge(
+        &self,
+        orders: &Orders,
+    ) -> impl Future<Output = Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError>> + Send;
+
+    /// Services, instances, nodes, proxies and pools as `drover status` shows them.
+    fn status(&self) -> impl Future<Output = Result<EngineStatus, EngineError>> + Send;
+
+    /// What a service's ready instances use now (`None`: not measured here).
+    fn usage(&self, env: &str, service: &str) -> impl Future<Output = Option<Usage>> + Send;
+
+    /// Replaces every instance of a service with the same spec (`docker service
+    /// update --force`, `kubectl rollout restart`); says what it did.
+    fn redeploy(
+        &self,
+        env: &str,
+        service: &str,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+
+    /// Sets a node's availability outside Git (`None`: follow Git again).
+    fn set_availability(
+        &self,
+        node: &str,
+        availability: Option<Availability>,
+    ) -> impl Future<Output = Result<String, EngineError>> + Send;
+
+    /// When the engine next needs a pass for time-driven work (heartbeats due,
+    /// connections draining, an update's monitor period), if ever.
+    fn due(&self) -> Option<Instant>;
+}

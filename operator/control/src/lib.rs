@@ -1,0 +1,35 @@
+//! The controller: the one effectful loop every engine shares. [`Controller`] follows
+//! the desired revision, applies each environment's plan through an [`Engine`], opens
+//! and judges releases (`drover_release::judge`), rolls a failed release back as a
+//! whole and asks the [`git_writer`] for its revert commit, tracks promotions and
+//! their gate, runs the autoscaler, and serves the API ([`server`]). It names no
+//! engine: the binary gives it one.
+//!
+//! - [`engine`]: the trait, and what the controller and an engine exchange;
+//! - [`controller`]: the loop and its steps (objects, releases, promotions, the
+//!   autoscaler, status);
+//! - [`server`]: the HTTP API (tokens and scopes, the audit trail); [`client`] the CLI's
+//!   side of it; [`view`] what they exchange;
+//! - [`promoter`]: promotions and deploys written to Git; [`git_writer`]: reverts and
+//!   restores; [`notify`]: signed webhooks;
+//! - [`files`]: the state directory.
+
+pub mod client;
+pub mod controller;
+pub mod engine;
+pub mod files;
+pub mod git_writer;
+pub mod notify;
+pub mod promoter;
+pub mod server;
+pub mod view;
+
+pub use controller::{Config, ControlError, Controller, DesiredRevision, GitWrite};
+pub use engine::{Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage};
+
+/// `n` random bytes from the operating system, hex-encoded (tokens, keys).
+pub fn random_hex(n: usize) -> std::io::Result<String> {
+    let mut bytes = vec![0u8; n];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(hex::encode(bytes))
+}

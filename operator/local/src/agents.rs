@@ -1,0 +1,39 @@
+//! The route the local engine's agents report to: `POST /api/v1/agents/{node}/report`
+//! with the node's instances, answered (held up to a long poll) with its assignments.
+//! Merged into the controller's API; it needs the `nodes` scope.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::post;
+use drover_control::server::{Caller, Shared, error, json, parsed};
+
+use crate::engine::LocalEngine;
+use crate::protocol::Report;
+
+/// The agents' routes, for `drover_control::server::router`'s `extra`.
+pub fn routes() -> Router<Shared<LocalEngine>> {
+    Router::new().route("/api/v1/agents/{node}/report", post(report))
+}
+
+async fn report(
+    State(s): State<Shared<LocalEngine>>,
+    Path(node): Path<String>,
+    caller: Caller,
+    body: Bytes,
+) -> Result<Response, Response> {
+    caller.require(&s, "nodes", None)?;
+    let report: Report = parsed(&body)?;
+    let engine = s.control.engine();
+    let (known, hold) = (report.generation, !report.urgent);
+    if !engine.report(&node, report) {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no node `{node}` in the applied clusters (yet)"),
+        ));
+    }
+    let assignments = engine.assignments(&node, known, hold).await;
+    Ok(json(StatusCode::OK, &assignments))
+}
