@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use drover_diff::{ObjectKey, State};
-use drover_model::Kind;
+use drover_model::{Kind, short_id};
 use drover_plan::{Live, Observed};
 use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger};
 use drover_source::Revision;
@@ -150,7 +150,6 @@ pub struct Controller<E: Engine> {
     git_writes: mpsc::UnboundedSender<GitWrite>,
     git_writes_rx: Mutex<Option<mpsc::UnboundedReceiver<GitWrite>>>,
     wake: Arc<Notify>,
-    say: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl<E: Engine> std::fmt::Debug for Controller<E> {
@@ -185,12 +184,12 @@ fn observed_in(observed: &Observed, env: &str) -> Observed {
 
 impl<E: Engine> Controller<E> {
     /// Opens the store and starts with what it holds. `wake` is the loop's: the engine
-    /// notifies it when something it observes changes.
+    /// notifies it when something it observes changes. What happens is logged through
+    /// `tracing`.
     pub fn open(
         engine: Arc<E>,
         config: Config,
         wake: Arc<Notify>,
-        say: impl Fn(&str) + Send + Sync + 'static,
     ) -> Result<Arc<Controller<E>>, ControlError> {
         let store = Store::open(&config.state.database())?;
         let (git_writes, git_writes_rx) = mpsc::unbounded_channel();
@@ -203,7 +202,6 @@ impl<E: Engine> Controller<E> {
             git_writes,
             git_writes_rx: Mutex::new(Some(git_writes_rx)),
             wake,
-            say: Box::new(say),
         }))
     }
 
@@ -259,7 +257,7 @@ impl<E: Engine> Controller<E> {
             let next = match self.pass().await {
                 Ok(next) => next,
                 Err(error) => {
-                    (self.say)(&format!("reconcile failed: {error}"));
+                    tracing::error!("reconcile failed: {error}");
                     None
                 }
             };
@@ -350,7 +348,7 @@ impl<E: Engine> Controller<E> {
         self.config
             .notifier
             .send(result.notification(), env, Some(revision), None, text);
-        (self.say)(&format!("{env}: {text}"));
+        tracing::info!(environment = env, revision, "{env}: {text}");
     }
 
     /// Records a service's new replica count outside Git (the API or the autoscaler)
@@ -490,7 +488,7 @@ impl<E: Engine> Controller<E> {
                     ))
                 })?,
         };
-        let short = &target[..target.len().min(7)];
+        let short = short_id(&target);
         let text =
             format!("rolling {env} back to {short}: a commit restoring environments/{env} follows");
         store.event(env, env, "RollbackRequested", &text)?;
@@ -505,7 +503,7 @@ impl<E: Engine> Controller<E> {
     /// The commit of a manual rollback was written (`Ok(commit)`) or not (`Err(why)`).
     pub async fn rolled_back(&self, request: &RollbackRequest, result: Result<String, String>) {
         let env = &request.environment;
-        let short = &request.to[..request.to.len().min(7)];
+        let short = short_id(&request.to);
         let (reason, text) = match &result {
             Ok(commit) => {
                 self.inner
@@ -515,10 +513,7 @@ impl<E: Engine> Controller<E> {
                     .insert(env.clone(), commit.clone());
                 (
                     "RollbackCommitted",
-                    format!(
-                        "rollback to {short} committed as {}",
-                        &commit[..commit.len().min(7)]
-                    ),
+                    format!("rollback to {short} committed as {}", short_id(commit)),
                 )
             }
             Err(why) => (
@@ -527,12 +522,12 @@ impl<E: Engine> Controller<E> {
             ),
         };
         let _ = self.store().event(env, env, reason, &text);
-        (self.say)(&format!("{env}: {text}"));
+        tracing::info!("{env}: {text}");
     }
 
     /// A revert commit was written (`Ok(commit)`) or could not be (`Err(why)`).
     pub async fn reverted(&self, request: &RevertRequest, result: Result<String, String>) {
-        let short = &request.revision[..request.revision.len().min(7)];
+        let short = short_id(&request.revision);
         {
             let mut inner = self.inner.lock().await;
             match &result {
@@ -549,10 +544,7 @@ impl<E: Engine> Controller<E> {
                 let _ = store.set_revert(request.release, commit);
                 (
                     "Reverted",
-                    format!(
-                        "revision {short} reverted in Git by {}",
-                        &commit[..commit.len().min(7)]
-                    ),
+                    format!("revision {short} reverted in Git by {}", short_id(commit)),
                 )
             }
             Err(why) => (
@@ -561,6 +553,6 @@ impl<E: Engine> Controller<E> {
             ),
         };
         let _ = store.event(&request.environment, &request.environment, reason, &text);
-        (self.say)(&format!("{}: {text}", request.environment));
+        tracing::info!("{}: {text}", request.environment);
     }
 }

@@ -6,12 +6,10 @@
 //! STATE/api, STATE/api-token           where the API listens; its write token (0600)
 //! STATE/lock                           held by the running control plane
 //! STATE/git/                           mirrors of remote config repos
-//! STATE/proxy/CLUSTER-LISTENER.addr    the address a listener got (reused on restart)
-//! STATE/nodes/NODE/agent.pid           the node's agent
-//! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
-//! STATE/instances/ID/                  an instance's working directory
-//! STATE/logs/ID.log                    an instance's stdout and stderr (rotated)
 //! ```
+//!
+//! An engine keeps its own files beside these (the local engine's are in
+//! `drover_local::files`).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,31 +55,6 @@ impl StateDir {
     pub fn lock_file(&self) -> PathBuf {
         self.root.join("lock")
     }
-    pub fn proxy_addr_file(&self, cluster: &str, listener: &str) -> PathBuf {
-        self.root.join(format!("proxy/{cluster}-{listener}.addr"))
-    }
-    pub fn node_dir(&self, node: &str) -> PathBuf {
-        self.root.join("nodes").join(node)
-    }
-    pub fn agent_pid_file(&self, node: &str) -> PathBuf {
-        self.node_dir(node).join("agent.pid")
-    }
-    pub fn instance_files(&self, node: &str) -> PathBuf {
-        self.node_dir(node).join("instances")
-    }
-    pub fn instance_file(&self, node: &str, id: &str, hash: &str) -> PathBuf {
-        self.instance_files(node).join(format!("{id}@{hash}.json"))
-    }
-    pub fn instance_dir(&self, id: &str) -> PathBuf {
-        self.root.join("instances").join(id)
-    }
-    pub fn logs(&self) -> PathBuf {
-        self.root.join("logs")
-    }
-    pub fn log(&self, id: &str) -> PathBuf {
-        self.logs().join(format!("{id}.log"))
-    }
-
     /// The API's base URL, as the running control plane wrote it.
     pub fn api_url(&self) -> Option<String> {
         let text = std::fs::read_to_string(self.api_file()).ok()?;

@@ -190,9 +190,11 @@ async fn deliver(
             match sent {
                 Ok(Ok(response)) if response.status().is_success() => break,
                 _ if attempt == ATTEMPTS => {
-                    eprintln!(
+                    tracing::warn!(
                         "notification {} ({}) to {} given up after {ATTEMPTS} attempts",
-                        n.sequence, n.event, receiver.url
+                        n.sequence,
+                        n.event,
+                        receiver.url
                     );
                 }
                 _ => {

@@ -239,7 +239,7 @@ impl<E: Engine> Promoter<E> {
             }
         };
         let lines: Vec<String> = found.iter().map(Change::line).collect();
-        let short = &verified.revision[..verified.revision.len().min(7)];
+        let short = drover_model::short_id(&verified.revision);
         let message = format!(
             "Promote {} to {}: {}\n\nVerified in {} at {short}, healthy for {}s.\n\n{}\n\nDrover-Promotion: {}#{} (requested by {})\n",
             p.source,
@@ -262,7 +262,11 @@ impl<E: Engine> Promoter<E> {
         let author = (self.author.0.as_str(), self.author.1.as_str());
         match source.commit_files(&written, &message, author, branch.as_deref()) {
             Ok(commit) => {
-                let head = format!("`{}` (promotion #{})", &commit[..7.min(commit.len())], p.id);
+                let head = format!(
+                    "`{}` (promotion #{})",
+                    drover_model::short_id(&commit),
+                    p.id
+                );
                 p.preview = Some(preview(&base, &files, &written, &head));
                 p.commit = Some(commit);
                 p.branch = branch.clone();
@@ -348,7 +352,7 @@ impl<E: Engine> Promoter<E> {
         Ok(Deployed {
             message: format!(
                 "committed {} to {env}: {}",
-                &commit[..7.min(commit.len())],
+                drover_model::short_id(&commit),
                 lines.join(", ")
             ),
             commit: Some(commit),

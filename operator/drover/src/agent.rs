@@ -48,7 +48,10 @@ pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
                 _ = tokio::signal::ctrl_c() => {}
             }
         };
-        run_agent(config, shutdown, |text| eprintln!("agent {node}: {text}")).await?;
+        run_agent(config, shutdown, |text| {
+            tracing::info!(node = %node, "agent {node}: {text}");
+        })
+        .await?;
         anyhow::Ok(())
     })?;
     Ok(std::process::ExitCode::SUCCESS)

@@ -4,6 +4,7 @@
 mod agent;
 mod crds;
 mod diff;
+mod logging;
 mod ops;
 mod promote;
 mod repo_args;
@@ -22,6 +23,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// How log lines are written: `human` (the message alone) or `json` (one object
+    /// per line, with level, time and fields).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Human)]
+    log_format: logging::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -180,6 +185,9 @@ impl Color {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `up` logs what it does on standard output; every other command keeps standard
+    // output for its answer.
+    logging::init(cli.log_format, !matches!(cli.command, Command::Up(_)));
     let result = match cli.command {
         Command::Validate { dir, output, color } => validate::run(&dir, output, color),
         Command::Diff {
@@ -197,7 +205,7 @@ fn main() -> ExitCode {
             format,
         } => diff::preview(&repo, &base, &head, format),
         Command::Watch(args) => watch::run(args),
-        Command::Up(args) => up::run(args),
+        Command::Up(args) => up::run(args, cli.log_format),
         Command::Agent(args) => agent::run(args),
         Command::Status(args) => ops::status(args),
         Command::Logs(args) => ops::logs(args),

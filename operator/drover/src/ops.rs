@@ -12,6 +12,7 @@ use drover_control::files::StateDir;
 use drover_control::view::{
     AvailabilityRequest, Done, ReleaseView, ScaleRequest, ServiceView, Status,
 };
+use drover_local::files::LocalPaths;
 use drover_model::Cpu;
 
 use crate::Output;
@@ -480,7 +481,7 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let text = match args.output {
         Output::Json => serde_json::to_string_pretty(&releases)? + "\n",
         Output::Human => {
-            let short = |r: &str| r[..r.len().min(7)].to_owned();
+            let short = |r: &str| drover_model::short_id(r).to_owned();
             let rows = releases
                 .iter()
                 .map(|r| {

@@ -127,7 +127,7 @@ fn describe(p: &PromotionView) -> String {
     let commit = p
         .commit
         .as_deref()
-        .map(|c| format!(" (commit {})", &c[..c.len().min(7)]))
+        .map(|c| format!(" (commit {})", drover_model::short_id(c)))
         .unwrap_or_default();
     let why = if p.reason.is_empty() {
         changes.join(", ")
@@ -209,7 +209,7 @@ pub fn promotions(args: PromotionsArgs) -> anyhow::Result<ExitCode> {
                         p.state.to_string(),
                         p.commit
                             .as_deref()
-                            .map_or("-".into(), |c| c[..c.len().min(7)].to_owned()),
+                            .map_or("-".into(), |c| drover_model::short_id(c).to_owned()),
                         p.requested_by.clone(),
                         utc(p.created_ms),
                         if p.reason.is_empty() {
@@ -315,7 +315,7 @@ pub fn wait(args: WaitArgs) -> anyhow::Result<ExitCode> {
                 let r = newest.expect("checked");
                 eprintln!(
                     "release {} failed: {}",
-                    &r.revision[..7.min(r.revision.len())],
+                    drover_model::short_id(&r.revision),
                     r.reason
                 );
                 return Ok(ExitCode::from(1));
@@ -383,23 +383,9 @@ pub struct AuditArgs {
 
 /// `2026-11-22T08:51:22Z` from Unix milliseconds.
 pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+    jiff::Timestamp::from_millisecond(ms).map_or_else(
+        |_| "-".to_owned(),
+        |t| t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
     )
 }
 

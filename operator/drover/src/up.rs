@@ -19,11 +19,12 @@ use drover_control::promoter::Promoter;
 use drover_control::server::{ServerState, router};
 use drover_control::{Config, Controller, DesiredRevision};
 use drover_diagnostics::{RenderOptions, render_human, summary};
-use drover_local::files::{ProcessMark, StateDir, known_nodes};
+use drover_local::files::{LocalPaths, ProcessMark, StateDir, known_nodes};
 use drover_local::{LocalConfig, LocalEngine};
 use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
 use tokio::sync::Notify;
 
+use crate::logging::LogFormat;
 use crate::repo_args::RepoArgs;
 
 /// Arguments of `drover up`.
@@ -50,19 +51,12 @@ pub struct Args {
     notify: Vec<drover_control::notify::Receiver>,
 }
 
-pub fn line(text: impl AsRef<str>) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", text.as_ref());
-    let _ = out.flush();
-}
-
-pub fn run(args: Args) -> anyhow::Result<std::process::ExitCode> {
+pub fn run(args: Args, log_format: LogFormat) -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(up(args))?;
+    runtime.block_on(up(args, log_format))?;
     Ok(std::process::ExitCode::SUCCESS)
 }
 
@@ -132,6 +126,7 @@ struct Agents {
     api: String,
     token: String,
     drover: PathBuf,
+    log_format: LogFormat,
     running: BTreeMap<String, AgentProcess>,
 }
 
@@ -140,6 +135,11 @@ impl Agents {
         let mut command = tokio::process::Command::new(&self.drover);
         command
             .arg("agent")
+            .arg("--log-format")
+            .arg(match self.log_format {
+                LogFormat::Human => "human",
+                LogFormat::Json => "json",
+            })
             .args(["--node", node, "--control", &self.api, "--state-dir"])
             .arg(self.state.root())
             // The token travels in the environment: argv is visible to every user.
@@ -151,10 +151,10 @@ impl Agents {
         match command.spawn() {
             Ok(child) => {
                 let mark = child.id().and_then(ProcessMark::of);
-                line(format!(
+                tracing::info!(
                     "agent {node} started (pid {})",
                     child.id().unwrap_or_default()
-                ));
+                );
                 self.running.insert(
                     node.to_owned(),
                     AgentProcess {
@@ -164,7 +164,7 @@ impl Agents {
                     },
                 );
             }
-            Err(error) => line(format!("cannot start the agent of node {node}: {error}")),
+            Err(error) => tracing::error!("cannot start the agent of node {node}: {error}"),
         }
     }
 
@@ -183,10 +183,10 @@ impl Agents {
             match agent.died {
                 None => {
                     agent.died = Some(Instant::now());
-                    line(format!(
+                    tracing::info!(
                         "agent {node} exited; node {node} will be marked down after {}s without heartbeats, then the agent restarts",
                         timeout.as_secs()
-                    ));
+                    );
                 }
                 Some(at) if at.elapsed() > *timeout + Duration::from_secs(2) => self.spawn(node),
                 Some(_) => {}
@@ -201,7 +201,7 @@ impl Agents {
         for node in gone {
             if let Some(agent) = self.running.remove(&node) {
                 agent.terminate();
-                line(format!("node {node} left the config: its agent stops"));
+                tracing::info!("node {node} left the config: its agent stops");
             }
         }
     }
@@ -234,7 +234,7 @@ impl Agents {
     }
 }
 
-async fn up(args: Args) -> anyhow::Result<()> {
+async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let state = StateDir::new(args.state_dir.unwrap_or_else(StateDir::default_root));
     let _lock = lock(&state)?;
     let token = state.ensure_token()?;
@@ -248,8 +248,8 @@ async fn up(args: Args) -> anyhow::Result<()> {
     }
     let remote = source.is_remote();
     let git_dir = source.git_dir().to_owned();
-    line(format!("following {} ({reference})", source.location()));
-    line(format!("state: {}", state.root().display()));
+    tracing::info!("following {} ({reference})", source.location());
+    tracing::info!("state: {}", state.root().display());
     let follower = Arc::new(Mutex::new(Follower::new(source)));
 
     let notifier = drover_control::notify::Notifier::start(
@@ -257,7 +257,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         std::env::var("DROVER_NOTIFY_SECRET").ok(),
     );
     for receiver in &args.notify {
-        line(format!("notifications: {}", receiver.url));
+        tracing::info!("notifications: {}", receiver.url);
     }
     let wake = Arc::new(Notify::new());
     let engine = LocalEngine::open(
@@ -266,7 +266,6 @@ async fn up(args: Args) -> anyhow::Result<()> {
             drover: drover.clone(),
         },
         wake.clone(),
-        |text| line(text),
     )?;
     let control = Controller::open(
         engine.clone(),
@@ -275,17 +274,16 @@ async fn up(args: Args) -> anyhow::Result<()> {
             notifier,
         },
         wake,
-        |text| line(text),
     )?;
 
     let trigger = Arc::new(Notify::new());
     let listener = bind_api(&state, args.listen).await?;
     let api = format!("http://{}", listener.local_addr()?);
     drover_local::files::write_atomic(&state.api_file(), api.as_bytes())?;
-    line(format!(
+    tracing::info!(
         "api: {api} (writes need the token in {})",
         state.token_file().display()
-    ));
+    );
     let webhooks = drover_api::router(Arc::new(ApiState {
         webhook_secret: std::env::var("DROVER_WEBHOOK_SECRET").ok().map(Redacted),
         on_push: trigger.clone(),
@@ -325,11 +323,12 @@ async fn up(args: Args) -> anyhow::Result<()> {
         api: api.clone(),
         token,
         drover,
+        log_format,
         running: BTreeMap::new(),
     };
     for node in known_nodes(&state).into_iter().filter(|_| !args.no_agents) {
         if let Some(mark) = ProcessMark::read(&state.agent_pid_file(&node)).filter(|m| m.alive()) {
-            line(format!("agent {node} adopted (pid {})", mark.pid));
+            tracing::info!("agent {node} adopted (pid {})", mark.pid);
             agents.running.insert(
                 node,
                 AgentProcess {
@@ -378,12 +377,12 @@ async fn up(args: Args) -> anyhow::Result<()> {
             .await?;
             match update {
                 Ok(Some(Update::Accepted(desired))) => {
-                    line(format!(
+                    tracing::info!(
                         "revision {} accepted: {} ({})",
                         desired.revision.short(),
                         desired.revision.summary,
                         summary(&desired.checked.diagnostics)
-                    ));
+                    );
                     control
                         .set_desired(DesiredRevision {
                             state: drover_diff::normalize(&desired.checked.repo),
@@ -400,14 +399,14 @@ async fn up(args: Args) -> anyhow::Result<()> {
                         format!("{} stays in force", r.short())
                     });
                     let text = format!("{}; {kept}", summary(&diagnostics));
-                    line(format!("revision {} rejected: {text}", revision.short()));
+                    tracing::info!("revision {} rejected: {text}", revision.short());
                     for l in render_human(&diagnostics, RenderOptions::default()).lines() {
-                        line(format!("  {l}"));
+                        tracing::info!("  {l}");
                     }
                     control.reject(&revision, &text).await;
                 }
                 Ok(None) => {}
-                Err(error) => line(format!("error: {error}")),
+                Err(error) => tracing::error!("error: {error}"),
             }
         }
         tokio::select! {
@@ -422,7 +421,7 @@ async fn up(args: Args) -> anyhow::Result<()> {
         }
     }
 
-    line("stopping: agents stop their instances");
+    tracing::info!("stopping: agents stop their instances");
     quit.store(true, Ordering::Relaxed);
     if !args.no_agents {
         agents.stop_all().await;
@@ -430,6 +429,6 @@ async fn up(args: Args) -> anyhow::Result<()> {
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = std::fs::remove_file(state.api_file());
-    line("stopped");
+    tracing::info!("stopped");
     Ok(())
 }

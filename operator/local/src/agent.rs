@@ -24,7 +24,7 @@ use drover_agent::supervise::{Handle, InstanceSpec, Phase, Status, supervise};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
-use crate::files::{InstanceFile, ProcessMark, StateDir, instance_files, stop_group};
+use crate::files::{InstanceFile, LocalPaths, ProcessMark, StateDir, instance_files, stop_group};
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report, Usage};
 use drover_control::client::{Client, ClientError};
 

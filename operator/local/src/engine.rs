@@ -28,7 +28,7 @@ use drover_store::{LocalState, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 
-use crate::files::StateDir;
+use crate::files::{LocalPaths, StateDir};
 use crate::instances::{Blocked, Live, LocalClusters, PortRange};
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report};
 use crate::rollout;
@@ -153,7 +153,6 @@ pub struct LocalEngine {
     wake: Arc<Notify>,
     generation: watch::Sender<u64>,
     started: Instant,
-    say: Box<dyn Fn(&str) + Send + Sync>,
 }
 
 impl std::fmt::Debug for LocalEngine {
@@ -189,11 +188,7 @@ fn instance_ports(state: &StateDir) -> PortRange {
 impl LocalEngine {
     /// Opens the engine's state. `wake` is the controller's: a report that changes
     /// anything asks it for a pass.
-    pub fn open(
-        config: LocalConfig,
-        wake: Arc<Notify>,
-        say: impl Fn(&str) + Send + Sync + 'static,
-    ) -> Result<Arc<LocalEngine>, LocalError> {
+    pub fn open(config: LocalConfig, wake: Arc<Notify>) -> Result<Arc<LocalEngine>, LocalError> {
         let state = LocalState::open(&config.state.database())?;
         Ok(Arc::new(LocalEngine {
             ports: instance_ports(&config.state),
@@ -219,7 +214,6 @@ impl LocalEngine {
             wake,
             generation: watch::channel(0).0,
             started: Instant::now(),
-            say: Box::new(say),
         }))
     }
 

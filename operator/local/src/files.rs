@@ -1,12 +1,59 @@
-//! The local engine's files in the state directory: process marks that survive a
-//! recycled pid, the instance files agents write for each process they start, and the
-//! nodes that have a directory.
+//! The local engine's files in the state directory: where they are ([`LocalPaths`]),
+//! process marks that survive a recycled pid, the instance files agents write for
+//! each process they start, and the nodes that have a directory.
+//!
+//! ```text
+//! STATE/proxy/CLUSTER-LISTENER.addr    the address a listener got (reused on restart)
+//! STATE/nodes/NODE/agent.pid           the node's agent
+//! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
+//! STATE/instances/ID/                  an instance's working directory
+//! STATE/logs/ID.log                    an instance's stdout and stderr (rotated)
+//! ```
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 pub use drover_control::files::{StateDir, write_atomic};
+
+/// The local engine's paths in the state directory.
+pub trait LocalPaths {
+    fn proxy_addr_file(&self, cluster: &str, listener: &str) -> PathBuf;
+    fn node_dir(&self, node: &str) -> PathBuf;
+    fn agent_pid_file(&self, node: &str) -> PathBuf;
+    fn instance_files(&self, node: &str) -> PathBuf;
+    fn instance_file(&self, node: &str, id: &str, hash: &str) -> PathBuf;
+    fn instance_dir(&self, id: &str) -> PathBuf;
+    fn logs(&self) -> PathBuf;
+    fn log(&self, id: &str) -> PathBuf;
+}
+
+impl LocalPaths for StateDir {
+    fn proxy_addr_file(&self, cluster: &str, listener: &str) -> PathBuf {
+        self.root().join(format!("proxy/{cluster}-{listener}.addr"))
+    }
+    fn node_dir(&self, node: &str) -> PathBuf {
+        self.root().join("nodes").join(node)
+    }
+    fn agent_pid_file(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent.pid")
+    }
+    fn instance_files(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("instances")
+    }
+    fn instance_file(&self, node: &str, id: &str, hash: &str) -> PathBuf {
+        self.instance_files(node).join(format!("{id}@{hash}.json"))
+    }
+    fn instance_dir(&self, id: &str) -> PathBuf {
+        self.root().join("instances").join(id)
+    }
+    fn logs(&self) -> PathBuf {
+        self.root().join("logs")
+    }
+    fn log(&self, id: &str) -> PathBuf {
+        self.logs().join(format!("{id}.log"))
+    }
+}
 
 /// A process, identified so that a recycled pid is never mistaken for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

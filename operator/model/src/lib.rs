@@ -21,6 +21,11 @@ pub mod service;
 #[cfg(feature = "proptest")]
 pub mod arb;
 
+/// A commit id as people write it: its first 7 characters (all of it when shorter).
+pub fn short_id(id: &str) -> &str {
+    id.get(..7).unwrap_or(id)
+}
+
 pub use cluster::ClusterSpec;
 pub use environment::EnvironmentSpec;
 pub use meta::{API_VERSION, GROUP, Kind, Manifest, Metadata};

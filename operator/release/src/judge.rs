@@ -91,7 +91,7 @@ impl OpenRelease {
 
     /// The revision's short form, as people read it.
     pub fn short(&self) -> &str {
-        &self.revision[..self.revision.len().min(7)]
+        drover_model::short_id(&self.revision)
     }
 }
 

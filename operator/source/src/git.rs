@@ -91,7 +91,7 @@ pub struct Revision {
 impl Revision {
     /// The abbreviated id (7 characters), as people write it.
     pub fn short(&self) -> &str {
-        &self.id[..self.id.len().min(7)]
+        drover_model::short_id(&self.id)
     }
 }
 
@@ -376,7 +376,7 @@ impl GitSource {
                 location: self.shown.clone(),
                 message: format!(
                     "reverting {} conflicts with later commits",
-                    &revision[..revision.len().min(7)]
+                    drover_model::short_id(revision)
                 ),
             });
         }

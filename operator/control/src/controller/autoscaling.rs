@@ -128,7 +128,7 @@ impl<E: Engine> Controller<E> {
             );
             self.write_replicas(&key, value, "Autoscaled", &text)
                 .await?;
-            (self.say)(&format!("{env}/{name}: autoscaled: {text}"));
+            tracing::info!("{env}/{name}: autoscaled: {text}");
             changed = true;
         }
         if changed {

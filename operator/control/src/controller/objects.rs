@@ -200,13 +200,13 @@ impl<E: Engine> Controller<E> {
             if !rolling {
                 let text = format!("drift reverted to the held revision: {changes}");
                 self.store().event(env, env, "DriftReverted", &text)?;
-                (self.say)(&format!("{env}: {text}"));
+                tracing::info!("{env}: {text}");
             }
         }
         let held = failed
             .previous
             .as_deref()
-            .map_or("-", |p| &p[..p.len().min(7)]);
+            .map_or("-", drover_model::short_id);
         let next = EnvironmentStatus {
             name: env.to_owned(),
             revision: failed.previous.clone(),
@@ -273,7 +273,7 @@ impl<E: Engine> Controller<E> {
                 ("DriftReverted", format!("drift reverted to Git: {changes}"))
             };
             self.store().event(env, label, reason, &text)?;
-            (self.say)(&format!("{label}: {text}"));
+            tracing::info!("{label}: {text}");
             match plan.holds.first() {
                 Some(hold) => (SyncStatus::Held, hold.reason.clone()),
                 None => (SyncStatus::Synced, String::new()),
@@ -301,7 +301,7 @@ impl<E: Engine> Controller<E> {
             let store = self.store();
             if status == SyncStatus::OutOfSync {
                 store.event(env, label, "OutOfSync", &next.message)?;
-                (self.say)(&format!("{label}: out of sync ({})", next.message));
+                tracing::info!("{label}: out of sync ({})", next.message);
             }
             store.set_environment(&next)?;
         }

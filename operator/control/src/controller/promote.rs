@@ -226,7 +226,7 @@ impl<E: Engine> Controller<E> {
                 )
             })
         })?;
-        (self.say)(&format!("{}: {text}", p.target));
+        tracing::info!("{}: {text}", p.target);
         self.config.notifier.send(
             &format!("promotion.{}", p.state),
             &p.target,

@@ -63,7 +63,7 @@ impl<E: Engine> Controller<E> {
                     .map(|e| e.cluster.clone())
                     .unwrap_or_default(),
                 name: env.name,
-                revision: env.revision.map(|r| r[..r.len().min(7)].to_owned()),
+                revision: env.revision.map(|r| drover_model::short_id(&r).to_owned()),
                 summary: env.summary,
                 sync: env.status,
                 message,

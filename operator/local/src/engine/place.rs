@@ -68,7 +68,7 @@ impl LocalEngine {
                     inner
                         .state
                         .event("", &format!("node/{}", node.name), reason, &text)?;
-                    (self.say)(&text);
+                    tracing::info!("{text}");
                 }
                 seen.up = up;
                 if !up {
@@ -376,7 +376,7 @@ impl LocalEngine {
                 } else {
                     format!("instance {} on {} is not ready", record.id, record.node)
                 };
-                (self.say)(&text);
+                tracing::info!("{text}");
             }
         }
         inner

@@ -18,10 +18,11 @@ impl LocalEngine {
                 let n = index as u32 + 1;
                 if !inner.proxies.contains_key(&key) {
                     let listening = self.listen(cluster, listener)?;
-                    (self.say)(&format!(
+                    tracing::info!(
                         "proxy {cluster}/{}: http://{}",
-                        listener.name, listening.addr
-                    ));
+                        listener.name,
+                        listening.addr
+                    );
                     inner.proxies.insert(key.clone(), listening);
                 }
                 let mut table = Table::default();
@@ -142,7 +143,7 @@ impl LocalEngine {
                 inner
                     .state
                     .event("", &format!("cluster/{cluster}"), "PoolDemoted", &text)?;
-                (self.say)(&text);
+                tracing::info!("{text}");
             }
             if active {
                 live.draining_until = None;

@@ -22,7 +22,6 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
             drover: "/bin/drover".into(),
         },
         wake.clone(),
-        |_| {},
     )
     .unwrap();
     let control = Controller::open(
@@ -32,7 +31,6 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
             notifier: drover_control::notify::Notifier::none(),
         },
         wake,
-        |_| {},
     )
     .unwrap();
     control
