@@ -10,7 +10,7 @@ use hmac::{KeyInit, Mac};
 use serde_json::Value;
 
 use crate::platform::Platform;
-use crate::support::{drover, http};
+use crate::support::{drover, http, repo_root};
 
 const SOON: Duration = Duration::from_secs(30);
 const SECRET: &str = "notification-secret";
@@ -131,42 +131,50 @@ struct Receiver {
 
 impl Receiver {
     fn start() -> Receiver {
-        use std::io::{BufRead, Read, Write};
+        Receiver::serve(None)
+    }
+
+    /// A receiver over HTTPS, with the server certificate of tests/fixtures/tls (whose
+    /// CA `drover up` is told to trust through `SSL_CERT_FILE`).
+    fn start_tls() -> Receiver {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let tls = repo_root().join("tests/fixtures/tls");
+        let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(tls.join("server.pem"))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(tls.join("server.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Receiver::serve(Some(Arc::new(config)))
+    }
+
+    fn serve(tls: Option<Arc<rustls::ServerConfig>>) -> Receiver {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/hooks/drover", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hooks/drover", listener.local_addr().unwrap());
         let got: Arc<Mutex<Vec<Delivery>>> = Arc::default();
         let keep = got.clone();
         std::thread::spawn(move || {
             let mut first = true;
             for stream in listener.incoming().flatten() {
-                let mut reader = std::io::BufReader::new(stream);
-                let (mut length, mut signature) = (0usize, String::new());
-                loop {
-                    let mut line = String::new();
-                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-                        break;
+                match &tls {
+                    Some(config) => {
+                        let Ok(connection) = rustls::ServerConnection::new(config.clone()) else {
+                            continue;
+                        };
+                        let stream = rustls::StreamOwned::new(connection, stream);
+                        answer(stream, &mut first, &keep);
                     }
-                    let lower = line.to_ascii_lowercase();
-                    if let Some(v) = lower.strip_prefix("content-length:") {
-                        length = v.trim().parse().unwrap_or(0);
-                    }
-                    if lower.starts_with("x-drover-signature-256:") {
-                        signature = line.split_once(':').unwrap().1.trim().to_owned();
-                    }
+                    None => answer(stream, &mut first, &keep),
                 }
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let status = if first { "500 Oops" } else { "200 OK" };
-                if !first {
-                    keep.lock().unwrap().push((signature, body));
-                }
-                first = false;
-                let _ = reader.get_mut().write_all(
-                    format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                );
             }
         });
         Receiver { url, got }
@@ -188,6 +196,72 @@ impl Receiver {
             })
             .collect()
     }
+}
+
+/// Reads one request from `stream` and answers it: 500 the first time (to be
+/// retried), 200 afterwards, keeping what came.
+fn answer<S: std::io::Read + std::io::Write>(
+    stream: S,
+    first: &mut bool,
+    keep: &Mutex<Vec<Delivery>>,
+) {
+    use std::io::{BufRead, Read};
+    let mut reader = std::io::BufReader::new(stream);
+    let (mut length, mut signature) = (0usize, String::new());
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse().unwrap_or(0);
+        }
+        if lower.starts_with("x-drover-signature-256:") {
+            signature = line.split_once(':').unwrap().1.trim().to_owned();
+        }
+    }
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let status = if *first { "500 Oops" } else { "200 OK" };
+    if !*first {
+        keep.lock().unwrap().push((signature, body));
+    }
+    *first = false;
+    let stream = reader.get_mut();
+    let _ = stream.write_all(
+        format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
+    let _ = stream.flush();
+}
+
+#[test]
+fn notifications_reach_an_https_receiver_trusted_through_ssl_cert_file() {
+    let receiver = Receiver::start_tls();
+    let ca = repo_root().join("tests/fixtures/tls/ca.pem");
+    let platform = Platform::start_from(
+        &fixture(),
+        false,
+        &["--notify", &receiver.url],
+        &[
+            ("DROVER_NOTIFY_SECRET", SECRET),
+            ("SSL_CERT_FILE", ca.to_str().unwrap()),
+        ],
+    );
+    let staging_healthy =
+        |e: &Value| e["event"] == "release.succeeded" && e["environment"] == "staging";
+    let deadline = Instant::now() + SOON;
+    let events = loop {
+        let events = receiver.events();
+        if events.iter().any(staging_healthy) || Instant::now() > deadline {
+            break events;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(events.iter().any(staging_healthy), "{events:#?}");
+    drop(platform);
 }
 
 #[test]

@@ -5,9 +5,6 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
-use hyper_util::client::legacy::Client as HyperClient;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,19 +22,16 @@ pub enum ClientError {
 /// A client of one control plane.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HyperClient<HttpConnector, Full<Bytes>>,
+    http: crate::http::HttpClient,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    /// `base` is like `http://127.0.0.1:7400`.
+    /// `base` is like `http://127.0.0.1:7400` (or `https://…`).
     pub fn new(base: &str, token: Option<String>) -> Client {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_nodelay(true);
         Client {
-            http: HyperClient::builder(TokioExecutor::new()).build(connector),
+            http: crate::http::client(Duration::from_secs(2)),
             base: base.trim_end_matches('/').to_owned(),
             token,
         }

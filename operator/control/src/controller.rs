@@ -23,7 +23,7 @@ use drover_model::{Kind, short_id};
 use drover_plan::{Live, Observed};
 use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger};
 use drover_source::Revision;
-use drover_store::{Store, StoreError};
+use drover_store::{Database, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
@@ -37,6 +37,9 @@ mod releases;
 mod status;
 
 pub use promote::Verified;
+
+#[cfg(test)]
+mod tests;
 
 /// How often a full pass runs when nothing wakes the loop: a safety net.
 const RESYNC: Duration = Duration::from_secs(10);

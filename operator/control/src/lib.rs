@@ -19,6 +19,7 @@ pub mod controller;
 pub mod engine;
 pub mod files;
 pub mod git_writer;
+pub mod http;
 pub mod notify;
 pub mod promoter;
 pub mod server;

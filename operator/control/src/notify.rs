@@ -9,9 +9,6 @@ use hmac::{KeyInit, Mac};
 use http_body_util::Full;
 use hyper::Request;
 use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -46,9 +43,9 @@ impl std::str::FromStr for Receiver {
             Some(("generic", url)) => (Format::Generic, url),
             _ => (Format::Generic, text),
         };
-        if !url.starts_with("http://") {
+        if !url.starts_with("http://") && !url.starts_with("https://") {
             return Err(format!(
-                "`{url}`: a receiver is `http://HOST:PORT/PATH`, optionally after `slack=` or `generic=`"
+                "`{url}`: a receiver is `https://HOST[:PORT]/PATH` or `http://…`, optionally after `slack=` or `generic=`"
             ));
         }
         Ok(Receiver {
@@ -167,10 +164,7 @@ async fn deliver(
     secret: Option<String>,
     mut queue: mpsc::UnboundedReceiver<Notification>,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(2)));
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client = crate::http::client(Duration::from_secs(2));
     while let Some(n) = queue.recv().await {
         let payload = body(receiver.format, &n);
         let mut wait = Duration::from_millis(100);

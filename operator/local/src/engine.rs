@@ -24,7 +24,7 @@ use drover_model::cluster::{AddressPool, Availability, Engine as EngineKind};
 use drover_plan::{Action, Observed};
 use drover_proxy::{Proxy, Table};
 use drover_release::{OpenRelease, ServiceProgress};
-use drover_store::{LocalState, StoreError};
+use drover_store::{Database, LocalState, StoreError};
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, watch};
 

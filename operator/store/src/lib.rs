@@ -25,6 +25,74 @@ use text::Text;
 
 pub use access::{AuditEntry, TokenRecord};
 pub use local::{InstanceRecord, LocalState};
+
+/// Writes both connections make: transactions and events.
+pub trait Database: sealed::Connected + Sized {
+    /// Runs `f` as one transaction: all of its writes land, or none (a crash or an
+    /// error in between leaves the state as it was).
+    fn batch<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        let tx = self.connection().unchecked_transaction()?;
+        let value = f(self)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Appends an event, dropping the oldest beyond the bound.
+    fn event(&self, environment: &str, object: &str, reason: &str, message: &str) -> Result<()> {
+        self.event_at(now_ms(), environment, object, reason, message)
+    }
+
+    /// [`Database::event`] for something that happened at `at_ms` (Unix milliseconds).
+    fn event_at(
+        &self,
+        at_ms: i64,
+        environment: &str,
+        object: &str,
+        reason: &str,
+        message: &str,
+    ) -> Result<()> {
+        // No transaction of its own, so that it can be part of a batch; a crash between
+        // the two statements leaves one event too many, which the next one trims.
+        let db = self.connection();
+        db.execute(
+            "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![at_ms, environment, object, reason, message],
+        )?;
+        db.execute(
+            "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
+            params![self.events_kept()],
+        )?;
+        Ok(())
+    }
+}
+
+impl<T: sealed::Connected> Database for T {}
+
+mod sealed {
+    /// A connection to the state database, and how many events it keeps.
+    pub trait Connected {
+        fn connection(&self) -> &rusqlite::Connection;
+        fn events_kept(&self) -> i64;
+    }
+
+    impl Connected for super::Store {
+        fn connection(&self) -> &rusqlite::Connection {
+            &self.db
+        }
+        fn events_kept(&self) -> i64 {
+            self.events_kept
+        }
+    }
+
+    impl Connected for super::LocalState {
+        fn connection(&self) -> &rusqlite::Connection {
+            self.db()
+        }
+        fn events_kept(&self) -> i64 {
+            super::EVENTS_KEPT
+        }
+    }
+}
 pub use promotions::Promotion;
 
 /// Why the store failed.
@@ -253,29 +321,6 @@ fn connect(path: &Path) -> Result<Connection> {
     Ok(db)
 }
 
-/// Appends an event, dropping the oldest beyond `kept`. No transaction of its own, so
-/// that it can be part of a batch; a crash between the two statements leaves one event
-/// too many, which the next one trims.
-fn append_event(
-    db: &Connection,
-    kept: i64,
-    at_ms: i64,
-    environment: &str,
-    object: &str,
-    reason: &str,
-    message: &str,
-) -> Result<()> {
-    db.execute(
-        "INSERT INTO events (at, environment, object, reason, message) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![at_ms, environment, object, reason, message],
-    )?;
-    db.execute(
-        "DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?1",
-        params![kept],
-    )?;
-    Ok(())
-}
-
 fn kind_of(text: &str) -> Result<Kind> {
     Kind::parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown kind {text}")))
 }
@@ -287,15 +332,6 @@ impl Store {
             db: connect(path)?,
             events_kept: EVENTS_KEPT,
         })
-    }
-
-    /// Runs `f` as one transaction: all of its writes land, or none (a crash or an
-    /// error in between leaves the state as it was).
-    pub fn batch<T>(&self, f: impl FnOnce(&Store) -> Result<T>) -> Result<T> {
-        let tx = self.db.unchecked_transaction()?;
-        let value = f(self)?;
-        tx.commit()?;
-        Ok(value)
     }
 
     /// Records a release that starts now (`progressing`) and keeps the environment's
@@ -392,37 +428,6 @@ impl Store {
             })
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
-    }
-
-    /// Appends an event, dropping the oldest beyond the bound.
-    pub fn event(
-        &self,
-        environment: &str,
-        object: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<()> {
-        self.event_at(now_ms(), environment, object, reason, message)
-    }
-
-    /// [`Store::event`] for something that happened at `at_ms` (Unix milliseconds).
-    pub fn event_at(
-        &self,
-        at_ms: i64,
-        environment: &str,
-        object: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<()> {
-        append_event(
-            &self.db,
-            self.events_kept,
-            at_ms,
-            environment,
-            object,
-            reason,
-            message,
-        )
     }
 
     /// The newest events, newest first.

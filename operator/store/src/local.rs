@@ -9,7 +9,7 @@ use drover_plan::{Action, Observed};
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 
-use crate::{EVENTS_KEPT, Result, StoreError, append_event, connect, kind_of, now_ms};
+use crate::{Result, StoreError, connect, kind_of, now_ms};
 
 /// An instance as the control plane records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,43 +47,8 @@ impl LocalState {
         Ok(LocalState { db: connect(path)? })
     }
 
-    /// Runs `f` as one transaction: all of its writes land, or none.
-    pub fn batch<T>(&self, f: impl FnOnce(&LocalState) -> Result<T>) -> Result<T> {
-        let tx = self.db.unchecked_transaction()?;
-        let value = f(self)?;
-        tx.commit()?;
-        Ok(value)
-    }
-
-    /// Appends an event (a node, an instance, a pool), as the controller's are.
-    pub fn event(
-        &self,
-        environment: &str,
-        object: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<()> {
-        self.event_at(now_ms(), environment, object, reason, message)
-    }
-
-    /// [`LocalState::event`] for something that happened at `at_ms` (Unix ms).
-    pub fn event_at(
-        &self,
-        at_ms: i64,
-        environment: &str,
-        object: &str,
-        reason: &str,
-        message: &str,
-    ) -> Result<()> {
-        append_event(
-            &self.db,
-            EVENTS_KEPT,
-            at_ms,
-            environment,
-            object,
-            reason,
-            message,
-        )
+    pub(crate) fn db(&self) -> &Connection {
+        &self.db
     }
 
     /// Sets (or with `None` clears) an operator's override of a node's availability.

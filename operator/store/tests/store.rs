@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use drover_plan::{Action, plan};
-use drover_store::{EnvironmentStatus, InstanceRecord, LocalState, Store};
+use drover_store::{Database, EnvironmentStatus, InstanceRecord, LocalState, Store};
 
 fn desired() -> drover_diff::State {
     let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/repo"));

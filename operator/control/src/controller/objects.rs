@@ -14,7 +14,7 @@ use drover_model::environment::SyncMode;
 use drover_plan::{Live, Observed, plan};
 use drover_release::judge::{Policy, supersede};
 use drover_release::{OpenRelease, ReleaseResult, SyncStatus, Trigger};
-use drover_store::{EnvironmentStatus, Release};
+use drover_store::{Database, EnvironmentStatus, Release};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;

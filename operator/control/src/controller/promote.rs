@@ -9,7 +9,7 @@ use drover_plan::Live;
 use drover_release::gate::{self, EnvironmentFacts, Input, ServiceFacts, human_duration};
 use drover_release::promotion::Artifact;
 use drover_release::{PromotionState, ReleaseResult, Trigger};
-use drover_store::{Promotion, now_ms};
+use drover_store::{Database, Promotion, now_ms};
 
 use super::{ControlError, Controller};
 use crate::engine::Engine;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use drover_plan::Live;
 use drover_release::judge::{Policy, outcome};
 use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger, Verdict, judge};
+use drover_store::Database;
 
 use super::objects::snapshot;
 use super::{ControlError, Controller, GitWrite, Inner, RevertRequest, subset};

@@ -126,19 +126,25 @@ fn failed(e: ControlError) -> Response {
     error(status, e.to_string())
 }
 
+/// A read's answer: the value as JSON, or the error.
+fn answer<T: Serialize>(result: Result<T, ControlError>) -> Response {
+    match result {
+        Ok(value) => json(StatusCode::OK, &value),
+        Err(e) => failed(e),
+    }
+}
+
+/// A handler's answer: a refusal returns early with `?`.
+type Answer = Result<Response, Response>;
+
 /// A read of (part of) the status.
 fn read_status<E: Engine, T: Serialize + 'static>(
     pick: fn(Status) -> T,
 ) -> MethodRouter<Shared<E>> {
     get(
         move |State(s): State<Shared<E>>, caller: Caller| async move {
-            if let Err(refused) = caller.require(&s, "read", None) {
-                return refused;
-            }
-            match s.control.status().await {
-                Ok(status) => json(StatusCode::OK, &pick(status)),
-                Err(e) => failed(e),
-            }
+            caller.require(&s, "read", None)?;
+            Ok::<_, Response>(answer(s.control.status().await.map(pick)))
         },
     )
 }
@@ -162,70 +168,55 @@ async fn events<E: Engine>(
     State(s): State<Shared<E>>,
     caller: Caller,
     Query(page): Query<Page>,
-) -> Response {
-    if let Err(refused) = caller.require(&s, "read", None) {
-        return refused;
-    }
-    match s.control.events(page.limit.unwrap_or(100)) {
-        Ok(events) => {
-            let views: Vec<EventView> = events
-                .into_iter()
-                .map(|e| EventView {
-                    at_ms: e.at_ms,
-                    environment: e.environment,
-                    object: e.object,
-                    reason: e.reason,
-                    message: e.message,
-                })
-                .collect();
-            json(StatusCode::OK, &views)
-        }
-        Err(e) => failed(e),
-    }
+) -> Answer {
+    caller.require(&s, "read", None)?;
+    let events = s.control.events(page.limit.unwrap_or(100)).map(|events| {
+        events
+            .into_iter()
+            .map(|e| EventView {
+                at_ms: e.at_ms,
+                environment: e.environment,
+                object: e.object,
+                reason: e.reason,
+                message: e.message,
+            })
+            .collect::<Vec<_>>()
+    });
+    Ok(answer(events))
 }
 
 async fn audit<E: Engine>(
     State(s): State<Shared<E>>,
     caller: Caller,
     Query(page): Query<Page>,
-) -> Response {
-    if let Err(refused) = caller.require(&s, "read", None) {
-        return refused;
-    }
+) -> Answer {
+    caller.require(&s, "read", None)?;
     let limit = page.limit.unwrap_or(100);
-    match s.control.with_store(|st| st.audit_trail(limit)) {
-        Ok(entries) => json(StatusCode::OK, &entries),
-        Err(e) => failed(e),
-    }
+    Ok(answer(s.control.with_store(|st| st.audit_trail(limit))))
 }
 
 async fn history<E: Engine>(
     State(s): State<Shared<E>>,
     caller: Caller,
     Path(env): Path<String>,
-) -> Response {
-    if let Err(refused) = caller.require(&s, "read", None) {
-        return refused;
-    }
-    match s.control.history(&env).await {
-        Ok(releases) => {
-            let views: Vec<ReleaseView> = releases
-                .into_iter()
-                .map(|r| ReleaseView {
-                    revision: r.revision,
-                    summary: r.summary,
-                    previous: r.previous,
-                    trigger: r.trigger,
-                    services: r.services,
-                    started_ms: r.started_ms,
-                    ended_ms: r.ended_ms,
-                    result: r.result,
-                    reason: r.reason,
-                    revert: r.revert,
-                })
-                .collect();
-            json(StatusCode::OK, &views)
-        }
-        Err(e) => failed(e),
-    }
+) -> Answer {
+    caller.require(&s, "read", None)?;
+    let releases = s.control.history(&env).await.map(|releases| {
+        releases
+            .into_iter()
+            .map(|r| ReleaseView {
+                revision: r.revision,
+                summary: r.summary,
+                previous: r.previous,
+                trigger: r.trigger,
+                services: r.services,
+                started_ms: r.started_ms,
+                ended_ms: r.ended_ms,
+                result: r.result,
+                reason: r.reason,
+                revert: r.revert,
+            })
+            .collect::<Vec<_>>()
+    });
+    Ok(answer(releases))
 }

@@ -10,7 +10,7 @@ use drover_release::PromotionState;
 use sha2::{Digest, Sha256};
 
 use super::auth::{Caller, audited, valid_scope};
-use super::{Page, Shared, done, error, failed, json};
+use super::{Answer, Page, Shared, answer, done, error, failed, json};
 use crate::engine::Engine;
 use crate::promoter::{DeployRequest, PromotionRequest};
 use crate::view::{
@@ -34,9 +34,6 @@ pub fn parsed<T: serde::de::DeserializeOwned>(body: &Body) -> Result<T, Response
             )
         })
 }
-
-/// A handler's answer: a refusal returns early with `?`.
-type Answer = Result<Response, Response>;
 
 pub(super) async fn scale<E: Engine>(
     State(s): State<Shared<E>>,
@@ -194,13 +191,10 @@ pub(super) async fn promotions<E: Engine>(
 ) -> Answer {
     caller.require(&s, "read", None)?;
     let limit = page.limit.unwrap_or(50);
-    Ok(match s.control.with_store(|st| st.promotions(limit)) {
-        Ok(list) => json(
-            StatusCode::OK,
-            &list.into_iter().map(promotion_view).collect::<Vec<_>>(),
-        ),
-        Err(e) => failed(e),
-    })
+    let list = s.control.with_store(|st| st.promotions(limit));
+    Ok(answer(list.map(|l| {
+        l.into_iter().map(promotion_view).collect::<Vec<_>>()
+    })))
 }
 
 pub(super) async fn deploy<E: Engine>(
@@ -239,21 +233,17 @@ pub(super) async fn deploy<E: Engine>(
 
 pub(super) async fn tokens<E: Engine>(State(s): State<Shared<E>>, caller: Caller) -> Answer {
     caller.require(&s, "admin", None)?;
-    Ok(match s.control.with_store(|st| st.tokens()) {
-        Ok(list) => json(
-            StatusCode::OK,
-            &list
-                .into_iter()
-                .map(|t| TokenView {
-                    name: t.name,
-                    scopes: t.scopes,
-                    created_ms: t.created_ms,
-                    token: None,
-                })
-                .collect::<Vec<_>>(),
-        ),
-        Err(e) => failed(e),
-    })
+    let list = s.control.with_store(|st| st.tokens());
+    Ok(answer(list.map(|l| {
+        l.into_iter()
+            .map(|t| TokenView {
+                name: t.name,
+                scopes: t.scopes,
+                created_ms: t.created_ms,
+                token: None,
+            })
+            .collect::<Vec<_>>()
+    })))
 }
 
 /// Why a new token cannot be made as asked, if it cannot.

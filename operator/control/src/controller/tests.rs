@@ -1,0 +1,344 @@
+//! The controller against `InMemoryEngine`, a stand-in engine that keeps objects in
+//! memory and reports whatever progress a test sets: what the controller records,
+//! applies and asks for, whatever engine runs the services. (End-to-end tests drive
+//! the real local engine.)
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use drover_diff::State;
+use drover_model::Kind;
+use drover_model::cluster::{Availability, Engine as EngineKind};
+use drover_plan::{Action, Observed};
+use drover_release::{Progress, ReleaseResult, ServiceProgress, SyncStatus, Trigger};
+use drover_source::Revision;
+use tokio::sync::Notify;
+
+use super::{Config, Controller, DesiredRevision, GitWrite};
+use crate::engine::{Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage};
+use crate::files::StateDir;
+
+/// A stand-in engine: objects in memory, progress as the test says.
+#[derive(Debug, Default)]
+struct InMemoryEngine {
+    observed: Mutex<Observed>,
+    /// Every service's progress; a service not named is healthy.
+    progress: Mutex<BTreeMap<ServiceKey, Progress>>,
+    applied: Mutex<Vec<Action>>,
+    orders: Mutex<Option<Orders>>,
+}
+
+impl Engine for InMemoryEngine {
+    const KIND: EngineKind = EngineKind::Local;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn observe(&self) -> Result<Observed, EngineError> {
+        Ok(self.observed.lock().unwrap().clone())
+    }
+
+    async fn apply(&self, action: &Action) -> Result<(), EngineError> {
+        let mut observed = self.observed.lock().unwrap();
+        match action {
+            Action::Create { key, value } | Action::Update { key, value, .. } => {
+                observed.objects.insert(key.clone(), value.clone());
+                observed.inventory.insert(key.clone());
+            }
+            Action::Delete { key } => {
+                observed.objects.remove(key);
+                observed.inventory.remove(key);
+            }
+        }
+        self.applied.lock().unwrap().push(action.clone());
+        Ok(())
+    }
+
+    async fn converge(
+        &self,
+        orders: &Orders,
+    ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
+        *self.orders.lock().unwrap() = Some(orders.clone());
+        let set = self.progress.lock().unwrap();
+        Ok(self
+            .observed
+            .lock()
+            .unwrap()
+            .objects
+            .keys()
+            .filter(|k| k.kind == Kind::Service)
+            .map(|k| {
+                let key = (k.environment.clone(), k.name.clone());
+                let progress = set.get(&key).cloned().unwrap_or(Progress::Healthy);
+                (key, ServiceProgress::new(progress, ", 0/2 ready"))
+            })
+            .collect())
+    }
+
+    async fn status(&self) -> Result<EngineStatus, EngineError> {
+        Ok(EngineStatus::default())
+    }
+
+    async fn usage(&self, _: &str, _: &str) -> Option<Usage> {
+        None
+    }
+
+    async fn redeploy(&self, _: &str, _: &str) -> Result<String, EngineError> {
+        Err(EngineError::Refused("not in memory".into()))
+    }
+
+    async fn set_availability(
+        &self,
+        _: &str,
+        _: Option<Availability>,
+    ) -> Result<String, EngineError> {
+        Err(EngineError::Refused("not in memory".into()))
+    }
+
+    fn due(&self) -> Option<Instant> {
+        None
+    }
+}
+
+fn example() -> State {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/repo");
+    drover_diff::normalize(
+        &drover_load::load_dir(&root)
+            .expect("examples/repo reads")
+            .repo,
+    )
+}
+
+fn revision(id: &str) -> DesiredRevision {
+    DesiredRevision {
+        revision: Revision {
+            id: id.repeat(8),
+            summary: format!("commit {id}"),
+        },
+        state: example(),
+    }
+}
+
+/// The example with web's version set.
+fn with_web_version(mut desired: DesiredRevision, version: &str) -> DesiredRevision {
+    for (key, value) in desired.state.iter_mut() {
+        if key.kind == Kind::Service && key.name == "web" && key.environment == "staging" {
+            value["spec"]["version"] = version.into();
+        }
+    }
+    desired
+}
+
+fn controller(dir: &Path, engine: Arc<InMemoryEngine>) -> Arc<Controller<InMemoryEngine>> {
+    Controller::open(
+        engine,
+        Config {
+            state: StateDir::new(dir),
+            notifier: crate::notify::Notifier::none(),
+        },
+        Arc::new(Notify::new()),
+    )
+    .unwrap()
+}
+
+fn staging_releases(control: &Controller<InMemoryEngine>) -> Vec<drover_store::Release> {
+    control.with_store(|s| s.releases("staging", 10)).unwrap()
+}
+
+#[tokio::test]
+async fn a_first_revision_is_applied_and_synced_without_a_release_to_judge_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let control = controller(dir.path(), engine.clone());
+    control.set_desired(revision("a")).await;
+    control.pass().await.unwrap();
+    assert!(!engine.applied.lock().unwrap().is_empty());
+    let envs = control.with_store(|s| s.environments()).unwrap();
+    let staging = envs.iter().find(|e| e.name == "staging").unwrap();
+    assert_eq!(staging.status, SyncStatus::Synced);
+    // Every service is healthy at once here: the release is judged in the same pass.
+    let releases = staging_releases(&control);
+    assert_eq!(releases.len(), 1);
+    assert_eq!(releases[0].result, ReleaseResult::Healthy);
+    control.pass().await.unwrap();
+    assert_eq!(
+        staging_releases(&control).len(),
+        1,
+        "nothing is opened twice"
+    );
+}
+
+#[tokio::test]
+async fn a_release_still_rolling_asks_for_a_pass_at_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let control = controller(dir.path(), engine.clone());
+    control.set_desired(revision("a")).await;
+    control.pass().await.unwrap();
+    let web = ("staging".to_owned(), "web".to_owned());
+    engine
+        .progress
+        .lock()
+        .unwrap()
+        .insert(web, Progress::Rolling);
+    control
+        .set_desired(with_web_version(revision("b"), "v9"))
+        .await;
+    let before = Instant::now();
+    let next = control.pass().await.unwrap().expect("a deadline");
+    // The example's progress deadline is minutes away, not a fixed tick.
+    assert!(
+        next > before + Duration::from_secs(30),
+        "{:?}",
+        next - before
+    );
+    let open = engine.orders.lock().unwrap().clone().unwrap();
+    assert_eq!(open.releases["staging"].services, ["web"]);
+    assert_eq!(
+        staging_releases(&control)[0].result,
+        ReleaseResult::Progressing
+    );
+}
+
+#[tokio::test]
+async fn a_failed_release_is_rolled_back_reverted_and_held_at_what_ran_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let control = controller(dir.path(), engine.clone());
+    let mut writes = control.git_writes().unwrap();
+    control.set_desired(revision("a")).await;
+    control.pass().await.unwrap();
+    let web = ("staging".to_owned(), "web".to_owned());
+    let web_key = |engine: &InMemoryEngine| {
+        engine
+            .observed
+            .lock()
+            .unwrap()
+            .objects
+            .iter()
+            .find(|(k, _)| k.environment == "staging" && k.name == "web")
+            .map(|(_, v)| v["spec"]["version"].clone())
+            .unwrap()
+    };
+    let good = web_key(&engine);
+    engine.progress.lock().unwrap().insert(
+        web.clone(),
+        Progress::Failed {
+            why: "update stopped: 1 of 2 instances failed (staging.web.1)".into(),
+        },
+    );
+    control
+        .set_desired(with_web_version(revision("b"), "v9"))
+        .await;
+    control.pass().await.unwrap();
+    assert_eq!(web_key(&engine), "v9", "the bad release was applied first");
+    let releases = staging_releases(&control);
+    assert_eq!(
+        (releases[0].trigger, releases[0].result),
+        (Trigger::Rollback, ReleaseResult::Progressing)
+    );
+    assert_eq!(releases[1].result, ReleaseResult::RolledBack);
+    assert_eq!(
+        releases[1].reason,
+        "web: update stopped: 1 of 2 instances failed (staging.web.1), 0/2 ready"
+    );
+    let Ok(GitWrite::Revert(revert)) = writes.try_recv() else {
+        panic!("a revert was asked for");
+    };
+    assert_eq!(revert.revision, "b".repeat(8));
+    // The next pass holds the environment at what it ran before, through the engine,
+    // with web rolling back under its rollback settings.
+    engine.progress.lock().unwrap().remove(&web);
+    control.pass().await.unwrap();
+    assert_eq!(web_key(&engine), good);
+    let orders = engine.orders.lock().unwrap().clone().unwrap();
+    assert!(orders.rolling_back.contains(&web));
+    let envs = control.with_store(|s| s.environments()).unwrap();
+    let staging = envs.iter().find(|e| e.name == "staging").unwrap();
+    assert_eq!(staging.status, SyncStatus::Held);
+    assert!(
+        staging
+            .message
+            .starts_with("held at aaaaaaa: release bbbbbbb failed — web: ")
+    );
+    control.pass().await.unwrap();
+    assert_eq!(staging_releases(&control)[0].result, ReleaseResult::Healthy);
+    assert_eq!(
+        web_key(&engine),
+        good,
+        "the failed revision is never applied again"
+    );
+}
+
+#[tokio::test]
+async fn a_controller_restarted_after_recording_a_release_goes_on_with_the_same_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let web = ("staging".to_owned(), "web".to_owned());
+    {
+        let control = controller(dir.path(), engine.clone());
+        control.set_desired(revision("a")).await;
+        control.pass().await.unwrap();
+        engine
+            .progress
+            .lock()
+            .unwrap()
+            .insert(web.clone(), Progress::Rolling);
+        control
+            .set_desired(with_web_version(revision("b"), "v9"))
+            .await;
+        control.pass().await.unwrap();
+    }
+    // As if the crash came after the release was recorded and before it was applied:
+    // web and the environment's status are as they were at `a`.
+    let old = revision("a").state;
+    let web_key = old
+        .keys()
+        .find(|k| k.environment == "staging" && k.name == "web")
+        .unwrap()
+        .clone();
+    engine
+        .observed
+        .lock()
+        .unwrap()
+        .objects
+        .insert(web_key.clone(), old[&web_key].clone());
+    let store = drover_store::Store::open(&StateDir::new(dir.path()).database()).unwrap();
+    let mut staging = store
+        .environments()
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "staging")
+        .unwrap();
+    staging.revision = Some("a".repeat(8));
+    store.set_environment(&staging).unwrap();
+    let control = controller(dir.path(), engine.clone());
+    control
+        .set_desired(with_web_version(revision("b"), "v9"))
+        .await;
+    control.pass().await.unwrap();
+    let releases = staging_releases(&control);
+    let open: Vec<_> = releases.iter().filter(|r| r.result.is_open()).collect();
+    assert_eq!(open.len(), 1, "{releases:#?}");
+    assert_eq!(open[0].revision, "b".repeat(8));
+    assert!(
+        releases
+            .iter()
+            .all(|r| r.result != ReleaseResult::Superseded)
+    );
+    let web = engine.observed.lock().unwrap().objects[&web_key].clone();
+    assert_eq!(
+        web["spec"]["version"], "v9",
+        "the rest of the revision is applied"
+    );
+    engine
+        .progress
+        .lock()
+        .unwrap()
+        .remove(&("staging".to_owned(), "web".to_owned()));
+    control.pass().await.unwrap();
+    assert_eq!(staging_releases(&control)[0].result, ReleaseResult::Healthy);
+}
