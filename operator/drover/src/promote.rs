@@ -51,15 +51,17 @@ pub struct PromoteArgs {
     output: Output,
 }
 
+/// A fresh Idempotency-Key for a promotion asked without one.
 fn random_key() -> String {
-    let mut bytes = [0u8; 16];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    format!("cli-{}", hex_string(&bytes))
+    // Without randomness, a key from the clock still names this one request.
+    let random = drover_control::random_hex(16).unwrap_or_else(|_| format!("{:x}", clock_nanos()));
+    format!("cli-{random}")
 }
 
-fn hex_string(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+fn clock_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
 }
 
 fn say(output: Output, text: &str) {
