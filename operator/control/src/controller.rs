@@ -33,10 +33,12 @@ use crate::files::StateDir;
 mod autoscaling;
 mod objects;
 mod promote;
+mod recorder;
 mod releases;
 mod status;
 
 pub use promote::Verified;
+pub use recorder::{Recorder, Transition};
 
 #[cfg(test)]
 mod tests;
@@ -148,6 +150,7 @@ pub struct Controller<E: Engine> {
     engine: Arc<E>,
     config: Config,
     store: Mutex<Store>,
+    recorder: Recorder,
     inner: tokio::sync::Mutex<Inner>,
     health: Mutex<promote::Health>,
     git_writes: mpsc::UnboundedSender<GitWrite>,
@@ -196,10 +199,12 @@ impl<E: Engine> Controller<E> {
     ) -> Result<Arc<Controller<E>>, ControlError> {
         let store = Store::open(&config.state.database())?;
         let (git_writes, git_writes_rx) = mpsc::unbounded_channel();
+        let recorder = Recorder::new(config.notifier.clone());
         Ok(Arc::new(Controller {
             engine,
             config,
             store: Mutex::new(store),
+            recorder,
             inner: tokio::sync::Mutex::new(Inner::default()),
             health: Mutex::new(promote::Health::default()),
             git_writes,
@@ -330,28 +335,6 @@ impl<E: Engine> Controller<E> {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
-    }
-
-    /// Records a release's transition: its event (a stable reason), its notification
-    /// and its line on `up`'s output, in one call.
-    fn announce(
-        &self,
-        env: &str,
-        result: ReleaseResult,
-        revision: &str,
-        text: &str,
-    ) -> Result<(), ControlError> {
-        self.store().event(env, env, result.event_reason(), text)?;
-        self.tell(env, result, revision, text);
-        Ok(())
-    }
-
-    /// A transition's notification and line, its event already written.
-    fn tell(&self, env: &str, result: ReleaseResult, revision: &str, text: &str) {
-        self.config
-            .notifier
-            .send(result.notification(), env, Some(revision), None, text);
-        tracing::info!(environment = env, revision, "{env}: {text}");
     }
 
     /// Records a service's new replica count outside Git (the API or the autoscaler)

@@ -11,6 +11,7 @@ use drover_release::promotion::Artifact;
 use drover_release::{PromotionState, ReleaseResult, Trigger};
 use drover_store::{Database, Promotion, now_ms};
 
+use super::recorder::Transition;
 use super::{ControlError, Controller};
 use crate::engine::Engine;
 use crate::view::{GateView, Status};
@@ -207,33 +208,14 @@ impl<E: Engine> Controller<E> {
 
     /// Records a promotion's new state: store, event, notification.
     pub fn promotion_moved(&self, p: &Promotion) -> Result<(), ControlError> {
-        let text = if p.reason.is_empty() {
-            format!("promotion #{} {}→{}: {}", p.id, p.source, p.target, p.state)
-        } else {
-            format!(
-                "promotion #{} {}→{}: {} — {}",
-                p.id, p.source, p.target, p.state, p.reason
-            )
-        };
+        let said = Transition::promotion(p);
         self.with_store(|s| {
             s.batch(|s| {
                 s.update_promotion(p)?;
-                s.event(
-                    &p.target,
-                    &format!("promotion/{}", p.id),
-                    "Promotion",
-                    &text,
-                )
+                self.recorder.event(s, &said)
             })
         })?;
-        tracing::info!("{}: {text}", p.target);
-        self.config.notifier.send(
-            &format!("promotion.{}", p.state),
-            &p.target,
-            p.commit.as_deref(),
-            Some(p.id),
-            &text,
-        );
+        self.recorder.tell(&said);
         Ok(())
     }
 

@@ -13,6 +13,7 @@ use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger, Verdi
 use drover_store::Database;
 
 use super::objects::snapshot;
+use super::recorder::Transition;
 use super::{ControlError, Controller, GitWrite, Inner, RevertRequest, subset};
 use crate::engine::Engine;
 
@@ -46,15 +47,13 @@ impl<E: Engine> Controller<E> {
             match &verdict {
                 Verdict::Wait { .. } => {}
                 Verdict::Healthy => {
-                    self.store().end_release(release.id, result, "")?;
-                    self.announce(&env, result, &release.revision, &text)?;
+                    self.end(&env, &release, result, "", &text)?;
                     for service in &release.services {
                         inner.rolling_back.remove(&(env.clone(), service.clone()));
                     }
                 }
                 Verdict::Failed { reason } => {
-                    self.store().end_release(release.id, result, reason)?;
-                    self.announce(&env, result, &release.revision, &text)?;
+                    self.end(&env, &release, result, reason, &text)?;
                 }
                 Verdict::RollBack { reason } => {
                     self.roll_back(inner, live, &env, release, reason, &text)
@@ -62,6 +61,24 @@ impl<E: Engine> Controller<E> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Ends a release with its result, recorded with its event in one write, then told.
+    fn end(
+        &self,
+        env: &str,
+        release: &OpenRelease,
+        result: ReleaseResult,
+        reason: &str,
+        text: &str,
+    ) -> Result<(), ControlError> {
+        let said = Transition::release(env, result, &release.revision, text);
+        self.store().batch(|store| {
+            store.end_release(release.id, result, reason)?;
+            self.recorder.event(store, &said)
+        })?;
+        self.recorder.tell(&said);
         Ok(())
     }
 
@@ -122,9 +139,10 @@ impl<E: Engine> Controller<E> {
             .environments
             .get(env)
             .map_or(20, |e| e.rollback.history_limit as usize);
+        let said = Transition::release(env, ReleaseResult::RolledBack, &release.revision, text);
         let rollback_id = self.store().batch(|store| {
             store.end_release(release.id, ReleaseResult::RolledBack, reason)?;
-            store.event(env, env, ReleaseResult::RolledBack.event_reason(), text)?;
+            self.recorder.event(store, &said)?;
             store.start_release(
                 &drover_store::NewRelease {
                     environment: env.to_owned(),
@@ -138,7 +156,7 @@ impl<E: Engine> Controller<E> {
                 keep,
             )
         })?;
-        self.tell(env, ReleaseResult::RolledBack, &release.revision, text);
+        self.recorder.tell(&said);
         if release.revert_commit {
             self.write_to_git(GitWrite::Revert(RevertRequest {
                 release: release.id,
