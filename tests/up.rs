@@ -985,3 +985,30 @@ fn a_revert_that_cannot_be_written_is_reported_and_the_hold_stays() {
     assert!(message.contains("not written to Git"), "{message}");
     assert_eq!(platform.get_json(HOST, "/")["version"], "v1");
 }
+
+#[test]
+fn the_state_directory_and_what_it_holds_are_their_owners_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(&platform.state), 0o700, "the state directory");
+    for file in ["drover.db", "drover.db-wal", "drover.db-shm", "api-token"] {
+        assert_eq!(mode(&platform.state.join(file)), 0o600, "{file}");
+    }
+    let logs: Vec<_> = std::fs::read_dir(platform.state.join("logs"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(!logs.is_empty(), "instances write logs");
+    for log in logs {
+        assert_eq!(mode(&log), 0o600, "{}", log.display());
+    }
+}

@@ -5,6 +5,7 @@
 //! long (exponential back-off).
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Arc, Mutex};
@@ -50,9 +51,11 @@ impl RotatingLog {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        // What an instance prints may be private: its log is its owner's alone.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)?;
         let written = file.metadata()?.len();
         Ok(RotatingLog {
@@ -89,6 +92,7 @@ impl RotatingLog {
             self.file = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
+                .mode(0o600)
                 .open(&self.path)?;
         }
         self.written = 0;

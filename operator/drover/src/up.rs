@@ -65,6 +65,13 @@ pub fn run(args: Args, log_format: LogFormat) -> anyhow::Result<std::process::Ex
 fn lock(state: &StateDir) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
     std::fs::create_dir_all(state.root())
         .with_context(|| format!("cannot create {}", state.root().display()))?;
+    // The state directory holds the admin token, token hashes, the audit trail and
+    // instances' logs: its owner's alone.
+    std::fs::set_permissions(
+        state.root(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("cannot make {} private", state.root().display()))?;
     let file = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)

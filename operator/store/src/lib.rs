@@ -304,6 +304,19 @@ fn connect(path: &Path) -> Result<Connection> {
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
     }
+    // Token hashes and the audit trail are the owner's alone: the database is 0600,
+    // and SQLite gives its -wal and -shm files the database file's mode.
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path);
+        if let Ok(file) = file {
+            let _ = file.set_permissions(std::fs::Permissions::from_mode(0o600));
+        }
+    }
     let db = Connection::open(path)?;
     // WAL: readers never block the writer; `synchronous=NORMAL` is crash-safe in WAL.
     db.pragma_update(None, "journal_mode", "WAL")?;

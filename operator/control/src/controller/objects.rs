@@ -246,8 +246,13 @@ impl<E: Engine> Controller<E> {
             env,
         );
         let label = if env.is_empty() { "clusters" } else { env };
+        let held = || match plan.holds.first() {
+            Some(hold) => (SyncStatus::Held, hold.reason.clone()),
+            None => (SyncStatus::Synced, String::new()),
+        };
         let (status, message) = if plan.is_empty() {
-            (SyncStatus::Synced, String::new())
+            // Nothing to apply, but maybe something the plan refused to do.
+            held()
         } else if env.is_empty()
             || (policy.mode == SyncMode::Automatic && (new_revision || policy.self_heal))
         {
@@ -274,10 +279,7 @@ impl<E: Engine> Controller<E> {
             };
             self.store().event(env, label, reason, &text)?;
             tracing::info!("{label}: {text}");
-            match plan.holds.first() {
-                Some(hold) => (SyncStatus::Held, hold.reason.clone()),
-                None => (SyncStatus::Synced, String::new()),
-            }
+            held()
         } else {
             let changes = describe(&applied.objects, &wanted);
             let why = if policy.mode == SyncMode::Manual {
@@ -302,6 +304,10 @@ impl<E: Engine> Controller<E> {
             if status == SyncStatus::OutOfSync {
                 store.event(env, label, "OutOfSync", &next.message)?;
                 tracing::info!("{label}: out of sync ({})", next.message);
+            }
+            if status == SyncStatus::Held {
+                store.event(env, label, "Held", &next.message)?;
+                tracing::info!("{label}: held ({})", next.message);
             }
             store.set_environment(&next)?;
         }

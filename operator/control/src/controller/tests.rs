@@ -342,3 +342,39 @@ async fn a_controller_restarted_after_recording_a_release_goes_on_with_the_same_
     control.pass().await.unwrap();
     assert_eq!(staging_releases(&control)[0].result, ReleaseResult::Healthy);
 }
+
+#[tokio::test]
+async fn a_revision_removing_every_service_is_held_with_the_guards_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let control = controller(dir.path(), engine.clone());
+    control.set_desired(revision("a")).await;
+    control.pass().await.unwrap();
+    let mut empty = revision("b");
+    empty
+        .state
+        .retain(|k, _| !(k.environment == "staging" && k.kind == Kind::Service));
+    control.set_desired(empty).await;
+    control.pass().await.unwrap();
+    let envs = control.with_store(|s| s.environments()).unwrap();
+    let staging = envs.iter().find(|e| e.name == "staging").unwrap();
+    assert_eq!(staging.status, SyncStatus::Held);
+    assert!(
+        staging
+            .message
+            .contains("would delete every service of environment `staging`"),
+        "{}",
+        staging.message
+    );
+    let events = control.events(5).unwrap();
+    assert!(events.iter().any(|e| e.reason == "Held"), "{events:?}");
+    let services = engine
+        .observed
+        .lock()
+        .unwrap()
+        .objects
+        .keys()
+        .filter(|k| k.environment == "staging" && k.kind == Kind::Service)
+        .count();
+    assert_eq!(services, 3, "nothing was deleted");
+}
