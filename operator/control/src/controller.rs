@@ -59,9 +59,6 @@ pub enum ControlError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
-    /// The request cannot be done in the current state.
-    #[error("{0}")]
-    Conflict(String),
     /// A promotion's gate is closed now.
     #[error("gate not met: {0}")]
     Gate(drover_release::gate::Closed),
@@ -135,8 +132,6 @@ struct Inner {
     rolling_back: BTreeSet<ServiceKey>,
     /// Every service's progress as of the last pass.
     progress: BTreeMap<ServiceKey, ServiceProgress>,
-    /// When the open releases' deadlines pass.
-    deadlines: Vec<Instant>,
     /// Environments another environment promotes from (their health is tracked).
     promotion_sources: BTreeSet<String>,
     /// Services with `autoscaling`, as applied.
@@ -286,10 +281,16 @@ impl<E: Engine> Controller<E> {
         let mut inner = self.inner.lock().await;
         let observed = self.engine.observe().await?;
         self.resume_releases(&mut inner, &Live::from_state(&observed.objects))?;
+        let mut applied_any = false;
         if let Some(desired) = inner.desired.clone() {
-            self.sync_objects(&mut inner, &desired, &observed).await?;
+            applied_any = self.sync_objects(&mut inner, &desired, &observed).await?;
         }
-        let applied = self.engine.observe().await?.objects;
+        // What the engine runs now: read again only when the objects step changed it.
+        let applied = if applied_any {
+            self.engine.observe().await?.objects
+        } else {
+            observed.objects
+        };
         let live = Live::from_state(&applied);
         inner.promotion_sources = live
             .environments
@@ -309,14 +310,12 @@ impl<E: Engine> Controller<E> {
             rolling_back: inner.rolling_back.clone(),
         };
         inner.progress = self.engine.converge(&orders).await?;
-        self.judge(&mut inner, &live).await?;
+        let release_due = self.judge(&mut inner, &live).await?;
         let autoscale_due = self.autoscale(&mut inner).await?;
         drop(inner);
         self.after_pass().await?;
-        let inner = self.inner.lock().await;
-        Ok([self.engine.due(), autoscale_due]
+        Ok([self.engine.due(), release_due, autoscale_due]
             .into_iter()
-            .chain(inner.deadlines.iter().copied().map(Some))
             .flatten()
             .min())
     }

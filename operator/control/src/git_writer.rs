@@ -39,17 +39,18 @@ pub async fn run<E: Engine>(
     };
     while let Some(write) = writes.recv().await {
         let follower = follower.clone();
-        let request = write.clone();
-        let Ok(result) = tokio::task::spawn_blocking(move || match &request {
-            GitWrite::Revert(r) => revert(&follower, r),
-            GitWrite::Restore(r) => restore(&follower, r),
+        let Ok((write, result)) = tokio::task::spawn_blocking(move || {
+            let result = match &write {
+                GitWrite::Revert(r) => revert(&follower, r),
+                GitWrite::Restore(r) => restore(&follower, r),
+            };
+            (write, result.map_err(|e| e.to_string()))
         })
         .await
         else {
             // A panic in a write is reported by the runtime; the next write goes on.
             continue;
         };
-        let result = result.map_err(|e| e.to_string());
         match &write {
             GitWrite::Revert(r) => control.reverted(r, result).await,
             GitWrite::Restore(r) => control.rolled_back(r, result).await,

@@ -40,9 +40,8 @@ impl LocalClusters for Live {
     }
 
     fn local_cluster_of(&self, environment: &str) -> Option<&str> {
-        let cluster = &self.environments.get(environment)?.cluster;
-        let spec = self.clusters.get(cluster)?;
-        (spec.engine == Engine::Local && spec.local.is_some()).then_some(cluster.as_str())
+        self.cluster_of(environment, Engine::Local)
+            .filter(|cluster| self.clusters[*cluster].local.is_some())
     }
 }
 

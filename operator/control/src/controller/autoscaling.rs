@@ -67,21 +67,25 @@ impl<E: Engine> Controller<E> {
         for (env, name, spec) in inner.autoscaled.clone() {
             let id = (env.clone(), name.clone());
             let period = spec.evaluation_period.to_std();
+            let seen = inner.scaled_at.get(&id).copied();
+            // Not due yet: nothing to measure.
+            if let Some((then, _)) = seen
+                && then.elapsed() < period
+            {
+                next = next.into_iter().chain([then + period]).min();
+                continue;
+            }
             let Some(usage) = self.engine.usage(&env, &name).await else {
                 continue;
             };
             let now = Instant::now();
-            let Some(&(then, requests_then)) = inner.scaled_at.get(&id) else {
-                inner.scaled_at.insert(id, (now, usage.requests));
-                next = next.into_iter().chain([now + period]).min();
+            inner.scaled_at.insert(id.clone(), (now, usage.requests));
+            next = next.into_iter().chain([now + period]).min();
+            // The first sighting only starts the request count.
+            let Some((then, requests_then)) = seen else {
                 continue;
             };
             let elapsed = now.duration_since(then);
-            if elapsed < period {
-                next = next.into_iter().chain([then + period]).min();
-                continue;
-            }
-            inner.scaled_at.insert(id.clone(), (now, usage.requests));
             next = next.into_iter().chain([now + period]).min();
             let updating = inner
                 .progress

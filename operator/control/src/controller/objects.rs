@@ -121,13 +121,14 @@ struct Pass<'a> {
 }
 
 impl<E: Engine> Controller<E> {
-    /// Step 1: apply new revisions, revert (or report) drift.
+    /// Step 1: apply new revisions, revert (or report) drift. Returns whether anything
+    /// was applied.
     pub(super) async fn sync_objects(
         &self,
         inner: &mut Inner,
         desired: &DesiredRevision,
         observed: &Observed,
-    ) -> Result<(), ControlError> {
+    ) -> Result<bool, ControlError> {
         let mut want = scope(&desired.state, E::KIND);
         keep_autoscaled(&mut want, &observed.objects);
         let environments: BTreeSet<String> = want
@@ -147,14 +148,14 @@ impl<E: Engine> Controller<E> {
             observed,
             statuses,
         };
+        let mut applied = false;
         for env in &environments {
-            if let Some(failed) = self.rolled_back_release(env, &desired.revision.id)? {
-                self.hold(inner, &pass, env, &failed).await?;
-            } else {
-                self.sync_environment(inner, &pass, env).await?;
-            }
+            applied |= match self.rolled_back_release(env, &desired.revision.id)? {
+                Some(failed) => self.hold(inner, &pass, env, &failed).await?,
+                None => self.sync_environment(inner, &pass, env).await?,
+            };
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// The release of `revision` in `env` that was rolled back, if it was: such a
@@ -175,14 +176,15 @@ impl<E: Engine> Controller<E> {
     }
 
     /// An environment held at what it ran before `failed`: it converges there while
-    /// the rollback runs, and afterwards when self-heal reverts drift.
+    /// the rollback runs, and afterwards when self-heal reverts drift. Returns whether
+    /// anything was applied.
     async fn hold(
         &self,
         inner: &Inner,
         pass: &Pass<'_>,
         env: &str,
         failed: &Release,
-    ) -> Result<(), ControlError> {
+    ) -> Result<bool, ControlError> {
         let revision = &pass.desired.revision;
         let mut before = subset(&from_snapshot(&failed.snapshot), env);
         keep_autoscaled(&mut before, &pass.observed.objects);
@@ -192,7 +194,8 @@ impl<E: Engine> Controller<E> {
             .releases
             .get(env)
             .is_some_and(|r| r.is_rollback() && r.revision == failed.revision);
-        if !back.is_empty() && (rolling || sync_policy(&before, env).self_heal) {
+        let apply = !back.is_empty() && (rolling || sync_policy(&before, env).self_heal);
+        if apply {
             let changes = describe(&applied.objects, &before);
             for action in &back.actions {
                 self.engine.apply(action).await?;
@@ -221,25 +224,26 @@ impl<E: Engine> Controller<E> {
         if pass.statuses.get(env) != Some(&next) {
             self.store().set_environment(&next)?;
         }
-        Ok(())
+        Ok(apply)
     }
 
-    /// One environment's plan, applied or reported.
+    /// One environment's plan, applied or reported. Returns whether anything was
+    /// applied.
     async fn sync_environment(
         &self,
         inner: &mut Inner,
         pass: &Pass<'_>,
         env: &str,
-    ) -> Result<(), ControlError> {
+    ) -> Result<bool, ControlError> {
         let revision = &pass.desired.revision;
         let wanted = subset(&pass.want, env);
-        let applied = observed_in(pass.observed, env);
-        let plan = plan(&wanted, &applied);
+        let observed = observed_in(pass.observed, env);
+        let plan = plan(&wanted, &observed);
         let before = pass.statuses.get(env);
         let new_revision = before.and_then(|s| s.revision.as_deref()) != Some(&revision.id);
         let policy = sync_policy(
             if wanted.is_empty() {
-                &applied.objects
+                &observed.objects
             } else {
                 &wanted
             },
@@ -250,13 +254,14 @@ impl<E: Engine> Controller<E> {
             Some(hold) => (SyncStatus::Held, hold.reason.clone()),
             None => (SyncStatus::Synced, String::new()),
         };
+        let mut applied = false;
         let (status, message) = if plan.is_empty() {
             // Nothing to apply, but maybe something the plan refused to do.
             held()
         } else if env.is_empty()
             || (policy.mode == SyncMode::Automatic && (new_revision || policy.self_heal))
         {
-            let changes = describe(&applied.objects, &wanted);
+            let changes = describe(&observed.objects, &wanted);
             let services: Vec<String> = plan
                 .actions
                 .iter()
@@ -264,11 +269,12 @@ impl<E: Engine> Controller<E> {
                 .map(|a| a.key().name.clone())
                 .collect();
             if new_revision && !env.is_empty() && !services.is_empty() {
-                self.open_release(inner, pass, env, services, &applied.objects)?;
+                self.open_release(inner, pass, env, services, &observed.objects)?;
             }
             for action in &plan.actions {
                 self.engine.apply(action).await?;
             }
+            applied = true;
             let (reason, text) = if new_revision {
                 (
                     "Synced",
@@ -281,7 +287,7 @@ impl<E: Engine> Controller<E> {
             tracing::info!("{label}: {text}");
             held()
         } else {
-            let changes = describe(&applied.objects, &wanted);
+            let changes = describe(&observed.objects, &wanted);
             let why = if policy.mode == SyncMode::Manual {
                 "manual sync"
             } else {
@@ -289,8 +295,8 @@ impl<E: Engine> Controller<E> {
             };
             (SyncStatus::OutOfSync, format!("{why}: {changes}"))
         };
-        if wanted.is_empty() && applied.objects.is_empty() {
-            return Ok(());
+        if wanted.is_empty() && observed.objects.is_empty() {
+            return Ok(applied);
         }
         let next = EnvironmentStatus {
             name: env.to_owned(),
@@ -311,7 +317,7 @@ impl<E: Engine> Controller<E> {
             }
             store.set_environment(&next)?;
         }
-        Ok(())
+        Ok(applied)
     }
 
     /// Opens the release of a new revision that changes `services`, superseding the

@@ -18,10 +18,15 @@ use super::{ControlError, Controller, GitWrite, Inner, RevertRequest, subset};
 use crate::engine::Engine;
 
 impl<E: Engine> Controller<E> {
-    /// Step 3: judge each open release.
-    pub(super) async fn judge(&self, inner: &mut Inner, live: &Live) -> Result<(), ControlError> {
+    /// Step 3: judge each open release; returns the earliest deadline of those still
+    /// undecided.
+    pub(super) async fn judge(
+        &self,
+        inner: &mut Inner,
+        live: &Live,
+    ) -> Result<Option<Instant>, ControlError> {
         let now = Instant::now();
-        inner.deadlines.clear();
+        let mut earliest: Option<Instant> = None;
         let open: Vec<(String, OpenRelease)> = inner
             .releases
             .iter()
@@ -39,7 +44,7 @@ impl<E: Engine> Controller<E> {
             let verdict = judge(&release, &progress, now);
             let Some((result, text)) = outcome(&release, &verdict) else {
                 if let Verdict::Wait { until } = verdict {
-                    inner.deadlines.push(until);
+                    earliest = earliest.into_iter().chain([until]).min();
                 }
                 continue;
             };
@@ -61,7 +66,7 @@ impl<E: Engine> Controller<E> {
                 }
             }
         }
-        Ok(())
+        Ok(earliest)
     }
 
     /// Ends a release with its result, recorded with its event in one write, then told.

@@ -144,6 +144,29 @@ fn controller(dir: &Path, engine: Arc<InMemoryEngine>) -> Arc<Controller<InMemor
     .unwrap()
 }
 
+/// What the store records of staging's sync state.
+fn staging_status(control: &Controller<InMemoryEngine>) -> drover_store::EnvironmentStatus {
+    control
+        .with_store(|s| s.environments())
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "staging")
+        .unwrap()
+}
+
+/// The version staging's web has in the engine.
+fn web_version(engine: &InMemoryEngine) -> serde_json::Value {
+    engine
+        .observed
+        .lock()
+        .unwrap()
+        .objects
+        .iter()
+        .find(|(k, _)| k.environment == "staging" && k.name == "web")
+        .map(|(_, v)| v["spec"]["version"].clone())
+        .unwrap()
+}
+
 fn staging_releases(control: &Controller<InMemoryEngine>) -> Vec<drover_store::Release> {
     control.with_store(|s| s.releases("staging", 10)).unwrap()
 }
@@ -156,8 +179,7 @@ async fn a_first_revision_is_applied_and_synced_without_a_release_to_judge_twice
     control.set_desired(revision("a")).await;
     control.pass().await.unwrap();
     assert!(!engine.applied.lock().unwrap().is_empty());
-    let envs = control.with_store(|s| s.environments()).unwrap();
-    let staging = envs.iter().find(|e| e.name == "staging").unwrap();
+    let staging = staging_status(&control);
     assert_eq!(staging.status, SyncStatus::Synced);
     // Every service is healthy at once here: the release is judged in the same pass.
     let releases = staging_releases(&control);
@@ -212,18 +234,7 @@ async fn a_failed_release_is_rolled_back_reverted_and_held_at_what_ran_before() 
     control.set_desired(revision("a")).await;
     control.pass().await.unwrap();
     let web = ("staging".to_owned(), "web".to_owned());
-    let web_key = |engine: &InMemoryEngine| {
-        engine
-            .observed
-            .lock()
-            .unwrap()
-            .objects
-            .iter()
-            .find(|(k, _)| k.environment == "staging" && k.name == "web")
-            .map(|(_, v)| v["spec"]["version"].clone())
-            .unwrap()
-    };
-    let good = web_key(&engine);
+    let good = web_version(&engine);
     engine.progress.lock().unwrap().insert(
         web.clone(),
         Progress::Failed {
@@ -234,7 +245,11 @@ async fn a_failed_release_is_rolled_back_reverted_and_held_at_what_ran_before() 
         .set_desired(with_web_version(revision("b"), "v9"))
         .await;
     control.pass().await.unwrap();
-    assert_eq!(web_key(&engine), "v9", "the bad release was applied first");
+    assert_eq!(
+        web_version(&engine),
+        "v9",
+        "the bad release was applied first"
+    );
     let releases = staging_releases(&control);
     assert_eq!(
         (releases[0].trigger, releases[0].result),
@@ -253,11 +268,10 @@ async fn a_failed_release_is_rolled_back_reverted_and_held_at_what_ran_before() 
     // with web rolling back under its rollback settings.
     engine.progress.lock().unwrap().remove(&web);
     control.pass().await.unwrap();
-    assert_eq!(web_key(&engine), good);
+    assert_eq!(web_version(&engine), good);
     let orders = engine.orders.lock().unwrap().clone().unwrap();
     assert!(orders.rolling_back.contains(&web));
-    let envs = control.with_store(|s| s.environments()).unwrap();
-    let staging = envs.iter().find(|e| e.name == "staging").unwrap();
+    let staging = staging_status(&control);
     assert_eq!(staging.status, SyncStatus::Held);
     assert!(
         staging
@@ -267,7 +281,7 @@ async fn a_failed_release_is_rolled_back_reverted_and_held_at_what_ran_before() 
     control.pass().await.unwrap();
     assert_eq!(staging_releases(&control)[0].result, ReleaseResult::Healthy);
     assert_eq!(
-        web_key(&engine),
+        web_version(&engine),
         good,
         "the failed revision is never applied again"
     );
@@ -329,9 +343,9 @@ async fn a_controller_restarted_after_recording_a_release_goes_on_with_the_same_
             .iter()
             .all(|r| r.result != ReleaseResult::Superseded)
     );
-    let web = engine.observed.lock().unwrap().objects[&web_key].clone();
     assert_eq!(
-        web["spec"]["version"], "v9",
+        web_version(&engine),
+        "v9",
         "the rest of the revision is applied"
     );
     engine
@@ -356,8 +370,7 @@ async fn a_revision_removing_every_service_is_held_with_the_guards_reason() {
         .retain(|k, _| !(k.environment == "staging" && k.kind == Kind::Service));
     control.set_desired(empty).await;
     control.pass().await.unwrap();
-    let envs = control.with_store(|s| s.environments()).unwrap();
-    let staging = envs.iter().find(|e| e.name == "staging").unwrap();
+    let staging = staging_status(&control);
     assert_eq!(staging.status, SyncStatus::Held);
     assert!(
         staging

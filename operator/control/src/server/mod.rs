@@ -120,7 +120,7 @@ fn failed(e: ControlError) -> Response {
     let status = match e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
         ControlError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
-        ControlError::Conflict(_) | ControlError::Gate(_) => StatusCode::CONFLICT,
+        ControlError::Gate(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     error(status, e.to_string())

@@ -18,7 +18,9 @@ pub(super) fn of_services(
     inner: &Inner,
     live: &Live,
 ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, LocalError> {
-    let records = inner.state.instances()?;
+    // The instances are read only when a service is not done: their state is the
+    // detail a reason shows.
+    let mut records: Option<Vec<InstanceRecord>> = None;
     let services =
         live.services
             .keys()
@@ -49,7 +51,17 @@ pub(super) fn of_services(
         };
         let detail = match state {
             Progress::Absent | Progress::Healthy => String::new(),
-            _ => why(inner, &records, &key.0, &key.1),
+            _ => {
+                if records.is_none() {
+                    records = Some(inner.state.instances()?);
+                }
+                why(
+                    inner,
+                    records.as_deref().unwrap_or_default(),
+                    &key.0,
+                    &key.1,
+                )
+            }
         };
         out.insert(key, ServiceProgress::new(state, detail));
     }
