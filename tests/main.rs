@@ -7,6 +7,7 @@ mod support;
 mod crds;
 mod diff;
 mod example_app;
+mod hostile;
 mod jenkins;
 mod platform;
 mod promote;

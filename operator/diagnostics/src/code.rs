@@ -61,6 +61,8 @@ codes! {
     UnknownVariant = "E009", Error, "A value outside the field's allowed set.";
     NotARepo = "E010", Error, "The folder is not laid out as a Drover config repo.";
     EnvironmentDocument = "E011", Error, "An environment folder without exactly one matching `Environment` document.";
+    Unreadable = "E012", Error, "A file that is not UTF-8 text, not a regular file, or a link out of the repo.";
+    LimitExceeded = "E013", Error, "A file, revision, document or string beyond a limit (docs/limits.md says how to raise it).";
     InvalidName = "E101", Error, "A name that breaks the naming rule (63 characters, lowercase letters, digits, `-`).";
     InvalidEnvVarName = "E102", Error, "An environment variable name that is not letters, digits and `_`.";
     ReplicasWithGlobalMode = "E103", Error, "`replicas` set on a `global` service.";
@@ -92,6 +94,7 @@ codes! {
     NoWorkload = "E129", Error, "A service with nothing to run.";
     MemoryRequestNotLimit = "W001", Warning, "Memory request differs from its limit (memory cannot be throttled, only killed).";
     RoutedWithoutReadiness = "W002", Warning, "A routed service without a readiness probe gets traffic before it is ready.";
+    UnsupportedEngine = "W003", Warning, "A cluster whose engine this build cannot drive yet: its environments are not deployed.";
 }
 
 impl Serialize for Code {

@@ -85,87 +85,193 @@ fn location(l: &Location) -> String {
     format!("{}:{}:{}", l.file, l.line, l.column)
 }
 
+/// Characters a preview may hold: GitHub's limit for a comment is 65,536; the rest is
+/// margin for what a CI job adds around it.
+pub const PREVIEW_LIMIT: usize = 60_000;
+
+/// Room kept for the note saying what was left out.
+const NOTE_ROOM: usize = 400;
+
+/// A string that stops growing at its limit and counts what did not fit.
+struct Capped {
+    out: String,
+    limit: usize,
+    left_out: Vec<String>,
+}
+
+impl Capped {
+    fn room(&self) -> usize {
+        self.limit.saturating_sub(self.out.len())
+    }
+
+    /// Appends `text` whole, or not at all.
+    fn push(&mut self, text: &str) -> bool {
+        let fits = text.len() <= self.room();
+        if fits {
+            self.out.push_str(text);
+        }
+        fits
+    }
+}
+
+/// `text` cut at a line boundary to at most `room` bytes, and the lines cut.
+fn cut_lines(text: &str, room: usize) -> (&str, usize) {
+    if text.len() <= room {
+        return (text, 0);
+    }
+    let end = text[..room].rfind('\n').map_or(0, |i| i + 1);
+    (&text[..end], text[end..].lines().count())
+}
+
 /// The Markdown of a pull-request comment: a summary table, the semantic lines and a
-/// collapsible full diff per environment, then the head revision's diagnostics.
+/// collapsible full diff per environment, then the head revision's diagnostics. It
+/// fits one comment ([`PREVIEW_LIMIT`]): what does not fit is left out, and a last
+/// line says what.
 pub fn markdown(set: &ChangeSet, preview: &Preview<'_>) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "### Drover preview: {} → {}\n",
-        preview.base, preview.head
-    );
+    markdown_within(set, preview, PREVIEW_LIMIT)
+}
+
+fn markdown_within(set: &ChangeSet, preview: &Preview<'_>, limit: usize) -> String {
+    let mut out = Capped {
+        out: String::new(),
+        limit: limit.saturating_sub(NOTE_ROOM),
+        left_out: Vec::new(),
+    };
     let errors = preview.diagnostics.iter().filter(|d| d.is_error()).count();
     let warnings = preview.diagnostics.len() - errors;
-    if errors > 0 {
-        let _ = writeln!(
-            out,
+    let verdict = if errors > 0 {
+        format!(
             "❌ **The head revision is invalid** ({errors} errors, {warnings} warnings): Drover will not apply it.\n"
-        );
+        )
     } else {
-        let _ = writeln!(
-            out,
-            "✅ The head revision is valid ({warnings} warnings).\n"
-        );
-    }
+        format!("✅ The head revision is valid ({warnings} warnings).\n")
+    };
+    out.push(&format!(
+        "### Drover preview: {} → {}\n\n{verdict}\n",
+        preview.base, preview.head
+    ));
     if set.is_empty() && errors == 0 {
-        out.push_str("No changes to any environment.\n");
+        out.push("No changes to any environment.\n");
     } else if !set.is_empty() {
-        out.push_str("| Environment | Added | Changed | Removed |\n|---|---:|---:|---:|\n");
-        for env in set.environments() {
-            let changes: Vec<&ObjectChange> = set.in_environment(env).collect();
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} |",
-                if env.is_empty() { "*(clusters)*" } else { env },
-                count(&changes, Change::Added),
-                count(&changes, Change::Changed),
-                count(&changes, Change::Removed)
-            );
-        }
-        for env in set.environments() {
-            let changes: Vec<&ObjectChange> = set.in_environment(env).collect();
-            let _ = writeln!(out, "\n#### {}\n", environment_title(env));
-            for change in &changes {
-                for line in &change.summary {
-                    let _ = writeln!(out, "- `{}`", line.replace('`', "'"));
-                }
-            }
-            let diff: String = changes
-                .iter()
-                .map(|c| c.diff.as_str())
-                .collect::<Vec<_>>()
-                .join("\n");
-            let fence = fence(&diff);
-            let objects = if changes.len() == 1 {
-                "1 object".to_owned()
-            } else {
-                format!("{} objects", changes.len())
-            };
-            let _ = write!(
-                out,
-                "\n<details><summary>Full diff of {} ({objects})</summary>\n\n{fence}diff\n{diff}{fence}\n\n</details>\n",
-                environment_title(env)
-            );
-        }
+        changes_markdown(&mut out, set);
     }
     if !preview.diagnostics.is_empty() {
-        out.push_str("\n#### Validation\n\n| Where | Code | Message |\n|---|---|---|\n");
-        for d in preview.diagnostics {
+        diagnostics_markdown(&mut out, preview.diagnostics);
+    }
+    let Capped {
+        mut out, left_out, ..
+    } = out;
+    if !left_out.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n> ✂️ Cut to fit a pull-request comment ({PREVIEW_LIMIT} characters): left out {}. `drover preview --format json` shows everything.",
+            left_out.join(", ")
+        );
+    }
+    out
+}
+
+fn changes_markdown(out: &mut Capped, set: &ChangeSet) {
+    out.push("| Environment | Added | Changed | Removed |\n|---|---:|---:|---:|\n");
+    let environments = set.environments();
+    let mut rows_left = 0;
+    for env in &environments {
+        let changes: Vec<&ObjectChange> = set.in_environment(env).collect();
+        let row = format!(
+            "| {} | {} | {} | {} |\n",
+            if env.is_empty() { "*(clusters)*" } else { env },
+            count(&changes, Change::Added),
+            count(&changes, Change::Changed),
+            count(&changes, Change::Removed)
+        );
+        if !out.push(&row) {
+            rows_left += 1;
+        }
+    }
+    if rows_left > 0 {
+        out.left_out
+            .push(format!("{rows_left} rows of the summary table"));
+    }
+    let mut lines_left = 0;
+    let mut diffs_cut = 0;
+    for env in &environments {
+        let changes: Vec<&ObjectChange> = set.in_environment(env).collect();
+        if !out.push(&format!("\n#### {}\n\n", environment_title(env))) {
+            lines_left += changes.iter().map(|c| c.summary.len()).sum::<usize>();
+            diffs_cut += 1;
+            continue;
+        }
+        for change in &changes {
+            for line in &change.summary {
+                if !out.push(&format!("- `{}`\n", line.replace('`', "'"))) {
+                    lines_left += 1;
+                }
+            }
+        }
+        let diff: String = changes
+            .iter()
+            .map(|c| c.diff.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let fence = fence(&diff);
+        let objects = if changes.len() == 1 {
+            "1 object".to_owned()
+        } else {
+            format!("{} objects", changes.len())
+        };
+        let open = format!(
+            "\n<details><summary>Full diff of {} ({objects})</summary>\n\n{fence}diff\n",
+            environment_title(env)
+        );
+        let close = format!("{fence}\n\n</details>\n");
+        let room = out.room().saturating_sub(open.len() + close.len() + 60);
+        let (shown, cut) = cut_lines(&diff, room);
+        if shown.is_empty() && cut > 0 {
+            diffs_cut += 1;
+            continue;
+        }
+        let mut section = format!("{open}{shown}");
+        if cut > 0 {
+            diffs_cut += 1;
+            let _ = writeln!(section, "… {cut} more lines left out");
+        }
+        section.push_str(&close);
+        out.push(&section);
+    }
+    if lines_left > 0 {
+        out.left_out.push(format!("{lines_left} change lines"));
+    }
+    if diffs_cut > 0 {
+        out.left_out
+            .push(format!("all or part of {diffs_cut} full diffs"));
+    }
+}
+
+fn diagnostics_markdown(out: &mut Capped, diagnostics: &[Diagnostic]) {
+    let mut left = diagnostics.len();
+    if out.push("\n#### Validation\n\n| Where | Code | Message |\n|---|---|---|\n") {
+        for d in diagnostics {
             let hint = d
                 .hint
                 .as_deref()
                 .map(|h| format!(" — {h}"))
                 .unwrap_or_default();
-            let _ = writeln!(
-                out,
-                "| `{}` | {} {} | {}{} |",
+            let row = format!(
+                "| `{}` | {} {} | {}{} |\n",
                 location(&d.location),
                 d.severity,
                 d.code.id(),
                 d.message.replace('|', "\\|"),
                 hint.replace('|', "\\|")
             );
+            if !out.push(&row) {
+                break;
+            }
+            left -= 1;
         }
     }
-    out
+    if left > 0 {
+        out.left_out
+            .push(format!("{left} of {} findings", diagnostics.len()));
+    }
 }

@@ -249,3 +249,72 @@ fn diffing_repos_loaded_with_one_cache_skips_unchanged_files_and_agrees_with_a_f
     );
     assert_eq!(fast.changes.len(), 1);
 }
+
+#[test]
+fn a_preview_fits_one_pull_request_comment_and_says_what_it_left_out() {
+    let old = example();
+    let mut new = edit(
+        &old,
+        "environments/staging/web.yaml",
+        "  command:",
+        &format!(
+            "  env:\n{}  command:",
+            (0..3000)
+                .map(|i| format!("    VAR_{i}: value-{i}\n"))
+                .collect::<String>()
+        ),
+    );
+    new = edit(
+        &new,
+        "environments/production/web.yaml",
+        "  command:",
+        "  env: {A: b}\n  command:",
+    );
+    let set = diff(&state(&old), &state(&new), Options::default());
+    let diagnostics: Vec<drover_diagnostics::Diagnostic> = (0..200_000)
+        .map(|i| {
+            drover_diagnostics::Diagnostic::new(
+                drover_diagnostics::Code::UnknownField,
+                drover_diagnostics::Location {
+                    file: "environments/staging/x.yaml".into(),
+                    line: i + 1,
+                    column: 1,
+                },
+                "unknown field `x`",
+            )
+        })
+        .collect();
+    let preview = render::Preview {
+        base: "a".into(),
+        head: "b".into(),
+        diagnostics: &diagnostics,
+    };
+    let text = render::markdown(&set, &preview);
+    assert!(
+        text.chars().count() <= render::PREVIEW_LIMIT,
+        "{}",
+        text.len()
+    );
+    let note = text.lines().last().unwrap();
+    assert!(note.contains("Cut to fit a pull-request comment"), "{note}");
+    assert!(note.contains("of 200000 findings"), "{note}");
+    assert!(text.contains("more lines left out"));
+    // Every fence that opens closes: the comment renders.
+    assert_eq!(
+        text.matches("<details>").count(),
+        text.matches("</details>").count()
+    );
+    // A small preview is whole.
+    let one = edit(
+        &old,
+        "environments/production/web.yaml",
+        "  command:",
+        "  env: {A: b}\n  command:",
+    );
+    let small = diff(&state(&old), &state(&one), Options::default());
+    let small = render::markdown(&small, &render::Preview::default());
+    assert!(
+        !small.contains("Cut to fit") && !small.contains("left out"),
+        "{small}"
+    );
+}

@@ -188,6 +188,15 @@ fn main() -> ExitCode {
     // `up` logs what it does on standard output; every other command keeps standard
     // output for its answer.
     logging::init(cli.log_format, !matches!(cli.command, Command::Up(_)));
+    // What a config repo may hold, read once: every command reads within the same
+    // bounds (docs/limits.md).
+    match drover_load::Limits::from_env() {
+        Ok(limits) => limits.install(),
+        Err(error) => {
+            eprintln!("error: {error} (docs/limits.md)");
+            return ExitCode::from(2);
+        }
+    }
     let result = match cli.command {
         Command::Validate { dir, output, color } => validate::run(&dir, output, color),
         Command::Diff {

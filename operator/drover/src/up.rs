@@ -372,52 +372,12 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     // the loop is kept for the next `select!`, never lost.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // Revisions are checked in their own task: a big or slow revision never holds up
+    // the agents' tending or a signal.
+    let checker = tokio::spawn(follow(follower.clone(), control.clone(), trigger.clone()));
     let mut tick = tokio::time::interval(Duration::from_millis(500));
-    let mut check = true;
     loop {
-        if check {
-            check = false;
-            let follower = follower.clone();
-            let update = tokio::task::spawn_blocking(move || {
-                follower.lock().expect("follower lock").check()
-            })
-            .await?;
-            match update {
-                Ok(Some(Update::Accepted(desired))) => {
-                    tracing::info!(
-                        "revision {} accepted: {} ({})",
-                        desired.revision.short(),
-                        desired.revision.summary,
-                        summary(&desired.checked.diagnostics)
-                    );
-                    control
-                        .set_desired(DesiredRevision {
-                            state: drover_diff::normalize(&desired.checked.repo),
-                            revision: desired.revision.clone(),
-                        })
-                        .await;
-                }
-                Ok(Some(Update::Rejected {
-                    revision,
-                    diagnostics,
-                    in_force,
-                })) => {
-                    let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
-                        format!("{} stays in force", r.short())
-                    });
-                    let text = format!("{}; {kept}", summary(&diagnostics));
-                    tracing::info!("revision {} rejected: {text}", revision.short());
-                    for l in render_human(&diagnostics, RenderOptions::default()).lines() {
-                        tracing::info!("  {l}");
-                    }
-                    control.reject(&revision, &text).await;
-                }
-                Ok(None) => {}
-                Err(error) => tracing::error!("error: {error}"),
-            }
-        }
         tokio::select! {
-            _ = trigger.notified() => check = true,
             _ = tick.tick() => {
                 if !args.no_agents {
                     agents.tend(&engine.nodes_wanted());
@@ -427,6 +387,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
             _ = terminate.recv() => break,
         }
     }
+    checker.abort();
 
     tracing::info!("stopping: agents stop their instances");
     quit.store(true, Ordering::Relaxed);
@@ -438,4 +399,64 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let _ = std::fs::remove_file(state.api_file());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Checks the tracked reference at start and each time `trigger` fires, off the main
+/// loop, and hands each new revision to the controller: accepted, or rejected with
+/// every diagnostic.
+async fn follow(
+    follower: Arc<Mutex<Follower>>,
+    control: Arc<Controller<LocalEngine>>,
+    trigger: Arc<Notify>,
+) {
+    loop {
+        let follower = follower.clone();
+        let update =
+            tokio::task::spawn_blocking(move || follower.lock().expect("follower lock").check())
+                .await;
+        match update {
+            Ok(Ok(Some(Update::Accepted(desired)))) => {
+                tracing::info!(
+                    "revision {} accepted: {} ({})",
+                    desired.revision.short(),
+                    desired.revision.summary,
+                    summary(&desired.checked.diagnostics)
+                );
+                control
+                    .set_desired(DesiredRevision {
+                        state: drover_diff::normalize(&desired.checked.repo),
+                        revision: desired.revision.clone(),
+                    })
+                    .await;
+            }
+            Ok(Ok(Some(Update::Rejected {
+                revision,
+                diagnostics,
+                in_force,
+            }))) => {
+                let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
+                    format!("{} stays in force", r.short())
+                });
+                let text = format!("{}; {kept}", summary(&diagnostics));
+                tracing::info!("revision {} rejected: {text}", revision.short());
+                // The first findings; `drover validate` shows them all.
+                const SHOWN: usize = 50;
+                let shown = &diagnostics[..diagnostics.len().min(SHOWN)];
+                for l in render_human(shown, RenderOptions::default()).lines() {
+                    tracing::info!("  {l}");
+                }
+                if diagnostics.len() > SHOWN {
+                    tracing::info!(
+                        "  … and {} more (drover validate lists them all)",
+                        diagnostics.len() - SHOWN
+                    );
+                }
+                control.reject(&revision, &text).await;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::error!("error: {error}"),
+            Err(error) => tracing::error!("error: the revision check stopped: {error}"),
+        }
+        trigger.notified().await;
+    }
 }

@@ -233,11 +233,7 @@ mod tests {
     use crate::{SourceFile, load};
 
     fn set(text: &str, path: &str, value: &str) -> Result<String, EditError> {
-        let loaded = load(&[SourceFile {
-            path: "environments/prod/web.yaml".into(),
-            text: text.into(),
-            id: None,
-        }]);
+        let loaded = load(&[SourceFile::new("environments/prod/web.yaml", text)]);
         let service = &loaded.repo.environments[0].services[0];
         let edit = set_scalar(text, &service.source, path, value)?;
         Ok(apply(text, vec![edit]))

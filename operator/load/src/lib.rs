@@ -11,8 +11,10 @@
 mod de;
 mod document;
 pub mod edit;
+pub mod limits;
 mod parse;
 mod read;
+mod refuse;
 mod stream;
 mod yaml;
 
@@ -26,7 +28,8 @@ use drover_model::{
 };
 
 pub use drover_diagnostics::{Diagnostic, Location};
-pub use read::{ReadError, SourceFile, read_dir};
+pub use limits::Limits;
+pub use read::{FileProblem, ReadError, SourceFile, read_dir, read_dir_within, resolve_link};
 
 /// Where a document came from: its file, and what it takes to find the position of
 /// any of its fields. The positioned tree is built only when a diagnostic first asks
@@ -239,7 +242,21 @@ pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
         return loaded;
     }
 
-    let parsed = parse_files(files, cache);
+    let limits = Limits::current();
+    for file in files {
+        if let Some(problem) = &file.problem {
+            loaded
+                .diagnostics
+                .push(refuse::unreadable(file, problem, &limits));
+        }
+    }
+    let counted = refuse::count(files, cache, &limits);
+    loaded.diagnostics.extend(counted.diagnostics);
+    if counted.refused {
+        cache.files.clear();
+        return loaded;
+    }
+    let parsed = parse_files(files, cache, &counted.skip);
     for (file, docs) in files.iter().zip(parsed) {
         let Some(place) = place_of(&file.path) else {
             continue;
@@ -263,7 +280,7 @@ pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
                         };
                         loaded.repo.unparsed.insert((env.to_owned(), kind, name));
                     }
-                    loaded.diagnostics.push(*failed.diagnostic);
+                    loaded.diagnostics.extend(failed.diagnostics);
                     continue;
                 }
             };
@@ -423,10 +440,15 @@ impl DocumentCache {
     pub fn contains(&self, path: &str, id: &str) -> bool {
         self.files.contains_key(&(path.to_owned(), Arc::from(id)))
     }
+
+    /// Documents the file with this path and content id held, if it is held.
+    fn documents(&self, path: &str, id: &Arc<str>) -> Option<usize> {
+        self.files.get(&(path.to_owned(), id.clone())).map(Vec::len)
+    }
 }
 
 fn parse_file(file: &SourceFile) -> Parsed {
-    if place_of(&file.path).is_none() {
+    if place_of(&file.path).is_none() || file.problem.is_some() {
         return Vec::new();
     }
     let name: Arc<str> = file.path.as_str().into();
@@ -440,12 +462,21 @@ fn parse_file(file: &SourceFile) -> Parsed {
 /// holds and keeping in it exactly the files of this load. Misses are parsed on all
 /// cores: files are independent, and parsing is most of the time a load takes.
 /// Results come back in file order, so output does not depend on scheduling.
-fn parse_files(files: &[SourceFile], cache: &mut DocumentCache) -> Vec<Parsed> {
+/// Files in `skip` (refused by a limit) and unreadable files yield nothing and are
+/// not kept: the next load must find their problem again.
+fn parse_files(
+    files: &[SourceFile],
+    cache: &mut DocumentCache,
+    skip: &BTreeSet<usize>,
+) -> Vec<Parsed> {
     let key = |f: &SourceFile| f.id.as_ref().map(|id| (f.path.clone(), id.clone()));
     let mut results: Vec<Option<Parsed>> = files
         .iter()
         .map(|f| key(f).and_then(|k| cache.files.get(&k).cloned()))
         .collect();
+    for i in skip {
+        results[*i] = Some(Vec::new());
+    }
     let misses: Vec<&SourceFile> = files
         .iter()
         .zip(&results)
@@ -463,7 +494,9 @@ fn parse_files(files: &[SourceFile], cache: &mut DocumentCache) -> Vec<Parsed> {
     cache.files = files
         .iter()
         .zip(&results)
-        .filter_map(|(f, r)| key(f).map(|k| (k, r.clone())))
+        .enumerate()
+        .filter(|(i, (f, _))| f.problem.is_none() && !skip.contains(i))
+        .filter_map(|(_, (f, r))| key(f).map(|k| (k, r.clone())))
         .collect();
     results
 }

@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 
 use crate::de::{self, Problem};
 use crate::document::Chunk;
+use crate::limits::{Limits, bytes_in_words};
 use crate::yaml::{self, TreeError};
 use crate::{Object, Source, stream};
 
@@ -78,14 +79,15 @@ fn at(file: &Arc<str>, line: u32, column: u32) -> Location {
 /// known (so that rules do not also blame the objects referring to it).
 #[derive(Debug, Clone)]
 pub(crate) struct Failed {
-    pub diagnostic: Box<Diagnostic>,
+    /// Every problem of the document (at least one).
+    pub diagnostics: Vec<Diagnostic>,
     pub identity: Option<(Kind, String)>,
 }
 
 impl From<Box<Diagnostic>> for Failed {
     fn from(diagnostic: Box<Diagnostic>) -> Self {
         Failed {
-            diagnostic,
+            diagnostics: vec![*diagnostic],
             identity: None,
         }
     }
@@ -161,11 +163,50 @@ pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Do
             )));
         }
         Err(TreeError::TooLarge { line, column }) => {
-            return Err(Failed::from(Box::new(Diagnostic::new(
-                Code::InvalidValue,
-                at(file, line, column),
-                "aliases expand this document beyond a million nodes",
-            ))));
+            return Err(Failed::from(Box::new(
+                Diagnostic::new(
+                    Code::LimitExceeded,
+                    at(file, line, column),
+                    format!(
+                        "aliases expand this document too far (beyond {} nodes)",
+                        yaml::MAX_EXPANSION
+                    ),
+                )
+                .with_hint("write the repeated parts out, or use fewer aliases"),
+            )));
+        }
+        Err(TreeError::TooDeep { line, column }) => {
+            return Err(Failed::from(Box::new(
+                Diagnostic::new(
+                    Code::LimitExceeded,
+                    at(file, line, column),
+                    format!(
+                        "the document nests deeper than {} levels here",
+                        Limits::current().depth
+                    ),
+                )
+                .with_hint(
+                    "no Drover field nests this deep; or raise DROVER_MAX_DEPTH (docs/limits.md)",
+                ),
+            )));
+        }
+        Err(TreeError::TooLong {
+            line,
+            column,
+            bytes,
+        }) => {
+            return Err(Failed::from(Box::new(
+                Diagnostic::new(
+                    Code::LimitExceeded,
+                    at(file, line, column),
+                    format!(
+                        "this string is {}, more than the {} a string may hold",
+                        bytes_in_words(bytes as u64),
+                        bytes_in_words(Limits::current().string_bytes as u64)
+                    ),
+                )
+                .with_hint("keep large data out of the spec (mount it as a secret or volume), or raise DROVER_MAX_STRING_BYTES (docs/limits.md)"),
+            )));
         }
     };
     let source = Arc::new(Source::with_tree(file.clone(), root));
@@ -219,8 +260,8 @@ pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Do
         .and_then(|m| m.get("name"))
         .and_then(yaml::Node::as_str)
         .map(|n| (kind, n.to_owned()));
-    let failed = |diagnostic| Failed {
-        diagnostic,
+    let failed = |diagnostics| Failed {
+        diagnostics,
         identity: identity.clone(),
     };
     Ok(Some(match kind {
@@ -245,17 +286,60 @@ fn missing_header(source: &Source, field: &str, example: &str) -> Box<Diagnostic
     )
 }
 
+/// Most problems one document is read for: past them, the rest wait for a fix.
+const MOST_PROBLEMS: usize = 50;
+
+/// Reads the typed object, or every problem of the document: after each problem the
+/// offending field is set aside and the document read again, so that a typo and a
+/// wrong value are reported together, not one per fix.
 fn typed<S: DeserializeOwned>(
     source: Arc<Source>,
     kind: Kind,
-) -> Result<Object<S>, Box<Diagnostic>> {
-    match de::from_node::<Manifest<S>>(source.tree().expect("built while parsing")) {
-        Ok(manifest) => Ok(Object {
-            manifest: Arc::new(manifest),
-            source,
-        }),
-        Err(error) => Err(Box::new(describe(error, &source, kind))),
+) -> Result<Object<S>, Vec<Diagnostic>> {
+    let tree = source.tree().expect("built while parsing");
+    let first = match de::from_node::<Manifest<S>>(tree) {
+        Ok(manifest) => {
+            return Ok(Object {
+                manifest: Arc::new(manifest),
+                source,
+            });
+        }
+        Err(error) => error,
+    };
+    let mut diagnostics = vec![describe(first.clone(), &source, kind)];
+    let mut rest = tree.clone();
+    let mut removed: Vec<String> = Vec::new();
+    let mut error = first;
+    while diagnostics.len() < MOST_PROBLEMS {
+        // Only a field can be set aside: a missing field, a problem with the whole
+        // document or with a list item (removing it would renumber the items after it)
+        // ends the search.
+        let Some((_, _, path)) = &error.at else { break };
+        let removable = !matches!(error.problem, Problem::MissingField(_))
+            && !path.is_empty()
+            && !path.ends_with(']');
+        if !removable || !rest.remove(path) {
+            break;
+        }
+        removed.push(path.clone());
+        error = match de::from_node::<Manifest<S>>(&rest) {
+            Ok(_) => break,
+            Err(next) => next,
+        };
+        if let (Problem::MissingField(field), Some((_, _, parent))) = (&error.problem, &error.at) {
+            // Missing because it was set aside: already reported.
+            let full = if parent.is_empty() {
+                (*field).to_owned()
+            } else {
+                format!("{parent}.{field}")
+            };
+            if removed.contains(&full) {
+                break;
+            }
+        }
+        diagnostics.push(describe(error.clone(), &source, kind));
     }
+    Err(diagnostics)
 }
 
 fn list(items: &[&str]) -> String {

@@ -13,6 +13,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, IntoDeserializer, Visit
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle, StrInput};
 
 use crate::de::{Scalar, resolve};
+use crate::limits::Limits;
 
 /// The fast path declined; the tree path will read the document.
 #[derive(Debug)]
@@ -46,6 +47,10 @@ pub(crate) struct Events<'a> {
     peeked: Option<Event<'a>>,
     /// Line and column (from 1, within the chunk) of the first node.
     pub start: Option<(u32, u32)>,
+    /// Open sequences and mappings, and the limits: past them the fast path declines,
+    /// and the tree path says where.
+    depth: usize,
+    limits: Limits,
 }
 
 impl<'a> Events<'a> {
@@ -54,6 +59,8 @@ impl<'a> Events<'a> {
             parser: Parser::new_from_str(text),
             peeked: None,
             start: None,
+            depth: 0,
+            limits: Limits::current(),
         }
     }
 
@@ -79,6 +86,21 @@ impl<'a> Events<'a> {
             );
             if !wanted {
                 continue;
+            }
+            match &event {
+                Event::Scalar(text, ..) if text.len() > self.limits.string_bytes => {
+                    return Err(Declined);
+                }
+                Event::SequenceStart(..) | Event::MappingStart(..) => {
+                    self.depth += 1;
+                    if self.depth > self.limits.depth {
+                        return Err(Declined);
+                    }
+                }
+                Event::SequenceEnd | Event::MappingEnd => {
+                    self.depth = self.depth.saturating_sub(1);
+                }
+                _ => {}
             }
             if self.start.is_none() {
                 self.start = Some((span.start.line() as u32, span.start.col() as u32 + 1));

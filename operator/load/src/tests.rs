@@ -283,3 +283,147 @@ fn generated_services_keep_their_version_through_the_fast_path() {
     assert_eq!(o.spec().replicas, Some(2));
     assert_eq!(o.manifest.metadata.labels.len(), 2);
 }
+
+#[test]
+fn every_problem_of_a_document_is_reported_at_once() {
+    let loaded = load_with(
+        "environments/staging/api.yaml",
+        &service(
+            "  command: [./api]\n  replicas: four\n  acess: public\n  update: {parallelism: lots}\n",
+        ),
+    );
+    let found = rendered(&loaded);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with("environments/staging/api.yaml:7:13: E004"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with("environments/staging/api.yaml:8:3: E002"),
+        "{found:#?}"
+    );
+    assert!(found[1].contains("did you mean `access`?"), "{found:#?}");
+    assert!(
+        found[2].starts_with("environments/staging/api.yaml:9:25: E004"),
+        "{found:#?}"
+    );
+}
+
+#[test]
+fn a_required_field_set_aside_is_not_reported_missing_as_well() {
+    let loaded = load_with(
+        "environments/staging/environment.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata:\n  name: staging\nspec:\n  cluster: [local]\n",
+    );
+    let found = rendered(&loaded);
+    assert!(found.iter().all(|f| !f.contains("E003")), "{found:#?}");
+}
+
+#[test]
+fn unreadable_files_and_passed_limits_are_located_errors_and_the_rest_still_loads() {
+    let limits = Limits::default();
+    let binary = SourceFile::from_bytes(
+        "environments/staging/blob.yaml".into(),
+        vec![0x89, b'P', b'N', b'G', 0xff],
+        &limits,
+    );
+    let loaded = load(&[
+        file("clusters/local.yaml", CLUSTER),
+        file("environments/staging/environment.yaml", ENV),
+        binary,
+        SourceFile::unreadable(
+            "environments/staging/link.yaml",
+            FileProblem::Symlink {
+                target: "/etc/passwd".into(),
+            },
+        ),
+        file(
+            "environments/staging/api.yaml",
+            &service(&format!(
+                "  command: [./api]\n  env: {{BIG: \"{}\"}}\n",
+                "x".repeat(200_000)
+            )),
+        ),
+    ]);
+    let found = rendered(&loaded);
+    assert_eq!(found.len(), 3, "{found:#?}");
+    assert!(
+        found[0].starts_with("environments/staging/api.yaml:7:"),
+        "{found:#?}"
+    );
+    assert!(
+        found[0].contains("E013: this string is 195.3 KiB"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with("environments/staging/blob.yaml:1:1: E012"),
+        "{found:#?}"
+    );
+    assert!(found[2].contains("link.yaml:1:1: E012"), "{found:#?}");
+    assert!(found[2].contains("`/etc/passwd`"), "{found:#?}");
+    assert!(
+        loaded
+            .repo
+            .environment("staging")
+            .unwrap()
+            .environment
+            .is_some()
+    );
+}
+
+#[test]
+fn a_file_with_too_many_documents_is_refused_without_being_parsed() {
+    let docs = (0..1001)
+        .map(|i| format!("apiVersion: drover.dev/v1alpha1\nkind: Secret\nmetadata: {{name: s{i}}}\nspec: {{values: {{a: b}}}}\n"))
+        .collect::<Vec<_>>()
+        .join("---\n");
+    let loaded = load_with("environments/staging/many.yaml", &docs);
+    let found = rendered(&loaded);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert!(
+        found[0].contains("many.yaml:5000:1: E013: the file holds 1001 documents"),
+        "{found:#?}"
+    );
+    assert!(
+        loaded
+            .repo
+            .environment("staging")
+            .unwrap()
+            .secrets
+            .is_empty()
+    );
+}
+
+#[test]
+fn links_in_a_directory_are_read_inside_the_repo_and_refused_out_of_it() {
+    let root = tempfile::tempdir().unwrap();
+    let env = root.path().join("environments/staging");
+    std::fs::create_dir_all(&env).unwrap();
+    std::fs::create_dir_all(root.path().join("clusters")).unwrap();
+    std::fs::write(root.path().join("clusters/local.yaml"), CLUSTER).unwrap();
+    std::fs::write(root.path().join("shared.yaml"), ENV).unwrap();
+    std::os::unix::fs::symlink("../../shared.yaml", env.join("environment.yaml")).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", env.join("zero.yaml")).unwrap();
+    let outside = tempfile::NamedTempFile::new().unwrap();
+    std::os::unix::fs::symlink(outside.path(), env.join("outside.yaml")).unwrap();
+    let files = crate::read_dir(root.path()).unwrap();
+    let loaded = load(&files);
+    let found = rendered(&loaded);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].contains("outside.yaml:1:1: E012: the file is a symbolic link"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].contains("zero.yaml:1:1: E012: the file is a symbolic link to `/dev/zero`"),
+        "{found:#?}"
+    );
+    assert!(
+        loaded
+            .repo
+            .environment("staging")
+            .unwrap()
+            .environment
+            .is_some()
+    );
+}

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 
 use serde_saphyr::granit_parser::{Event, Parser, ScalarStyle};
 
-/// Nodes an alias may expand to, in total, per document: a guard against
-/// "billion laughs" documents.
-const MAX_NODES: usize = 1_000_000;
+use crate::limits::Limits;
+
+/// What aliases may expand to, in total, per document, counted as one per node plus
+/// one per 64 bytes of text: a guard against "billion laughs" documents, whether their
+/// laughs are many small nodes or a few long strings.
+pub(crate) const MAX_EXPANSION: usize = 250_000;
 
 /// A node and where it starts (line and column from 1, in the file).
 #[derive(Debug, Clone, PartialEq)]
@@ -90,6 +93,13 @@ impl Node {
         at
     }
 
+    /// Removes the mapping entry at a path such as `spec.routes[0].host`. False when
+    /// there is none (or the path ends in a list index).
+    pub fn remove(&mut self, path: &str) -> bool {
+        let parts: Vec<&str> = path.split('.').filter(|s| !s.is_empty()).collect();
+        remove_parts(self, &parts)
+    }
+
     fn entry(&self, key: &str) -> Option<(&Node, &Node)> {
         match &self.value {
             Value::Map(entries) => entries
@@ -99,6 +109,36 @@ impl Node {
             _ => None,
         }
     }
+}
+
+fn remove_parts(node: &mut Node, parts: &[&str]) -> bool {
+    // Longest key first, as in `locate`.
+    for j in (1..=parts.len()).rev() {
+        let joined = parts[..j].join(".");
+        let (key, indexes) = split_indexes(&joined);
+        let Value::Map(entries) = &mut node.value else {
+            return false;
+        };
+        let Some(at) = entries.iter().position(|(k, _)| k.as_str() == Some(key)) else {
+            continue;
+        };
+        if j == parts.len() {
+            if !indexes.is_empty() {
+                return false;
+            }
+            entries.remove(at);
+            return true;
+        }
+        let mut child = &mut entries[at].1;
+        for index in indexes {
+            match &mut child.value {
+                Value::Seq(items) if index < items.len() => child = &mut items[index],
+                _ => return false,
+            }
+        }
+        return remove_parts(child, &parts[j..]);
+    }
+    false
 }
 
 /// Splits `routes[0][1]` into `routes` and its indexes.
@@ -134,6 +174,14 @@ pub enum TreeError {
     },
     /// Aliases expand to too many nodes.
     TooLarge { line: u32, column: u32 },
+    /// Nested deeper than the limit.
+    TooDeep { line: u32, column: u32 },
+    /// A key or value longer than the limit.
+    TooLong {
+        line: u32,
+        column: u32,
+        bytes: usize,
+    },
 }
 
 enum Partial {
@@ -149,21 +197,55 @@ enum Partial {
 }
 
 /// Parses one document (a chunk whose first line is line `line_offset + 1` of its
-/// file). `Ok(None)` when it holds no node.
+/// file) within this process's limits. `Ok(None)` when it holds no node.
 pub fn parse(text: &str, line_offset: u32) -> Result<Option<Node>, TreeError> {
+    parse_within(text, line_offset, &Limits::current())
+}
+
+/// Like [`parse`], within `limits` (string length and nesting depth).
+pub fn parse_within(
+    text: &str,
+    line_offset: u32,
+    limits: &Limits,
+) -> Result<Option<Node>, TreeError> {
     let mut parser = Parser::new_from_str(text);
     let mut stack: Vec<Partial> = Vec::new();
     let mut anchors: HashMap<usize, Node> = HashMap::new();
     let mut root = None;
-    let mut budget = MAX_NODES;
+    let mut budget = MAX_EXPANSION;
     while let Some(next) = parser.next_event() {
-        let (event, span) = next.map_err(|e| TreeError::Syntax {
-            line: e.marker().line() as u32 + line_offset,
-            column: e.marker().col() as u32 + 1,
-            message: e.info(),
+        let (event, span) = next.map_err(|e| {
+            let (line, column) = (
+                e.marker().line() as u32 + line_offset,
+                e.marker().col() as u32 + 1,
+            );
+            // The scanner has its own bound on flow nesting, met before ours when
+            // brackets open faster than events arrive: the same problem.
+            if e.info().contains("recursion limit") {
+                TreeError::TooDeep { line, column }
+            } else {
+                TreeError::Syntax {
+                    line,
+                    column,
+                    message: e.info(),
+                }
+            }
         })?;
         let line = span.start.line() as u32 + line_offset;
         let column = span.start.col() as u32 + 1;
+        match &event {
+            Event::Scalar(text, ..) if text.len() > limits.string_bytes => {
+                return Err(TreeError::TooLong {
+                    line,
+                    column,
+                    bytes: text.len(),
+                });
+            }
+            Event::SequenceStart(..) | Event::MappingStart(..) if stack.len() >= limits.depth => {
+                return Err(TreeError::TooDeep { line, column });
+            }
+            _ => {}
+        }
         let done = match event {
             Event::Scalar(text, style, anchor, _) => {
                 let plain = matches!(style, ScalarStyle::Plain);
@@ -301,7 +383,7 @@ fn open_path(stack: &[Partial]) -> String {
 
 fn count(node: &Node) -> usize {
     1 + match &node.value {
-        Value::Scalar { .. } => 0,
+        Value::Scalar { text, .. } => text.len() / 64,
         Value::Seq(items) => items.iter().map(count).sum(),
         Value::Map(entries) => entries.iter().map(|(k, v)| count(k) + count(v)).sum(),
     }
@@ -405,6 +487,46 @@ mod tests {
             text.push_str(&format!("a{i}: &a{i} [*a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}, *a{prev}]\n"));
         }
         assert!(matches!(parse(&text, 0), Err(TreeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn aliases_of_long_strings_are_counted_by_their_length() {
+        let long = "x".repeat(100_000);
+        let mut text = format!("a: &a \"{long}\"\nb: [");
+        text.push_str(&vec!["*a"; 200].join(", "));
+        text.push_str("]\n");
+        assert!(matches!(parse(&text, 0), Err(TreeError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn nesting_and_string_length_are_bounded_where_they_pass_the_limit() {
+        let limits = Limits {
+            depth: 3,
+            string_bytes: 8,
+            ..Limits::default()
+        };
+        let deep = "a:\n  b:\n    c:\n      d: 1\n";
+        assert!(matches!(
+            parse_within(deep, 10, &limits),
+            Err(TreeError::TooDeep {
+                line: 14,
+                column: 7
+            })
+        ));
+        assert!(parse_within("a:\n  b:\n    c: 1\n", 0, &limits).is_ok());
+        assert!(matches!(
+            parse_within("a: 123456789\n", 0, &limits),
+            Err(TreeError::TooLong {
+                line: 1,
+                column: 4,
+                bytes: 9
+            })
+        ));
+        let flow = "[".repeat(100_000);
+        assert!(matches!(
+            parse(&flow, 0),
+            Err(TreeError::TooDeep { .. } | TreeError::Syntax { .. })
+        ));
     }
 
     #[test]

@@ -98,11 +98,7 @@ pub fn with_written(files: &[SourceFile], written: &[(String, String)]) -> Vec<S
     files
         .iter()
         .map(|f| match written.iter().find(|(p, _)| *p == f.path) {
-            Some((_, text)) => SourceFile {
-                path: f.path.clone(),
-                text: text.clone(),
-                id: None,
-            },
+            Some((_, text)) => SourceFile::new(f.path.clone(), text.clone()),
             None => f.clone(),
         })
         .collect()
@@ -203,11 +199,7 @@ mod tests {
         let cluster = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata: {name: local}\nspec:\n  engine: local\n  local:\n    nodes:\n      - name: n1\n        capacity: {cpu: 2, memory: 1Gi}\n";
         let environment = "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata: {name: prod}\nspec: {cluster: local}\n";
         let services = "# both services\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: web}\nspec:\n  version: v1\n  command: [web]\n---\napiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata: {name: api}\nspec:\n  command: [api]   # no version yet\n";
-        let file = |path: &str, text: &str| SourceFile {
-            path: path.into(),
-            text: text.into(),
-            id: None,
-        };
+        let file = |path: &str, text: &str| SourceFile::new(path, text);
         let files = vec![
             file("clusters/local.yaml", cluster),
             file("environments/prod/environment.yaml", environment),

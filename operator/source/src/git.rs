@@ -5,7 +5,10 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use drover_load::{DocumentCache, SourceFile};
+use drover_load::{DocumentCache, FileProblem, Limits, SourceFile, resolve_link};
+
+/// The file mode Git records for a symbolic link.
+const LINK_MODE: i32 = 0o120000;
 use drover_validate::Checked;
 use git2::{
     Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository, TreeWalkMode,
@@ -635,37 +638,91 @@ impl GitSource {
                     if entry.kind() == Some(git2::ObjectType::Blob)
                         && (name.ends_with(".yaml") || name.ends_with(".yml"))
                     {
-                        blobs.push((format!("{top}/{dir}{name}"), entry.id()));
+                        let link = entry.filemode() == LINK_MODE;
+                        blobs.push((format!("{top}/{dir}{name}"), entry.id(), link));
                     }
                     TreeWalkResult::Ok
                 })
                 .map_err(|e| read_error(top, e.message().to_owned()))?;
         }
+        blobs.sort_by(|a, b| a.0.cmp(&b.0));
+        let limits = Limits::current();
+        let odb = self
+            .repo
+            .odb()
+            .map_err(|e| read_error("/", e.message().to_owned()))?;
         let mut files = Vec::with_capacity(blobs.len());
-        for (path, id) in blobs {
+        let mut total = 0u64;
+        for (path, id, link) in blobs {
+            let id = if link {
+                match self.link_target(&tree, &path, id) {
+                    Ok(target) => target,
+                    Err(problem) => {
+                        files.push(SourceFile::unreadable(path, problem));
+                        continue;
+                    }
+                }
+            } else {
+                id
+            };
             let id_text = id.to_string();
             if cache.contains(&path, &id_text) {
-                files.push(SourceFile {
-                    path,
-                    text: String::new(),
-                    id: Some(id_text.into()),
-                });
+                files.push(SourceFile::new(path, String::new()).with_id(id_text));
                 continue;
             }
+            // The size from the object's header: an oversized blob is never loaded.
+            let (bytes, _) = odb
+                .read_header(id)
+                .map_err(|e| read_error(&path, e.message().to_owned()))?;
+            let bytes = bytes as u64;
+            if bytes > limits.file_bytes {
+                files.push(SourceFile::unreadable(
+                    path,
+                    FileProblem::TooLarge { bytes },
+                ));
+                continue;
+            }
+            if total + bytes > limits.revision_bytes {
+                files.push(SourceFile::unreadable(
+                    path,
+                    FileProblem::RevisionTooLarge { bytes: total },
+                ));
+                continue;
+            }
+            total += bytes;
             let blob = self
                 .repo
                 .find_blob(id)
                 .map_err(|e| read_error(&path, e.message().to_owned()))?;
-            let text = String::from_utf8(blob.content().to_vec())
-                .map_err(|_| read_error(&path, "not UTF-8 text".to_owned()))?;
-            files.push(SourceFile {
-                path,
-                text,
-                id: Some(id.to_string().into()),
-            });
+            files.push(
+                SourceFile::from_bytes(path, blob.content().to_vec(), &limits).with_id(id_text),
+            );
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
+    }
+
+    /// The blob a link at `path` leads to, resolved by its text within the config
+    /// tree; a link out of it, or to anything but a regular file, is a problem.
+    fn link_target(
+        &self,
+        root: &git2::Tree<'_>,
+        path: &str,
+        link: Oid,
+    ) -> Result<Oid, FileProblem> {
+        let target = self
+            .repo
+            .find_blob(link)
+            .map(|b| String::from_utf8_lossy(b.content()).into_owned())
+            .unwrap_or_default();
+        let problem = || FileProblem::Symlink {
+            target: target.clone(),
+        };
+        let resolved = resolve_link(path, &target).ok_or_else(problem)?;
+        let entry = root
+            .get_path(Path::new(&format!("{}{resolved}", self.prefix)))
+            .map_err(|_| problem())?;
+        let regular = entry.kind() == Some(git2::ObjectType::Blob) && entry.filemode() != LINK_MODE;
+        regular.then(|| entry.id()).ok_or_else(problem)
     }
 
     /// The desired state at a revision: its files, loaded and validated.

@@ -40,6 +40,18 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
             if spec.kubernetes.is_none() {
                 f.at(cluster, "spec.engine", Code::EngineSettings, "a `kubernetes` cluster needs `spec.kubernetes`".into())
                     .hint("add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)");
+            } else {
+                // Said loudly until the engine exists: valid, but nothing deploys it.
+                f.at(
+                    cluster,
+                    "spec.engine",
+                    Code::UnsupportedEngine,
+                    format!(
+                        "this build of Drover has no `kubernetes` engine yet: environments on cluster `{}` are checked but not deployed",
+                        cluster.name()
+                    ),
+                )
+                .hint("use `engine: local` to run them here; `drover status` reports them as not deployed");
             }
             if spec.local.is_some() {
                 f.at(

@@ -150,7 +150,7 @@ impl<E: Engine> Controller<E> {
         };
         let mut applied = false;
         for env in &environments {
-            applied |= match self.rolled_back_release(env, &desired.revision.id)? {
+            applied |= match self.rolled_back_release(env, &desired.revision.id, &pass.want)? {
                 Some(failed) => self.hold(inner, &pass, env, &failed).await?,
                 None => self.sync_environment(inner, &pass, env).await?,
             };
@@ -158,21 +158,53 @@ impl<E: Engine> Controller<E> {
         Ok(applied)
     }
 
-    /// The release of `revision` in `env` that was rolled back, if it was: such a
-    /// revision is never applied again by itself.
+    /// The rolled-back release `env` is held for at `revision`, if any: the release
+    /// of this very revision, or the environment's last release when `want` still
+    /// carries its change to one of its services (a commit landed before the revert
+    /// did). A revision judged failed is never applied again, whatever arrives.
     fn rolled_back_release(
         &self,
         env: &str,
         revision: &str,
+        want: &State,
     ) -> Result<Option<Release>, ControlError> {
         if env.is_empty() {
             return Ok(None);
         }
-        Ok(self
-            .store()
-            .releases(env, 50)?
-            .into_iter()
-            .find(|r| r.revision == revision && r.result == ReleaseResult::RolledBack))
+        let releases = self.store().releases(env, 50)?;
+        if let Some(same) = releases
+            .iter()
+            .find(|r| r.revision == revision && r.result == ReleaseResult::RolledBack)
+        {
+            return Ok(Some(same.clone()));
+        }
+        // The newest release that is not a rollback; its rollback (newer) recorded
+        // what the failed revision had applied.
+        let Some(at) = releases.iter().position(|r| r.trigger != Trigger::Rollback) else {
+            return Ok(None);
+        };
+        let last = &releases[at];
+        if last.result != ReleaseResult::RolledBack {
+            return Ok(None);
+        }
+        let Some(rollback) = releases[..at]
+            .iter()
+            .rev()
+            .find(|r| r.trigger == Trigger::Rollback && r.revision == last.revision)
+        else {
+            return Ok(None);
+        };
+        let bad = from_snapshot(&rollback.snapshot);
+        let carried = last.services.iter().any(|service| {
+            let key = ObjectKey {
+                environment: env.to_owned(),
+                kind: Kind::Service,
+                name: service.clone(),
+            };
+            bad.get(&key)
+                .is_some_and(|spec| want.get(&key) == Some(spec))
+        });
+        Ok(carried.then(|| last.clone()))
     }
 
     /// An environment held at what it ran before `failed`: it converges there while
@@ -215,11 +247,20 @@ impl<E: Engine> Controller<E> {
             revision: failed.previous.clone(),
             summary: None,
             status: SyncStatus::Held,
-            message: format!(
-                "held at {held}: release {} failed — {}",
-                revision.short(),
-                failed.reason
-            ),
+            message: if failed.revision == revision.id {
+                format!(
+                    "held at {held}: release {} failed — {}",
+                    revision.short(),
+                    failed.reason
+                )
+            } else {
+                format!(
+                    "held at {held}: release {} failed — {}; {} still carries its change (until the revert lands)",
+                    drover_model::short_id(&failed.revision),
+                    failed.reason,
+                    revision.short()
+                )
+            },
         };
         if pass.statuses.get(env) != Some(&next) {
             self.store().set_environment(&next)?;

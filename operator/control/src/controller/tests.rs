@@ -391,3 +391,56 @@ async fn a_revision_removing_every_service_is_held_with_the_guards_reason() {
         .count();
     assert_eq!(services, 3, "nothing was deleted");
 }
+
+#[tokio::test]
+async fn a_commit_landing_before_the_revert_never_applies_the_failed_version_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let control = controller(dir.path(), engine.clone());
+    control.set_desired(revision("a")).await;
+    control.pass().await.unwrap();
+    let web = ("staging".to_owned(), "web".to_owned());
+    let good = web_version(&engine);
+    let failed = Progress::Failed {
+        why: "readiness failed".into(),
+    };
+    engine.progress.lock().unwrap().insert(web.clone(), failed);
+    control
+        .set_desired(with_web_version(revision("b"), "v9"))
+        .await;
+    control.pass().await.unwrap();
+    engine.progress.lock().unwrap().remove(&web);
+    control.pass().await.unwrap();
+    assert_eq!(web_version(&engine), good, "rolled back");
+    // An unrelated commit on top of the failed one, before Drover's revert lands: it
+    // still says v9, which must not run again.
+    control
+        .set_desired(with_web_version(revision("c"), "v9"))
+        .await;
+    control.pass().await.unwrap();
+    control.pass().await.unwrap();
+    assert_eq!(web_version(&engine), good, "the failed version stays out");
+    let staging = staging_status(&control);
+    assert_eq!(staging.status, SyncStatus::Held);
+    assert!(
+        staging
+            .message
+            .starts_with("held at aaaaaaa: release bbbbbbb failed")
+            && staging.message.contains("ccccccc still carries its change"),
+        "{}",
+        staging.message
+    );
+    // The revert lands: in sync again, at the revert.
+    control
+        .set_desired(with_web_version(revision("d"), good.as_str().unwrap()))
+        .await;
+    control.pass().await.unwrap();
+    assert_eq!(staging_status(&control).status, SyncStatus::Synced);
+    // A fix is a new change: it is released.
+    control
+        .set_desired(with_web_version(revision("e"), "v10"))
+        .await;
+    control.pass().await.unwrap();
+    assert_eq!(web_version(&engine), "v10");
+    assert_eq!(staging_releases(&control)[0].revision, "e".repeat(8));
+}
