@@ -709,3 +709,97 @@ fn a_pull_request_promotion_writes_a_branch_with_a_preview_and_leaves_main_alone
     // Production runs what main says until the pull request is merged.
     assert_eq!(platform.get_json("web.localhost", "/")["version"], "v1");
 }
+
+fn promotion_commits(platform: &Platform) -> usize {
+    config_git(platform, &["log", "--format=%s", "main"])
+        .lines()
+        .filter(|l| l.starts_with("Promote staging to production"))
+        .count()
+}
+
+#[test]
+fn a_promotion_committed_just_before_a_crash_is_recorded_after_the_restart_and_never_written_twice()
+{
+    let mut platform = Platform::start_from(&fixture(), true, &[], &[]);
+    both_ready(&platform);
+    platform.drover(&["deploy", "staging", "--set", "web=v2"]);
+    platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
+    // `up` dies right after the promotion's commit is pushed, before recording it.
+    platform.env = vec![("DROVER_FAILPOINT".into(), "after-git-commit".into())];
+    platform.interrupt();
+    platform.start_up();
+    let output = promote_output(&platform, &["--idempotency-key", "build-7"]);
+    assert!(!output.status.success(), "the crash cut the request");
+    assert_eq!(platform.up.take().unwrap().wait_exit(SOON), Some(137));
+    assert_eq!(promotion_commits(&platform), 1);
+    platform.env.clear();
+    platform.start_up();
+    let said = platform
+        .up
+        .as_ref()
+        .unwrap()
+        .expect_line(SOON, |l| l.contains("interrupted by a stop"));
+    assert!(said.ends_with(": committed"), "{said}");
+    let list: Value =
+        serde_json::from_str(&platform.drover(&["promotions", "-o", "json"])).unwrap();
+    let state = list[0]["state"].as_str().unwrap_or_default();
+    assert!(
+        ["committed", "deploying", "succeeded"].contains(&state),
+        "{list:#}"
+    );
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("before a restart"),
+        "{list:#}"
+    );
+    let again = promote_and_wait(&platform, &["--idempotency-key", "build-7"]);
+    assert_eq!(again["state"], "succeeded", "{again:#}");
+    assert_eq!(promotion_commits(&platform), 1, "one commit for one key");
+    let answer = platform.get_json("web.localhost", "/");
+    assert_eq!(answer["version"], "v2");
+}
+
+#[test]
+fn a_deploy_is_checked_like_the_repo_and_a_retried_key_never_commits_twice() {
+    let platform = Platform::start_from(&fixture(), false, &[], &[]);
+    both_ready(&platform);
+    let token = platform.token();
+    let auth = format!("Bearer {token}");
+    let deploy = |key: &str, body: &str| {
+        http(
+            "POST",
+            &platform.api,
+            "/api/v1/environments/staging/deploy",
+            &[("Authorization", &auth), ("Idempotency-Key", key)],
+            body.as_bytes(),
+        )
+    };
+    let before = head(&platform);
+    let (status, body) = deploy(
+        "k0",
+        r#"{"versions": {"web": "v2\nDrover-Promotion: forged"}}"#,
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("a version holds only letters"), "{body}");
+    assert_eq!(head(&platform), before, "nothing invalid is committed");
+    let (status, first) = deploy("k1", r#"{"versions": {"web": "v5"}}"#);
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = deploy("k1", r#"{"versions": {"web": "v5"}}"#);
+    assert_eq!((status, &second), (200, &first), "the same answer");
+    let commits = config_git(
+        &platform,
+        &["rev-list", "--count", &format!("{before}..main")],
+    );
+    assert_eq!(commits.trim(), "1", "one commit for one key");
+    let message = config_git(&platform, &["log", "-1", "--format=%B", "main"]);
+    assert!(message.contains("\nDrover-Write: "), "{message}");
+    let (status, body) = deploy("k1", r#"{"versions": {"web": "v6"}}"#);
+    assert_eq!(status, 422, "{body}");
+    let audit = platform.drover(&["audit", "-o", "json"]);
+    assert!(
+        !audit.contains("v2\\nDrover"),
+        "no raw request value: {audit}"
+    );
+}

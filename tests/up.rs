@@ -1012,3 +1012,54 @@ fn the_state_directory_and_what_it_holds_are_their_owners_alone() {
         assert_eq!(mode(&log), 0o600, "{}", log.display());
     }
 }
+
+#[test]
+fn a_revert_interrupted_by_a_crash_is_written_once_after_the_restart() {
+    let mut platform = Platform::start_remote();
+    platform.env = vec![("DROVER_FAILPOINT".into(), "before-git-write".into())];
+    platform.interrupt();
+    platform.start_up();
+    reshape_web(
+        &mut platform,
+        "  replicas: 1\n  update: {monitor: 1s}\n  rollback: {monitor: 1s}\n",
+        "web: fast monitor",
+    );
+    let bad = release_v2(
+        &platform,
+        1,
+        "EXAMPLE_FAIL_READINESS",
+        "1",
+        "web v2, never ready",
+    );
+    // The rollback is recorded with its revert queued, and `up` dies before writing it.
+    let mut up = platform.up.take().unwrap();
+    up.expect_line(Duration::from_secs(40), |l| {
+        l.starts_with(&format!("staging: release {} failed", &bad[..7]))
+    });
+    assert_eq!(up.wait_exit(SOON), Some(137), "the failpoint stopped up");
+    let bare = platform.remote.clone().unwrap();
+    let tip = drover_testkit::git::git(&bare, &["rev-parse", "main"]);
+    assert_eq!(tip.trim(), bad, "nothing was written before the crash");
+    platform.env.clear();
+    platform.start_up();
+    let status = platform.wait_for(SOON, "synced at the revert", |s| {
+        s["environments"][0]["sync"] == "Synced"
+            && s["environments"][0]["revision"] != bad.as_str()
+            && Platform::ready(s, "web", 1)
+    });
+    assert_eq!(status["services"][0]["version"], "v1");
+    let log = drover_testkit::git::git(&bare, &["log", "--format=%s", &format!("{bad}..main")]);
+    assert_eq!(
+        log.trim(),
+        "Revert \"web v2, never ready\"",
+        "one revert, once"
+    );
+    let body = drover_testkit::git::git(&bare, &["log", "-1", "--format=%b", "main"]);
+    assert!(body.contains("Drover-Write: "), "{body}");
+    // Another restart finds the write done: still one revert.
+    platform.interrupt();
+    platform.start_up();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let again = drover_testkit::git::git(&bare, &["rev-list", "--count", &format!("{bad}..main")]);
+    assert_eq!(again.trim(), "1");
+}

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 use drover_diff::{ObjectKey, State};
 use drover_model::{Kind, short_id};
 use drover_plan::{Live, Observed};
-use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger};
+use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger, WriteKind, WriteState};
 use drover_source::Revision;
-use drover_store::{Database, Store, StoreError};
+use drover_store::{Database, GitWriteRecord, Store, StoreError};
 use serde_json::Value;
 use tokio::sync::{Notify, mpsc};
 
@@ -59,6 +59,9 @@ pub enum ControlError {
     Refused(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request breaks a rule of the model (what `drover validate` checks).
+    #[error("{0}")]
+    Invalid(String),
     /// A promotion's gate is closed now.
     #[error("gate not met: {0}")]
     Gate(drover_release::gate::Closed),
@@ -90,7 +93,7 @@ pub struct DesiredRevision {
 }
 
 /// A rolled-back release whose revision should be reverted in Git.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RevertRequest {
     pub release: i64,
     pub environment: String,
@@ -100,7 +103,7 @@ pub struct RevertRequest {
 
 /// A manual rollback of an environment to an earlier revision: a commit restoring the
 /// environment's directory as it was.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RollbackRequest {
     pub environment: String,
     /// A revision as the user named it, or the last healthy one before the current.
@@ -113,6 +116,43 @@ pub struct RollbackRequest {
 pub enum GitWrite {
     Revert(RevertRequest),
     Restore(RollbackRequest),
+}
+
+impl GitWrite {
+    fn kind(&self) -> WriteKind {
+        match self {
+            GitWrite::Revert(_) => WriteKind::Revert,
+            GitWrite::Restore(_) => WriteKind::Restore,
+        }
+    }
+
+    fn request(&self) -> String {
+        match self {
+            GitWrite::Revert(r) => serde_json::to_string(r),
+            GitWrite::Restore(r) => serde_json::to_string(r),
+        }
+        .expect("requests serialize")
+    }
+
+    /// The write a queued record holds, if it is one of these kinds.
+    fn of(record: &GitWriteRecord) -> Option<GitWrite> {
+        match record.kind {
+            WriteKind::Revert => serde_json::from_str(&record.request)
+                .ok()
+                .map(GitWrite::Revert),
+            WriteKind::Restore => serde_json::from_str(&record.request)
+                .ok()
+                .map(GitWrite::Restore),
+            WriteKind::Promotion | WriteKind::Deploy => None,
+        }
+    }
+}
+
+/// A write recorded in the Git outbox, with what it asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedWrite {
+    pub record: GitWriteRecord,
+    pub write: GitWrite,
 }
 
 /// What the controller keeps between passes.
@@ -138,6 +178,8 @@ struct Inner {
     autoscaled: Vec<(String, String, drover_model::service::Autoscaling)>,
     /// Per autoscaled service: when it was last evaluated, and its request count then.
     scaled_at: BTreeMap<ServiceKey, (Instant, usize)>,
+    /// Passes that had a desired revision to sync to.
+    synced_passes: u64,
 }
 
 /// The controller, generic over the engine it drives. Shared by its loop and the API.
@@ -148,8 +190,8 @@ pub struct Controller<E: Engine> {
     recorder: Recorder,
     inner: tokio::sync::Mutex<Inner>,
     health: Mutex<promote::Health>,
-    git_writes: mpsc::UnboundedSender<GitWrite>,
-    git_writes_rx: Mutex<Option<mpsc::UnboundedReceiver<GitWrite>>>,
+    git_writes: mpsc::UnboundedSender<QueuedWrite>,
+    git_writes_rx: Mutex<Option<mpsc::UnboundedReceiver<QueuedWrite>>>,
     wake: Arc<Notify>,
 }
 
@@ -276,6 +318,12 @@ impl<E: Engine> Controller<E> {
         }
     }
 
+    /// Whether a pass has synced the engine to a desired revision yet (after a start,
+    /// what depends on live state, such as a gate, waits for it).
+    pub async fn has_synced(&self) -> bool {
+        self.inner.lock().await.synced_passes > 0
+    }
+
     /// One pass; returns when the next one is due at the latest.
     pub async fn pass(&self) -> Result<Option<Instant>, ControlError> {
         let mut inner = self.inner.lock().await;
@@ -284,6 +332,7 @@ impl<E: Engine> Controller<E> {
         let mut applied_any = false;
         if let Some(desired) = inner.desired.clone() {
             applied_any = self.sync_objects(&mut inner, &desired, &observed).await?;
+            inner.synced_passes += 1;
         }
         // What the engine runs now: read again only when the objects step changed it.
         let applied = if applied_any {
@@ -320,20 +369,52 @@ impl<E: Engine> Controller<E> {
             .min())
     }
 
-    /// Asks for a commit.
-    fn write_to_git(&self, write: GitWrite) {
-        // The receiver lives as long as `up`: a write asked for after it stopped is
-        // lost, and the environment stays held until a person acts.
-        let _ = self.git_writes.send(write);
+    /// Records a commit to write in the Git outbox (part of the caller's batch, when
+    /// it has one): from here on it survives a crash.
+    fn queue_git_write(store: &Store, write: GitWrite) -> Result<QueuedWrite, StoreError> {
+        // Random, so that no commit from an older state directory carries it too.
+        let token = crate::random_hex(16)
+            .unwrap_or_else(|_| format!("{}-{}", drover_store::now_ms(), std::process::id()));
+        let record = store.queue_write(write.kind(), &write.request(), None, &token)?;
+        Ok(QueuedWrite { record, write })
+    }
+
+    /// Hands a queued write to the Git writer.
+    fn send_git_write(&self, queued: QueuedWrite) {
+        // The receiver lives as long as `up`; a write it never took stays in the outbox
+        // and is carried out when `up` starts again.
+        let _ = self.git_writes.send(queued);
     }
 
     /// The commits Drover asks for (reverts, restores), in order: taken once, by the
     /// Git writer.
-    pub fn git_writes(&self) -> Option<mpsc::UnboundedReceiver<GitWrite>> {
+    pub fn git_writes(&self) -> Option<mpsc::UnboundedReceiver<QueuedWrite>> {
         self.git_writes_rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
+    }
+
+    /// The reverts and restores still pending in the outbox, oldest first: what a
+    /// crash interrupted, for the Git writer to carry out when it starts.
+    pub fn pending_git_writes(&self) -> Result<Vec<QueuedWrite>, ControlError> {
+        let records = self
+            .store()
+            .pending_writes(&[WriteKind::Revert, WriteKind::Restore])?;
+        Ok(records
+            .into_iter()
+            .filter_map(|record| {
+                let write = GitWrite::of(&record)?;
+                Some(QueuedWrite { record, write })
+            })
+            .collect())
+    }
+
+    /// Whether the outbox still holds this write as pending.
+    pub fn still_pending(&self, id: i64) -> bool {
+        self.store()
+            .pending_writes(&[WriteKind::Revert, WriteKind::Restore])
+            .is_ok_and(|p| p.iter().any(|r| r.id == id))
     }
 
     /// Records a service's new replica count outside Git (the API or the autoscaler)
@@ -476,17 +557,39 @@ impl<E: Engine> Controller<E> {
         let short = short_id(&target);
         let text =
             format!("rolling {env} back to {short}: a commit restoring environments/{env} follows");
-        store.event(env, env, "RollbackRequested", &text)?;
+        let queued = store.batch(|store| {
+            store.event(env, env, "RollbackRequested", &text)?;
+            Self::queue_git_write(
+                store,
+                GitWrite::Restore(RollbackRequest {
+                    environment: env.to_owned(),
+                    to: target,
+                }),
+            )
+        })?;
         drop(store);
-        self.write_to_git(GitWrite::Restore(RollbackRequest {
-            environment: env.to_owned(),
-            to: target,
-        }));
+        self.send_git_write(queued);
         Ok(text)
     }
 
+    /// A queued write was carried out (`Ok(commit)`) or could not be (`Err(why)`):
+    /// what it was for learns the result, then the outbox records it.
+    pub async fn written(&self, queued: &QueuedWrite, result: Result<String, String>) {
+        match &queued.write {
+            GitWrite::Revert(r) => self.reverted(r, result.clone()).await,
+            GitWrite::Restore(r) => self.rolled_back(r, result.clone()).await,
+        }
+        let (state, text) = match &result {
+            Ok(commit) => (WriteState::Written, commit.as_str()),
+            Err(why) => (WriteState::Failed, why.as_str()),
+        };
+        if let Err(e) = self.store().finish_write(queued.record.id, state, text) {
+            tracing::error!("the Git outbox: {e}");
+        }
+    }
+
     /// The commit of a manual rollback was written (`Ok(commit)`) or not (`Err(why)`).
-    pub async fn rolled_back(&self, request: &RollbackRequest, result: Result<String, String>) {
+    async fn rolled_back(&self, request: &RollbackRequest, result: Result<String, String>) {
         let env = &request.environment;
         let short = short_id(&request.to);
         let (reason, text) = match &result {
@@ -511,7 +614,7 @@ impl<E: Engine> Controller<E> {
     }
 
     /// A revert commit was written (`Ok(commit)`) or could not be (`Err(why)`).
-    pub async fn reverted(&self, request: &RevertRequest, result: Result<String, String>) {
+    async fn reverted(&self, request: &RevertRequest, result: Result<String, String>) {
         let short = short_id(&request.revision);
         {
             let mut inner = self.inner.lock().await;

@@ -34,3 +34,13 @@ pub fn random_hex(n: usize) -> std::io::Result<String> {
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     Ok(hex::encode(bytes))
 }
+
+/// A crash on purpose, for the tests that prove a crash at this point is safe:
+/// with `DROVER_FAILPOINT=<name>` set, the process exits at once, as a `kill -9`
+/// there would leave it (nothing is flushed or finished). Unset, it does nothing.
+pub fn failpoint(name: &str) {
+    if std::env::var("DROVER_FAILPOINT").is_ok_and(|v| v == name) {
+        tracing::error!("failpoint {name}: exiting as a crash would");
+        std::process::exit(137);
+    }
+}

@@ -9,15 +9,16 @@ use std::sync::{Arc, Mutex};
 
 use drover_diff::{Options, diff_repos, render};
 use drover_load::SourceFile;
-use drover_release::PromotionState;
 use drover_release::promotion::{Artifact, Change, changes, with_written, write};
+use drover_release::{PromotionState, WriteKind, WriteState};
 use drover_source::{Follower, GitSource};
-use drover_store::Promotion;
+use drover_store::{GitWriteRecord, Promotion};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::controller::{ControlError, Controller, Verified};
 use crate::engine::Engine;
+use crate::git_writer::one_line;
 
 /// `POST /api/v1/promotions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -38,6 +39,42 @@ pub struct DeployRequest {
     /// Service → image, to set an image outright.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+}
+
+/// A deploy as the outbox keeps it: what was asked, by whom.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeployTask {
+    env: String,
+    request: DeployRequest,
+    who: String,
+}
+
+/// A random token for a commit's `Drover-Write:` trailer.
+fn write_token() -> String {
+    crate::random_hex(16)
+        .unwrap_or_else(|_| format!("{}-{}", drover_store::now_ms(), std::process::id()))
+}
+
+/// `written` if the repo with it in place is still valid: nothing invalid is ever
+/// committed. Otherwise every error, located.
+fn still_valid(
+    files: &[SourceFile],
+    written: Vec<(String, String)>,
+) -> Result<Vec<(String, String)>, String> {
+    let checked = drover_validate::check(&with_written(files, &written));
+    if checked.is_valid() {
+        return Ok(written);
+    }
+    let errors: Vec<String> = checked
+        .diagnostics
+        .iter()
+        .filter(|d| d.is_error())
+        .map(|d| format!("{}: {}", d.location, d.message))
+        .collect();
+    Err(format!(
+        "the change would make the repo invalid: {}",
+        errors.join("; ")
+    ))
 }
 
 /// What a deploy wrote.
@@ -152,19 +189,25 @@ impl<E: Engine> Promoter<E> {
                     p.id, p.source, p.target
                 )));
             }
-            // Gated: asked again, checked again. Pending: the control plane stopped
-            // while writing it (requests are one at a time), so it is checked again
-            // too; the commit, if it landed, is at the tip and nothing is changed twice.
+            // Gated: asked again, checked again. Pending: a stop interrupted it, and
+            // the restart has not carried it on yet; it is carried on now (its commit,
+            // if it landed, is found by its trailer: nothing is written twice).
             if p.state != PromotionState::Gated && p.state != PromotionState::Pending {
                 return Ok((p.clone(), false));
             }
+            {
+                let this = self.clone();
+                let asked = p.clone();
+                let found = tokio::task::spawn_blocking(move || this.found_in_git(&asked))
+                    .await
+                    .map_err(|e| ControlError::Refused(e.to_string()))??;
+                if let Some(done) = found {
+                    return Ok((done, false));
+                }
+            }
         }
-        let verified = match self.control.gate(&request.from, &request.to).await {
-            Ok(v) => Ok(v),
-            Err(gate @ ControlError::Gate(_)) => Err(gate.to_string()),
-            Err(other) => return Err(other),
-        };
-        let mut p = match existing {
+        let verified = self.verify(&request.from, &request.to).await?;
+        let p = match existing {
             Some(p) => p,
             None => {
                 let mut p = Promotion {
@@ -180,6 +223,24 @@ impl<E: Engine> Promoter<E> {
                 p
             }
         };
+        Ok((self.advance(p, verified).await?, true))
+    }
+
+    /// The gate's answer: verified, or why not (`Err` inside); other errors stop.
+    async fn verify(&self, from: &str, to: &str) -> Result<Result<Verified, String>, ControlError> {
+        match self.control.gate(from, to).await {
+            Ok(v) => Ok(Ok(v)),
+            Err(gate @ ControlError::Gate(_)) => Ok(Err(gate.to_string())),
+            Err(other) => Err(other),
+        }
+    }
+
+    /// A promotion, gated or written.
+    async fn advance(
+        self: &Arc<Self>,
+        mut p: Promotion,
+        verified: Result<Verified, String>,
+    ) -> Result<Promotion, ControlError> {
         let verified = match verified {
             Ok(v) => v,
             Err(reason) => {
@@ -192,26 +253,160 @@ impl<E: Engine> Promoter<E> {
                 } else {
                     self.control.promotion_moved(&p)?;
                 }
-                let p = self.control.with_store(|s| s.promotion(p.id))?.unwrap_or(p);
-                return Ok((p, true));
+                return Ok(self.control.with_store(|s| s.promotion(p.id))?.unwrap_or(p));
             }
         };
         let this = self.clone();
-        let (p, _) = tokio::task::spawn_blocking(move || this.write_promotion(p, &verified))
+        let p = tokio::task::spawn_blocking(move || this.write_promotion(p, &verified))
             .await
             .map_err(|e| ControlError::Refused(format!("promotion task failed: {e}")))??;
         self.written.notify_one();
-        let p = self.control.with_store(|s| s.promotion(p.id))?.unwrap_or(p);
-        Ok((p, true))
+        Ok(self.control.with_store(|s| s.promotion(p.id))?.unwrap_or(p))
+    }
+
+    /// Carries on what a stop interrupted, by itself: each promotion left `pending` is
+    /// found in Git, gated or written; each deploy still in the outbox is found in Git
+    /// or written. Nothing is left pending, and nothing is written twice.
+    pub async fn resume(self: &Arc<Self>) {
+        // A gate is judged from live state: wait for the first pass that synced.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.control.has_synced().await && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        // Pending promotions, and any whose commit was being written (a gated one
+        // asked again, say) when the stop came.
+        let pending = self.control.with_store(|s| {
+            let mut pending = s.pending_promotions()?;
+            for record in s.pending_writes(&[WriteKind::Promotion])? {
+                let id = serde_json::from_str::<serde_json::Value>(&record.request)
+                    .ok()
+                    .and_then(|r| r["promotion"].as_i64());
+                if let Some(p) = id.map(|id| s.promotion(id)).transpose()?.flatten()
+                    && !pending.iter().any(|q| q.id == p.id)
+                {
+                    pending.push(p);
+                }
+            }
+            Ok(pending)
+        });
+        for mut p in pending.unwrap_or_default() {
+            let _one = self.one_at_a_time.lock().await;
+            // Its commit may have landed before the stop: then it is not gated again.
+            let this = self.clone();
+            let asked = p.clone();
+            let found = tokio::task::spawn_blocking(move || this.found_in_git(&asked))
+                .await
+                .map_err(|e| ControlError::Refused(e.to_string()))
+                .and_then(|r| r);
+            let outcome = match found {
+                Ok(Some(done)) => Ok(done),
+                // Not in Git, and asked for again by its client when it is.
+                Ok(None) if p.state == PromotionState::Gated => continue,
+                Ok(None) => match self.verify(&p.source, &p.target).await {
+                    Ok(verified) => self.advance(p.clone(), verified).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(done) => tracing::info!(
+                    "promotion #{} ({}→{}), interrupted by a stop: {}",
+                    done.id,
+                    done.source,
+                    done.target,
+                    done.state
+                ),
+                Err(e) => {
+                    p.state = PromotionState::Failed;
+                    p.reason = format!("carried on after a restart, and failed: {e}");
+                    let _ = self.control.promotion_moved(&p);
+                }
+            }
+        }
+        let deploys = self
+            .control
+            .with_store(|s| s.pending_writes(&[WriteKind::Deploy]));
+        for record in deploys.unwrap_or_default() {
+            let _one = self.one_at_a_time.lock().await;
+            match serde_json::from_str::<DeployTask>(&record.request) {
+                Ok(task) => match self.run_deploy(record, task).await {
+                    Ok(d) => tracing::info!("deploy interrupted by a stop: {}", d.message),
+                    Err(e) => tracing::warn!("deploy interrupted by a stop failed: {e}"),
+                },
+                Err(e) => {
+                    let why = format!("unreadable deploy request: {e}");
+                    let _ = self
+                        .control
+                        .with_store(|s| s.finish_write(record.id, WriteState::Failed, &why));
+                }
+            }
+        }
+    }
+
+    /// The outbox record of a promotion's commit, made on its first attempt.
+    fn promotion_write(&self, p: &Promotion) -> Result<GitWriteRecord, ControlError> {
+        let request = serde_json::json!({ "promotion": p.id }).to_string();
+        let key = format!("promotion:{}", p.id);
+        let token = write_token();
+        self.control
+            .with_store(|s| s.queue_write(WriteKind::Promotion, &request, Some(&key), &token))
+    }
+
+    fn finish(&self, record: &GitWriteRecord, state: WriteState, result: &str) {
+        if let Err(e) = self
+            .control
+            .with_store(|s| s.finish_write(record.id, state, result))
+        {
+            tracing::error!("the Git outbox: {e}");
+        }
+    }
+
+    /// The promotion as committed, when its commit is in Git already: written before
+    /// a stop, never recorded. Recorded now, never written again.
+    fn committed_before(
+        &self,
+        source: &GitSource,
+        p: &Promotion,
+        record: &GitWriteRecord,
+    ) -> Result<Option<Promotion>, ControlError> {
+        let git = |e: drover_source::SourceError| ControlError::Refused(e.to_string());
+        source.fetch().map_err(git)?;
+        let Some(commit) = source.find_written(&record.token).map_err(git)? else {
+            return Ok(None);
+        };
+        let mut p = p.clone();
+        p.reason = format!(
+            "committed as {} before a restart",
+            drover_model::short_id(&commit)
+        );
+        p.commit = Some(commit.clone());
+        p.state = PromotionState::Committed;
+        self.finish(record, WriteState::Written, &commit);
+        self.control.promotion_moved(&p)?;
+        Ok(Some(p))
+    }
+
+    /// [`Promoter::committed_before`] for a promotion whose write was queued, if it was.
+    fn found_in_git(&self, p: &Promotion) -> Result<Option<Promotion>, ControlError> {
+        let key = format!("promotion:{}", p.id);
+        let Some(record) = self.control.with_store(|s| s.write_by_key(&key))? else {
+            return Ok(None);
+        };
+        let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
+        self.committed_before(follower.source(), p, &record)
     }
 
     fn write_promotion(
         &self,
         mut p: Promotion,
         verified: &Verified,
-    ) -> Result<(Promotion, ()), ControlError> {
+    ) -> Result<Promotion, ControlError> {
         let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
         let source = follower.source();
+        let record = self.promotion_write(&p)?;
+        if let Some(p) = self.committed_before(source, &p, &record)? {
+            return Ok(p);
+        }
         let (base, files, current) = tip(source, &p.target)?;
         p.source_revision = Some(verified.revision.clone());
         let found = changes(
@@ -226,22 +421,24 @@ impl<E: Engine> Promoter<E> {
         if found.is_empty() {
             p.state = PromotionState::Succeeded;
             p.reason = format!("{} already runs what {} verified", p.target, p.source);
+            self.finish(&record, WriteState::Written, "");
             self.control.promotion_moved(&p)?;
-            return Ok((p, ()));
+            return Ok(p);
         }
-        let written = match write(&files, &p.target, &found) {
+        let written = match write(&files, &p.target, &found).and_then(|w| still_valid(&files, w)) {
             Ok(w) => w,
             Err(reason) => {
                 p.state = PromotionState::Gated;
                 p.reason = format!("gate not met: {reason}");
+                self.finish(&record, WriteState::Failed, &p.reason);
                 self.control.promotion_moved(&p)?;
-                return Ok((p, ()));
+                return Ok(p);
             }
         };
         let lines: Vec<String> = found.iter().map(Change::line).collect();
         let short = drover_model::short_id(&verified.revision);
         let message = format!(
-            "Promote {} to {}: {}\n\nVerified in {} at {short}, healthy for {}s.\n\n{}\n\nDrover-Promotion: {}#{} (requested by {})\n",
+            "Promote {} to {}: {}\n\nVerified in {} at {short}, healthy for {}s.\n\n{}\n\nDrover-Promotion: {}#{} (requested by {})\n{}\n",
             p.source,
             p.target,
             lines.join(", "),
@@ -254,7 +451,8 @@ impl<E: Engine> Promoter<E> {
                 .join("\n"),
             p.target,
             p.id,
-            p.requested_by
+            one_line(&p.requested_by),
+            drover_source::trailer(&record.token)
         );
         let branch = verified
             .pull_request
@@ -262,12 +460,14 @@ impl<E: Engine> Promoter<E> {
         let author = (self.author.0.as_str(), self.author.1.as_str());
         match source.commit_files(&written, &message, author, branch.as_deref()) {
             Ok(commit) => {
+                crate::failpoint("after-git-commit");
                 let head = format!(
                     "`{}` (promotion #{})",
                     drover_model::short_id(&commit),
                     p.id
                 );
                 p.preview = Some(preview(&base, &files, &written, &head));
+                self.finish(&record, WriteState::Written, &commit);
                 p.commit = Some(commit);
                 p.branch = branch.clone();
                 p.state = PromotionState::Committed;
@@ -279,39 +479,84 @@ impl<E: Engine> Promoter<E> {
             Err(e) => {
                 p.state = PromotionState::Failed;
                 p.reason = format!("cannot write the promotion to Git: {e}");
+                self.finish(&record, WriteState::Failed, &p.reason);
             }
         }
         self.control.promotion_moved(&p)?;
-        Ok((p, ()))
+        Ok(p)
     }
 
     /// Commits new artifact versions to an environment's files (what CI does after a
-    /// build). Nothing to change is not an error.
+    /// build). Nothing to change is not an error. A retry with the same idempotency
+    /// key answers what the first did, and never commits twice.
     pub async fn deploy(
         self: &Arc<Self>,
         env: String,
         request: DeployRequest,
         who: String,
+        key: Option<String>,
     ) -> Result<Deployed, ControlError> {
         let _one = self.one_at_a_time.lock().await;
-        let this = self.clone();
-        let deployed = tokio::task::spawn_blocking(move || this.write_deploy(&env, &request, &who))
-            .await
-            .map_err(|e| ControlError::Refused(format!("deploy task failed: {e}")))??;
-        if deployed.commit.is_some() {
-            self.written.notify_one();
+        let task = DeployTask { env, request, who };
+        let asked = serde_json::to_string(&task).expect("deploys serialize");
+        let key = key.map(|k| format!("deploy:{k}"));
+        let token = write_token();
+        let record = self
+            .control
+            .with_store(|s| s.queue_write(WriteKind::Deploy, &asked, key.as_deref(), &token))?;
+        if record.request != asked {
+            return Err(ControlError::Refused(
+                "Idempotency-Key already used for a different deploy; use a new key".into(),
+            ));
         }
-        Ok(deployed)
+        match record.state {
+            WriteState::Written => serde_json::from_str(&record.result)
+                .map_err(|e| ControlError::Refused(format!("the recorded deploy: {e}"))),
+            WriteState::Failed => Err(ControlError::Refused(record.result)),
+            WriteState::Pending => self.run_deploy(record, task).await,
+        }
     }
 
-    fn write_deploy(
-        &self,
-        env: &str,
-        request: &DeployRequest,
-        who: &str,
+    /// A queued deploy carried out, and its result recorded in the outbox.
+    async fn run_deploy(
+        self: &Arc<Self>,
+        record: GitWriteRecord,
+        task: DeployTask,
     ) -> Result<Deployed, ControlError> {
+        let this = self.clone();
+        let token = record.token.clone();
+        let deployed = tokio::task::spawn_blocking(move || this.write_deploy(&task, &token))
+            .await
+            .map_err(|e| ControlError::Refused(format!("deploy task failed: {e}")))?;
+        match &deployed {
+            Ok(d) => {
+                let text = serde_json::to_string(d).expect("deploys serialize");
+                self.finish(&record, WriteState::Written, &text);
+                if d.commit.is_some() {
+                    self.written.notify_one();
+                }
+            }
+            Err(e) => self.finish(&record, WriteState::Failed, &e.to_string()),
+        }
+        deployed
+    }
+
+    fn write_deploy(&self, task: &DeployTask, token: &str) -> Result<Deployed, ControlError> {
+        let DeployTask { env, request, who } = task;
         let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
         let source = follower.source();
+        let git = |e: drover_source::SourceError| ControlError::Refused(e.to_string());
+        source.fetch().map_err(git)?;
+        if let Some(commit) = source.find_written(token).map_err(git)? {
+            return Ok(Deployed {
+                message: format!(
+                    "committed {} to {env} before a restart",
+                    drover_model::short_id(&commit)
+                ),
+                commit: Some(commit),
+                changes: Vec::new(),
+            });
+        }
         let (_, files, current) = tip(source, env)?;
         let mut wanted = BTreeMap::new();
         for name in request.versions.keys().chain(request.images.keys()) {
@@ -340,15 +585,20 @@ impl<E: Engine> Promoter<E> {
                 message: format!("{env} already has these versions in Git; nothing to commit"),
             });
         }
-        let written = write(&files, env, &found).map_err(ControlError::Refused)?;
+        let written = write(&files, env, &found)
+            .and_then(|w| still_valid(&files, w))
+            .map_err(ControlError::Invalid)?;
         let message = format!(
-            "Deploy to {env}: {}\n\nDrover-Deploy: {env} (requested by {who})\n",
-            lines.join(", ")
+            "Deploy to {env}: {}\n\nDrover-Deploy: {env} (requested by {})\n{}\n",
+            lines.join(", "),
+            one_line(who),
+            drover_source::trailer(token)
         );
         let author = (self.author.0.as_str(), self.author.1.as_str());
         let commit = source
             .commit_files(&written, &message, author, None)
             .map_err(|e| ControlError::Refused(format!("cannot write to Git: {e}")))?;
+        crate::failpoint("after-git-commit");
         Ok(Deployed {
             message: format!(
                 "committed {} to {env}: {}",

@@ -51,7 +51,7 @@ pub struct PromoteArgs {
     output: Output,
 }
 
-/// A fresh Idempotency-Key for a promotion asked without one.
+/// A fresh Idempotency-Key for a request asked without one.
 fn random_key() -> String {
     // Without randomness, a key from the clock still names this one request.
     let random = drover_control::random_hex(16).unwrap_or_else(|_| format!("{:x}", clock_nanos()));
@@ -246,6 +246,11 @@ pub struct DeployArgs {
     /// `SERVICE=IMAGE`: the image to run. Repeatable.
     #[arg(long, value_name = "SERVICE=IMAGE")]
     image: Vec<String>,
+    /// The request's `Idempotency-Key` (default: a new random one). A retry with the
+    /// same key answers what the first did and never commits twice: pass your CI's
+    /// build id.
+    #[arg(long)]
+    idempotency_key: Option<String>,
     /// `human` (default) or `json`.
     #[arg(long, short, value_enum, default_value_t = Output::Human)]
     output: Output,
@@ -267,9 +272,11 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         versions: pairs(&args.set, "VERSION")?,
         images: pairs(&args.image, "IMAGE")?,
     };
-    let deployed: Deployed = block_on(client.post(
+    let key = args.idempotency_key.clone().unwrap_or_else(random_key);
+    let deployed: Deployed = block_on(client.post_with(
         &format!("/api/v1/environments/{}/deploy", args.env),
         &request,
+        &[("idempotency-key", &key)],
     ))??;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&deployed)?),

@@ -301,6 +301,11 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
         drover_control::git_writer::author(),
         trigger.clone(),
     ));
+    // What a stop interrupted is carried on by itself, not left pending.
+    tokio::spawn({
+        let promoter = promoter.clone();
+        async move { promoter.resume().await }
+    });
     tokio::spawn(drover_control::git_writer::run(
         control.clone(),
         follower.clone(),

@@ -23,6 +23,7 @@ pub mod waves;
 pub use judge::{OpenRelease, Policy, Progress, ServiceProgress, Verdict, judge};
 pub use state::{
     Health, Lifecycle, PromotionState, ReleaseResult, SyncStatus, TextState, Trigger, UnknownState,
+    WriteKind, WriteState,
 };
 
 #[cfg(test)]

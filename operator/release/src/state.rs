@@ -149,9 +149,38 @@ text_state! {
         OutOfSync = "OutOfSync",
         /// Drover keeps live as it is on purpose (a failed revision, the prune guard).
         Held = "Held",
+        /// No engine of this Drover drives the environment's cluster: nothing of it is
+        /// deployed.
+        Unsupported = "Unsupported",
         /// Nothing applied yet.
         #[default]
         Pending = "Pending",
+    }
+}
+
+text_state! {
+    /// What a queued Git write is.
+    WriteKind = "git write kind" {
+        /// The revert commit of a rolled-back release.
+        Revert = "revert",
+        /// A manual rollback's commit restoring an environment's folder.
+        Restore = "restore",
+        /// A promotion's commit.
+        Promotion = "promotion",
+        /// A deploy's commit (new versions from CI).
+        Deploy = "deploy",
+    }
+}
+
+text_state! {
+    /// Where a queued Git write is.
+    WriteState = "git write state" {
+        /// Recorded; not yet known to be in Git.
+        Pending = "pending",
+        /// In Git: its commit is the result.
+        Written = "written",
+        /// It could not be written: the result says why.
+        Failed = "failed",
     }
 }
 
@@ -258,6 +287,8 @@ mod tests {
         round_trips::<ReleaseResult>();
         round_trips::<Trigger>();
         round_trips::<SyncStatus>();
+        round_trips::<WriteKind>();
+        round_trips::<WriteState>();
         round_trips::<PromotionState>();
         round_trips::<Lifecycle>();
         round_trips::<Health>();

@@ -163,13 +163,16 @@ fn is_url(location: &str) -> bool {
 
 /// A config repo, ready to be read.
 pub struct GitSource {
-    repo: Repository,
-    spec: RepoSpec,
+    pub(crate) repo: Repository,
+    pub(crate) spec: RepoSpec,
     /// `spec.path` plus, for a local location, where it sits in its working copy;
     /// empty or ending in `/`.
-    prefix: String,
-    remote: bool,
-    shown: String,
+    pub(crate) prefix: String,
+    pub(crate) remote: bool,
+    pub(crate) shown: String,
+    /// When this process opened it: a lock file older than that was left by a write
+    /// of a process that died.
+    pub(crate) opened: std::time::SystemTime,
 }
 
 impl fmt::Debug for GitSource {
@@ -215,6 +218,7 @@ impl GitSource {
                 prefix,
                 remote: false,
                 shown,
+                opened: std::time::SystemTime::now(),
             });
         }
         // One mirror per URL: a readable name plus a hash, so two URLs never share one.
@@ -245,6 +249,7 @@ impl GitSource {
             prefix,
             remote: true,
             shown,
+            opened: std::time::SystemTime::now(),
         })
     }
 
@@ -326,7 +331,7 @@ impl GitSource {
 
     /// The branch commits go to (`None`: whatever a local repository has checked out);
     /// a pinned tag or commit takes none.
-    fn writable_branch(&self) -> Result<Option<&str>, SourceError> {
+    pub(crate) fn writable_branch(&self) -> Result<Option<&str>, SourceError> {
         match &self.spec.reference {
             Reference::Branch(branch) => Ok(Some(branch.as_str())),
             Reference::Head => Ok(None),
@@ -510,6 +515,7 @@ impl GitSource {
             location: self.shown.clone(),
             message: e.message().to_owned(),
         };
+        self.clear_stale_locks(branch)?;
         let tree = self.repo.find_tree(tree).map_err(error)?;
         let signature = git2::Signature::now(name, email).map_err(error)?;
         let commit = self

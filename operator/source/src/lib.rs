@@ -6,6 +6,7 @@ mod follow;
 mod git;
 mod watch;
 pub mod webhook;
+mod written;
 
 pub use follow::{Follower, Update};
 pub use git::{
@@ -13,3 +14,4 @@ pub use git::{
     redact_url,
 };
 pub use watch::{RefWatch, watch_refs};
+pub use written::trailer;

@@ -258,3 +258,74 @@ fn an_invalid_revision_is_rejected_and_the_last_valid_one_stays_in_force() {
         matches!(follower.check().unwrap(), Some(Update::Accepted(d)) if d.revision.id == fixed)
     );
 }
+
+#[test]
+fn a_commit_is_found_by_its_write_token_and_only_by_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, _) = TestRepo::with_example(&tmp.path().join("config"), "shop: first version");
+    let source =
+        GitSource::open(spec(repo.dir.to_str().unwrap()), &tmp.path().join("cache")).unwrap();
+    let file = "environments/staging/web.yaml";
+    let text = std::fs::read_to_string(repo.dir.join(file)).unwrap();
+    let message = format!(
+        "Deploy to staging\n\n{}\n",
+        drover_source::trailer("0f1e2d3c")
+    );
+    let commit = source
+        .commit_files(
+            &[(file.to_owned(), text.replace("replicas: 2", "replicas: 3"))],
+            &message,
+            ("Drover", "drover@localhost"),
+            None,
+        )
+        .unwrap();
+    git(
+        &repo.dir,
+        &["commit", "-q", "--allow-empty", "-m", "later work"],
+    );
+    assert_eq!(source.find_written("0f1e2d3c").unwrap(), Some(commit));
+    assert_eq!(source.find_written("0f1e2d3").unwrap(), None);
+}
+
+#[test]
+fn a_lock_a_dead_write_left_is_recovered_and_a_live_one_is_waited_for() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, _) = TestRepo::with_example(&tmp.path().join("config"), "shop: first version");
+    // Left by a process that died before this one opened the repository.
+    let lock = repo.dir.join(".git/refs/heads/main.lock");
+    std::fs::write(&lock, "").unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    std::fs::File::options()
+        .write(true)
+        .open(&lock)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let source =
+        GitSource::open(spec(repo.dir.to_str().unwrap()), &tmp.path().join("cache")).unwrap();
+    let file = "environments/staging/web.yaml";
+    let text = std::fs::read_to_string(repo.dir.join(file)).unwrap();
+    let write = |to: &str| {
+        source.commit_files(
+            &[(file.to_owned(), text.replace("replicas: 2", to))],
+            "scale",
+            ("Drover", "drover@localhost"),
+            None,
+        )
+    };
+    let first = write("replicas: 3").unwrap();
+    assert!(!lock.exists(), "the stale lock is gone");
+    assert_eq!(git(&repo.dir, &["rev-parse", "main"]).trim(), first);
+    // A lock taken now belongs to a live git: waited for, never removed.
+    std::fs::write(&lock, "").unwrap();
+    let held = lock.clone();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::remove_file(held).unwrap();
+    });
+    let started = Instant::now();
+    let second = write("replicas: 4").unwrap();
+    releaser.join().unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    assert_eq!(git(&repo.dir, &["rev-parse", "main"]).trim(), second);
+}

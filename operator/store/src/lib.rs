@@ -18,6 +18,7 @@ use rusqlite::{Connection, params};
 
 mod access;
 mod local;
+mod outbox;
 mod promotions;
 mod text;
 
@@ -25,6 +26,7 @@ use text::Text;
 
 pub use access::{AuditEntry, TokenRecord};
 pub use local::{InstanceRecord, LocalState};
+pub use outbox::GitWriteRecord;
 
 /// Writes both connections make: transactions and events.
 pub trait Database: sealed::Connected + Sized {
@@ -218,6 +220,19 @@ CREATE TABLE promotions (
     branch TEXT,
     preview TEXT,
     requested_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL
+);
+"#,
+    r#"
+CREATE TABLE git_writes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    request TEXT NOT NULL,
+    key TEXT UNIQUE,
+    token TEXT NOT NULL,
+    state TEXT NOT NULL,
+    result TEXT NOT NULL DEFAULT '',
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );

@@ -123,6 +123,16 @@ impl Store {
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }
 
+    /// Promotions still `pending`: asked for, neither gated nor written (a stop
+    /// interrupted them), oldest first.
+    pub fn pending_promotions(&self) -> Result<Vec<Promotion>> {
+        let mut stmt = self
+            .db
+            .prepare(&format!("{COLUMNS} WHERE state = ?1 ORDER BY id"))?;
+        let rows = stmt.query_map(params![Text(PromotionState::Pending)], row)?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Promotions whose commit is written but whose outcome is not known yet.
     pub fn open_promotions(&self) -> Result<Vec<Promotion>> {
         let mut stmt = self

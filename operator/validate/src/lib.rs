@@ -5,6 +5,7 @@
 //! Validation is a pure function of the repo: it reads nothing else and changes
 //! nothing, so previews and the reconciler can run it anywhere.
 
+pub mod artifact;
 mod cluster;
 mod environment;
 mod names;

@@ -86,6 +86,31 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
     let spec = service.spec();
     let name = service.name();
 
+    if let Some(why) = spec
+        .version
+        .as_deref()
+        .and_then(crate::artifact::version_problem)
+    {
+        f.at(
+            service,
+            "spec.version",
+            Code::InvalidValue,
+            format!("`spec.version`: {why}"),
+        );
+    }
+    if let Some(why) = spec
+        .image
+        .as_deref()
+        .and_then(crate::artifact::image_problem)
+    {
+        f.at(
+            service,
+            "spec.image",
+            Code::InvalidValue,
+            format!("`spec.image`: {why}"),
+        );
+    }
+
     if spec.command.is_empty() && spec.image.is_none() {
         f.at(
             service,

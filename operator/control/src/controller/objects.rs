@@ -148,6 +148,7 @@ impl<E: Engine> Controller<E> {
             observed,
             statuses,
         };
+        self.mark_unsupported(&pass)?;
         let mut applied = false;
         for env in &environments {
             applied |= match self.rolled_back_release(env, &desired.revision.id, &pass.want)? {
@@ -156,6 +157,43 @@ impl<E: Engine> Controller<E> {
             };
         }
         Ok(applied)
+    }
+
+    /// Environments on clusters no engine here drives are recorded as `Unsupported`,
+    /// loudly: they are valid, but nothing deploys them.
+    // When one process runs several engines (issue 12), this asks all of them.
+    fn mark_unsupported(&self, pass: &Pass<'_>) -> Result<(), ControlError> {
+        let live = Live::from_state(&pass.desired.state);
+        for (env, spec) in &live.environments {
+            let Some(cluster) = live.clusters.get(&spec.cluster) else {
+                continue;
+            };
+            if cluster.engine == E::KIND {
+                continue;
+            }
+            let engine = serde_json::to_value(cluster.engine)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let next = EnvironmentStatus {
+                name: env.clone(),
+                revision: Some(pass.desired.revision.id.clone()),
+                summary: Some(pass.desired.revision.summary.clone()),
+                status: SyncStatus::Unsupported,
+                message: format!(
+                    "not deployed: cluster `{}` uses the `{engine}` engine, which this build of Drover cannot drive yet",
+                    spec.cluster
+                ),
+            };
+            if pass.statuses.get(env) != Some(&next) {
+                if pass.statuses.get(env).map(|s| s.status) != Some(SyncStatus::Unsupported) {
+                    self.store().event(env, env, "Unsupported", &next.message)?;
+                    tracing::warn!("{env}: {}", next.message);
+                }
+                self.store().set_environment(&next)?;
+            }
+        }
+        Ok(())
     }
 
     /// The rolled-back release `env` is held for at `revision`, if any: the release

@@ -152,13 +152,24 @@ impl<E: Engine> Controller<E> {
         })
         .map_err(|refused| ControlError::Refused(refused.to_string()))?
         .map_err(ControlError::Gate)?;
-        let revision = self
-            .store()
-            .environments()?
+        // The commit whose release the source verified: its last healthy release's,
+        // not the newest revision (which may only have touched other environments).
+        let store = self.store();
+        let released = store
+            .releases(from, 20)?
             .into_iter()
-            .find(|e| e.name == from)
-            .and_then(|e| e.revision)
-            .unwrap_or_default();
+            .find(|r| r.trigger != Trigger::Rollback && r.result == ReleaseResult::Healthy)
+            .map(|r| r.revision);
+        let revision = match released {
+            Some(r) => r,
+            None => store
+                .environments()?
+                .into_iter()
+                .find(|e| e.name == from)
+                .and_then(|e| e.revision)
+                .unwrap_or_default(),
+        };
+        drop(store);
         let artifacts = live
             .services
             .iter()

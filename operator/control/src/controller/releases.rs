@@ -148,7 +148,7 @@ impl<E: Engine> Controller<E> {
         let rollback_id = self.store().batch(|store| {
             store.end_release(release.id, ReleaseResult::RolledBack, reason)?;
             self.recorder.event(store, &said)?;
-            store.start_release(
+            let id = store.start_release(
                 &drover_store::NewRelease {
                     environment: env.to_owned(),
                     revision: release.revision.clone(),
@@ -159,16 +159,28 @@ impl<E: Engine> Controller<E> {
                     snapshot: snapshot(&applied),
                 },
                 keep,
-            )
+            )?;
+            // In the same write as the rollback: a crash now cannot lose the revert.
+            let revert = release
+                .revert_commit
+                .then(|| {
+                    Self::queue_git_write(
+                        store,
+                        GitWrite::Revert(RevertRequest {
+                            release: release.id,
+                            environment: env.to_owned(),
+                            revision: release.revision.clone(),
+                            reason: reason.to_owned(),
+                        }),
+                    )
+                })
+                .transpose()?;
+            Ok((id, revert))
         })?;
+        let (rollback_id, revert) = rollback_id;
         self.recorder.tell(&said);
-        if release.revert_commit {
-            self.write_to_git(GitWrite::Revert(RevertRequest {
-                release: release.id,
-                environment: env.to_owned(),
-                revision: release.revision.clone(),
-                reason: reason.to_owned(),
-            }));
+        if let Some(revert) = revert {
+            self.send_git_write(revert);
         }
         for service in &release.services {
             inner.rolling_back.insert((env.to_owned(), service.clone()));

@@ -16,7 +16,7 @@ use drover_release::{Progress, ReleaseResult, ServiceProgress, SyncStatus, Trigg
 use drover_source::Revision;
 use tokio::sync::Notify;
 
-use super::{Config, Controller, DesiredRevision, GitWrite};
+use super::{Config, Controller, DesiredRevision, GitWrite, QueuedWrite};
 use crate::engine::{Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage};
 use crate::files::StateDir;
 
@@ -260,10 +260,19 @@ async fn a_failed_release_is_rolled_back_reverted_and_held_at_what_ran_before() 
         releases[1].reason,
         "web: update stopped: 1 of 2 instances failed (staging.web.1), 0/2 ready"
     );
-    let Ok(GitWrite::Revert(revert)) = writes.try_recv() else {
+    let Ok(QueuedWrite {
+        write: GitWrite::Revert(revert),
+        record,
+    }) = writes.try_recv()
+    else {
         panic!("a revert was asked for");
     };
     assert_eq!(revert.revision, "b".repeat(8));
+    // Recorded before it was asked for: a crash from here on cannot lose it.
+    let pending = control.pending_git_writes().unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].record, record);
+    assert!(record.token.len() >= 16);
     // The next pass holds the environment at what it ran before, through the engine,
     // with web rolling back under its rollback settings.
     engine.progress.lock().unwrap().remove(&web);
@@ -443,4 +452,42 @@ async fn a_commit_landing_before_the_revert_never_applies_the_failed_version_aga
     control.pass().await.unwrap();
     assert_eq!(web_version(&engine), "v10");
     assert_eq!(staging_releases(&control)[0].revision, "e".repeat(8));
+}
+
+#[tokio::test]
+async fn an_environment_on_a_cluster_no_engine_drives_is_reported_unsupported() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/repo");
+    let mut files = drover_load::read_dir(&root).unwrap();
+    files.push(drover_load::SourceFile::new(
+        "clusters/eu.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata: {name: eu}\nspec:\n  engine: kubernetes\n  kubernetes: {context: eu-1}\n",
+    ));
+    files.push(drover_load::SourceFile::new(
+        "environments/eu/environment.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Environment\nmetadata: {name: eu}\nspec: {cluster: eu}\n",
+    ));
+    let loaded = drover_load::load(&files);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let mut desired = revision("a");
+    desired.state = drover_diff::normalize(&loaded.repo);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    let control = controller(dir.path(), engine.clone());
+    control.set_desired(desired).await;
+    control.pass().await.unwrap();
+    let eu = control
+        .with_store(|s| s.environments())
+        .unwrap()
+        .into_iter()
+        .find(|e| e.name == "eu")
+        .expect("eu is in status");
+    assert_eq!(eu.status, SyncStatus::Unsupported);
+    assert_eq!(
+        eu.message,
+        "not deployed: cluster `eu` uses the `kubernetes` engine, which this build of Drover cannot drive yet"
+    );
+    assert_eq!(staging_status(&control).status, SyncStatus::Synced);
+    control.pass().await.unwrap();
+    let said = control.events(50).unwrap();
+    assert_eq!(said.iter().filter(|e| e.reason == "Unsupported").count(), 1);
 }

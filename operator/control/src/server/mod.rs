@@ -119,6 +119,7 @@ fn done(result: Result<String, ControlError>) -> Response {
 fn failed(e: ControlError) -> Response {
     let status = match e {
         ControlError::NotFound(_) => StatusCode::NOT_FOUND,
+        ControlError::Invalid(_) => StatusCode::BAD_REQUEST,
         ControlError::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ControlError::Gate(_) => StatusCode::CONFLICT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

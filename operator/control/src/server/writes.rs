@@ -7,11 +7,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use drover_release::PromotionState;
+use drover_validate::artifact;
 use sha2::{Digest, Sha256};
 
 use super::auth::{Caller, audited, valid_scope};
 use super::{Answer, Page, Shared, answer, done, error, failed, json};
 use crate::engine::Engine;
+use crate::git_writer::one_line;
 use crate::promoter::{DeployRequest, PromotionRequest};
 use crate::view::{
     AvailabilityRequest, Done, PromotionView, RollbackRequest, ScaleRequest, TokenRequest,
@@ -201,6 +203,7 @@ pub(super) async fn deploy<E: Engine>(
     State(s): State<Shared<E>>,
     Path(env): Path<String>,
     caller: Caller,
+    headers: HeaderMap,
     request: Body,
 ) -> Answer {
     let caller = caller.require(&s, &format!("deploy:{env}"), Some(("deploy", &env)))?;
@@ -211,11 +214,42 @@ pub(super) async fn deploy<E: Engine>(
     let detail: Vec<String> = request
         .versions
         .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .chain(request.images.iter().map(|(k, v)| format!("{k} image {v}")))
+        .map(|(k, v)| format!("{k}={}", one_line(v)))
+        .chain(
+            request
+                .images
+                .iter()
+                .map(|(k, v)| format!("{k} image {}", one_line(v))),
+        )
         .collect();
+    // The rules `drover validate` applies to what is committed, applied to the request.
+    let problems: Vec<String> = request
+        .versions
+        .iter()
+        .filter_map(|(k, v)| {
+            artifact::version_problem(v).map(|why| format!("{}: {why}", one_line(k)))
+        })
+        .chain(request.images.iter().filter_map(|(k, v)| {
+            artifact::image_problem(v).map(|why| format!("{}: {why}", one_line(k)))
+        }))
+        .collect();
+    if !problems.is_empty() {
+        let refused = error(StatusCode::BAD_REQUEST, problems.join("; "));
+        return Ok(audited(
+            &s,
+            &caller,
+            "deploy",
+            &env,
+            &detail.join(", "),
+            refused,
+        ));
+    }
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let answer = match promoter
-        .deploy(env.clone(), request, caller.name.clone())
+        .deploy(env.clone(), request, caller.name.clone(), key)
         .await
     {
         Ok(deployed) => json(StatusCode::OK, &deployed),
