@@ -4,6 +4,7 @@
 
 mod support;
 
+mod chaos;
 mod crds;
 mod diff;
 mod example_app;

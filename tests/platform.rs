@@ -31,6 +31,46 @@ pub struct Platform {
     pub _tmp: tempfile::TempDir,
 }
 
+/// A steady stream of `GET /version` to web through the proxy, each on a new
+/// connection, recording every answer as `STATUS BODY`.
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    pub fn start(platform: &Platform) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (proxy, flag) = (platform.proxy.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = crate::support::try_http(
+                    "GET",
+                    &proxy,
+                    "/version",
+                    &[("Host", "web.dev.localhost")],
+                    b"",
+                );
+                seen.push(match answer {
+                    Ok((status, body)) => format!("{status} {}", body.trim()),
+                    Err(e) => format!("error {e}"),
+                });
+                // A new connection each time: paced, not to run out of ports.
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        Load { stop, thread }
+    }
+
+    /// Stops and returns every answer.
+    pub fn finish(self) -> Vec<String> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
 /// A process's pid is still running (and not a zombie).
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))

@@ -153,11 +153,20 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    try_http(method, addr, path, headers, body).expect("an HTTP answer")
+}
+
+/// [`http`], with a connection or protocol failure as an error instead of a panic.
+pub fn try_http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("server reachable");
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .expect("timeout set");
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
@@ -169,20 +178,20 @@ pub fn http(
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).expect("request sent");
-    stream.write_all(body).expect("body sent");
+    stream.write_all(request.as_bytes())?;
+    stream.write_all(body)?;
     let mut response = String::new();
-    stream.read_to_string(&mut response).expect("response read");
+    stream.read_to_string(&mut response)?;
     let status = response
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
-        .expect("a status line");
+        .ok_or_else(|| std::io::Error::other(format!("no status line in {response:?}")))?;
     let body = response
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
-    (status, body)
+    Ok((status, body))
 }
 
 /// `http("POST", …)`.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::platform::{Platform, alive, processes_of};
+use crate::platform::{Load, Platform, alive, processes_of};
 
 const SOON: Duration = Duration::from_secs(20);
 const HOST: &str = "web.dev.localhost";
@@ -42,38 +42,6 @@ fn set_replicas(platform: &Platform, from: u32, to: u32) {
         &format!("replicas: {to}"),
     );
     platform.repo.commit(&format!("web: {to} replicas"));
-}
-
-/// A steady stream of `GET /version` through the proxy, each on a new connection,
-/// recording every answer as `STATUS BODY`.
-struct Load {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<String>>,
-}
-
-impl Load {
-    fn start(platform: &Platform) -> Load {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (proxy, flag) = (platform.proxy.clone(), stop.clone());
-        let thread = std::thread::spawn(move || {
-            let mut seen = Vec::new();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let (status, body) =
-                    crate::support::http("GET", &proxy, "/version", &[("Host", HOST)], b"");
-                seen.push(format!("{status} {}", body.trim()));
-                // A new connection each time: paced, not to run out of ports.
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            seen
-        });
-        Load { stop, thread }
-    }
-
-    /// Stops and returns every answer.
-    fn finish(self) -> Vec<String> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
 }
 
 #[test]

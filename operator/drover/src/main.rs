@@ -7,6 +7,7 @@ mod diff;
 mod logging;
 mod ops;
 mod promote;
+mod proxy;
 mod repo_args;
 mod up;
 mod validate;
@@ -93,6 +94,9 @@ enum Command {
     Up(up::Args),
     /// Run one node's agent (`drover up` starts these itself).
     Agent(agent::Args),
+    /// Run one proxy listener as its own process (`drover up` starts these itself).
+    #[command(hide = true)]
+    Proxy(proxy::Args),
     /// Show environments, services, instances, nodes and proxies of the running
     /// control plane.
     Status(ops::StatusArgs),
@@ -216,6 +220,7 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Up(args) => up::run(args, cli.log_format),
         Command::Agent(args) => agent::run(args),
+        Command::Proxy(args) => proxy::run(args),
         Command::Status(args) => ops::status(args),
         Command::Logs(args) => ops::logs(args),
         Command::Scale(args) => ops::scale(args),

@@ -271,6 +271,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
         LocalConfig {
             state: state.clone(),
             drover: drover.clone(),
+            proxies: drover_local::ProxyHost::Processes,
         },
         wake.clone(),
     )?;
@@ -399,6 +400,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     if !args.no_agents {
         agents.stop_all().await;
     }
+    engine.stop_proxies();
     let _ = stop_tx.send(true);
     let _ = reconciler.await;
     let _ = std::fs::remove_file(state.api_file());

@@ -22,7 +22,7 @@ use drover_control::engine::{
 };
 use drover_model::cluster::{AddressPool, Availability, Engine as EngineKind};
 use drover_plan::{Action, Observed};
-use drover_proxy::{Proxy, Table};
+use drover_proxy::Table;
 use drover_release::{OpenRelease, ServiceProgress};
 use drover_store::{Database, LocalState, StoreError};
 use sha2::{Digest, Sha256};
@@ -73,6 +73,19 @@ pub struct LocalConfig {
     pub state: StateDir,
     /// This binary: what `drover` means in a service's command.
     pub drover: PathBuf,
+    /// Where the proxies run.
+    pub proxies: ProxyHost,
+}
+
+/// Where each proxy listener runs: its own `drover proxy` process (what `drover up`
+/// does: traffic outlives the control plane), or a thread of this process (the same
+/// proxy and the same file link, for tests of the engine that have no `drover`
+/// binary at hand; it dies with the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyHost {
+    #[default]
+    Processes,
+    Threads,
 }
 
 #[derive(Debug, Default)]
@@ -109,8 +122,9 @@ struct Draining {
 
 #[derive(Debug)]
 struct Listening {
-    proxy: Arc<Proxy>,
+    link: crate::proxies::ProxyLink,
     addr: SocketAddr,
+    /// The table last written to it.
     table: Table,
 }
 

@@ -3,7 +3,8 @@
 //! each process they start, and the nodes that have a directory.
 //!
 //! ```text
-//! STATE/proxy/CLUSTER-LISTENER.addr    the address a listener got (reused on restart)
+//! STATE/proxy/CLUSTER-LISTENER/       a listener's proxy process: its table (and
+//!                                      version), stats, address and pid
 //! STATE/nodes/NODE/agent.pid           the node's agent
 //! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
 //! STATE/instances/ID/                  an instance's working directory
@@ -18,7 +19,7 @@ pub use drover_control::files::{StateDir, write_atomic};
 
 /// The local engine's paths in the state directory.
 pub trait LocalPaths {
-    fn proxy_addr_file(&self, cluster: &str, listener: &str) -> PathBuf;
+    fn proxy_dir(&self, cluster: &str, listener: &str) -> PathBuf;
     fn node_dir(&self, node: &str) -> PathBuf;
     fn agent_pid_file(&self, node: &str) -> PathBuf;
     fn instance_files(&self, node: &str) -> PathBuf;
@@ -29,8 +30,8 @@ pub trait LocalPaths {
 }
 
 impl LocalPaths for StateDir {
-    fn proxy_addr_file(&self, cluster: &str, listener: &str) -> PathBuf {
-        self.root().join(format!("proxy/{cluster}-{listener}.addr"))
+    fn proxy_dir(&self, cluster: &str, listener: &str) -> PathBuf {
+        self.root().join(format!("proxy/{cluster}-{listener}"))
     }
     fn node_dir(&self, node: &str) -> PathBuf {
         self.root().join("nodes").join(node)

@@ -12,6 +12,7 @@
 //! - [`agent`] is a node agent: it runs what its node is assigned and reports back.
 //! - [`files`] is the engine's part of the state directory (process marks, instance
 //!   files).
+//! - `proxies` starts, adopts and feeds the proxy processes, one per listener.
 
 pub mod agent;
 pub mod agents;
@@ -19,7 +20,8 @@ pub mod engine;
 pub mod files;
 pub mod instances;
 pub mod protocol;
+mod proxies;
 pub mod rollout;
 pub mod run_spec;
 
-pub use engine::{LocalConfig, LocalEngine};
+pub use engine::{LocalConfig, LocalEngine, ProxyHost};

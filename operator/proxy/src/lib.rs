@@ -25,6 +25,9 @@ use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
+pub mod link;
+pub mod process;
+
 /// What the proxy answers with: its own short text, or an instance's body (not boxed:
 /// one allocation less per request).
 enum Body {
@@ -64,7 +67,7 @@ impl hyper::body::Body for Body {
 }
 
 /// One instance of a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Backend {
     /// Stable id (used in affinity cookies).
     pub id: String,
@@ -74,7 +77,7 @@ pub struct Backend {
 }
 
 /// One route to a service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Route {
     /// Exact host, `*.domain`, or any host when `None`.
     pub host: Option<String>,
@@ -463,6 +466,17 @@ impl Proxy {
             .expect("counter lock")
             .get(&addr)
             .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Requests in flight per instance address (only those with some).
+    pub fn in_flight_all(&self) -> std::collections::BTreeMap<SocketAddr, usize> {
+        self.in_flight
+            .lock()
+            .expect("counter lock")
+            .iter()
+            .map(|(k, v)| (*k, v.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Requests forwarded to each service (`Route::service`) since the proxy started.

@@ -430,7 +430,13 @@ impl LocalEngine {
                 }
             }
         }
-        let proxies: Vec<Arc<Proxy>> = inner.proxies.values().map(|l| l.proxy.clone()).collect();
+        // A proxy that has not applied the last table may still send requests anywhere
+        // the one before did.
+        let proxies: Vec<(drover_proxy::link::Stats, u64)> = inner
+            .proxies
+            .values()
+            .map(|l| (l.link.stats(), l.link.version()))
+            .collect();
         inner.draining.retain(|(node, _), d| {
             let back = by_node.get(node).is_some_and(|list| {
                 list.iter()
@@ -438,7 +444,9 @@ impl LocalEngine {
             });
             let busy = d.ports.iter().any(|port| {
                 let addr = SocketAddr::from(([127, 0, 0, 1], *port));
-                proxies.iter().any(|p| p.in_flight(addr) > 0)
+                proxies.iter().any(|(stats, written)| {
+                    stats.version < *written || stats.in_flight.get(&addr).is_some_and(|n| *n > 0)
+                })
             });
             !back && busy && d.since.elapsed() < DRAIN_TIMEOUT
         });

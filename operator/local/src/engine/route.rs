@@ -12,10 +12,19 @@ impl LocalEngine {
         for (cluster, spec) in live.local_clusters() {
             let local = spec.local.as_ref().expect("local clusters have nodes");
             let (active, draining) = self.pools(inner, cluster, &local.proxy.address_pools)?;
+            let settled = self.reports_settled(inner, spec);
             for (index, listener) in local.proxy.listeners.iter().enumerate() {
                 let key = (cluster.clone(), listener.name.clone());
                 // Each listener takes one address of the pool, in order.
                 let n = index as u32 + 1;
+                let dead = inner.proxies.get_mut(&key).is_some_and(|l| !l.link.alive());
+                if dead {
+                    tracing::warn!(
+                        "proxy {cluster}/{} exited: starting it again",
+                        listener.name
+                    );
+                    inner.proxies.remove(&key);
+                }
                 if !inner.proxies.contains_key(&key) {
                     let listening = self.listen(cluster, listener)?;
                     tracing::info!(
@@ -24,6 +33,9 @@ impl LocalEngine {
                         listening.addr
                     );
                     inner.proxies.insert(key.clone(), listening);
+                }
+                if !settled {
+                    continue;
                 }
                 let mut table = Table::default();
                 for env in live.environments_on(cluster) {
@@ -102,8 +114,13 @@ impl LocalEngine {
                     .and_then(|(p, until)| Some((p.address(n)?, *until)));
                 let listening = inner.proxies.get_mut(&key).expect("inserted above");
                 if listening.table != table {
-                    listening.proxy.update(table.clone());
-                    listening.table = table;
+                    match listening.link.update(&table) {
+                        Ok(()) => listening.table = table,
+                        Err(e) => tracing::error!(
+                            "proxy {cluster}/{}: cannot write its table: {e}",
+                            listener.name
+                        ),
+                    }
                 }
             }
         }
@@ -162,20 +179,14 @@ impl LocalEngine {
         Ok((active, draining))
     }
 
-    /// Binds a listener, on the address it had before when it asked for any port.
+    /// A listener's proxy process: adopted when one runs from before (a restarted
+    /// control plane), else started.
     pub(super) fn listen(
         &self,
         cluster: &str,
         listener: &drover_model::cluster::Listener,
     ) -> Result<Listening, LocalError> {
-        let file = self.config.state.proxy_addr_file(cluster, &listener.name);
         let wanted = format!("{}:{}", listener.address, listener.port);
-        let previous = (listener.port == 0)
-            .then(|| std::fs::read_to_string(&file).ok())
-            .flatten()
-            .and_then(|t| t.trim().parse::<SocketAddr>().ok())
-            .filter(|a| a.ip().to_string() == listener.address);
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().min(4));
         let listen_error = |source| LocalError::Listen {
             address: wanted.clone(),
             listener: format!("{cluster}/{}", listener.name),
@@ -187,21 +198,44 @@ impl LocalEngine {
                 "not an IP address and port",
             ))
         })?;
-        let listeners = previous
-            .and_then(|a| Proxy::bind(a, threads).ok())
-            .map_or_else(|| Proxy::bind(wanted_addr, threads), Ok)
-            .map_err(listen_error)?;
-        let addr = listeners[0].local_addr().map_err(listen_error)?;
-        let _ = crate::files::write_atomic(&file, addr.to_string().as_bytes());
-        let proxy = Proxy::new();
-        proxy
-            .clone()
-            .serve_on_threads(listeners)
-            .map_err(listen_error)?;
+        let dir = self.config.state.proxy_dir(cluster, &listener.name);
+        let (link, addr) = crate::proxies::ProxyLink::open(
+            self.config.proxies,
+            &self.config.drover,
+            &dir,
+            wanted_addr,
+        )
+        .map_err(listen_error)?;
         Ok(Listening {
-            proxy,
+            link,
             addr,
             table: Table::default(),
         })
+    }
+
+    /// Stops every proxy process (when `up` stops).
+    pub fn stop_proxies(&self) {
+        let mut inner = self.lock();
+        for listening in inner.proxies.values_mut() {
+            listening.link.stop();
+        }
+        inner.proxies.clear();
+    }
+
+    /// Whether every node of a cluster has reported since this engine started (or
+    /// its heartbeat timeout has passed): until then a table would call ready
+    /// instances not ready, so the proxy keeps the one it has.
+    fn reports_settled(&self, inner: &Inner, spec: &drover_model::ClusterSpec) -> bool {
+        let Some(local) = &spec.local else {
+            return true;
+        };
+        let timeout = local.heartbeat_timeout.to_std();
+        self.started.elapsed() > timeout
+            || local.nodes.iter().all(|n| {
+                inner
+                    .nodes
+                    .get(&n.name)
+                    .is_some_and(|l| l.last_seen.is_some())
+            })
     }
 }

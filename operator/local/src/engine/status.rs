@@ -179,7 +179,7 @@ impl LocalEngine {
         let requests = inner
             .proxies
             .values()
-            .flat_map(|l| l.proxy.served())
+            .flat_map(|l| l.link.stats().served)
             .filter(|(k, _)| k.starts_with(&prefix))
             .map(|(_, n)| n)
             .sum();

@@ -20,6 +20,7 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
         LocalConfig {
             state: state.clone(),
             drover: "/bin/drover".into(),
+            proxies: crate::ProxyHost::Threads,
         },
         wake.clone(),
     )

@@ -1,0 +1,75 @@
+//! `drover proxy`: the proxy as a process of its own, so that traffic keeps flowing
+//! while the control plane is down or restarting (as Envoy, kube-proxy or Swarm's
+//! routing mesh keep the last configuration they were given). It binds its listener,
+//! serves the table in its directory (the last one it was given, after a restart too),
+//! applies each newer table the control plane writes, and reports what it serves.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::Proxy;
+use crate::link::{ProxyDir, Stats, TableFile, read_json, write_atomic};
+
+/// How often the table file is looked at: a new table serves within this.
+const WATCH: Duration = Duration::from_millis(10);
+/// How often stats are written, when they changed.
+const REPORT: Duration = Duration::from_millis(50);
+
+/// Binds `listen` (port 0: the address it had before, if free, else any) and serves
+/// from `dir` until the process is stopped.
+pub fn run(dir: ProxyDir, listen: SocketAddr, threads: usize) -> std::io::Result<()> {
+    let previous = (listen.port() == 0)
+        .then(|| std::fs::read_to_string(dir.addr()).ok())
+        .flatten()
+        .and_then(|t| t.trim().parse::<SocketAddr>().ok())
+        .filter(|a| a.ip() == listen.ip());
+    let listeners = match previous.and_then(|a| Proxy::bind(a, threads).ok()) {
+        Some(l) => l,
+        None => Proxy::bind(listen, threads)?,
+    };
+    let addr = listeners[0].local_addr()?;
+    let proxy = Proxy::new();
+    let mut applied = 0;
+    apply_newer(&proxy, &dir, &mut applied);
+    proxy.clone().serve_on_threads(listeners)?;
+    write_atomic(&dir.addr(), addr.to_string().as_bytes())?;
+    tracing::info!("proxy on http://{addr}, table version {applied}");
+    let mut reported = None;
+    let mut last_report = std::time::Instant::now() - REPORT;
+    loop {
+        std::thread::sleep(WATCH);
+        apply_newer(&proxy, &dir, &mut applied);
+        if last_report.elapsed() >= REPORT {
+            last_report = std::time::Instant::now();
+            let stats = Stats {
+                version: applied,
+                in_flight: proxy.in_flight_all(),
+                served: proxy.served().into_iter().collect(),
+            };
+            if reported.as_ref() != Some(&stats) {
+                let bytes = serde_json::to_vec(&stats).expect("stats serialize");
+                if write_atomic(&dir.stats(), &bytes).is_ok() {
+                    reported = Some(stats);
+                }
+            }
+        }
+    }
+}
+
+/// Applies the table file when the version file names a newer version than the one
+/// served (or nothing is served yet).
+fn apply_newer(proxy: &Arc<Proxy>, dir: &ProxyDir, applied: &mut u64) {
+    let wanted = dir.written_version();
+    if wanted <= *applied && *applied != 0 {
+        return;
+    }
+    let Some(file) = read_json::<TableFile>(&dir.table()) else {
+        return;
+    };
+    // The table is written first: an older one here is replaced in a moment.
+    if file.version > *applied || *applied == 0 {
+        proxy.update(file.table());
+        *applied = file.version;
+    }
+}
