@@ -371,10 +371,19 @@ fn a_removed_instance_finishes_its_requests_before_it_is_stopped() {
         assert!(body.starts_with("slept 2000 ms"), "{body}");
     }
     // The removed instance was stopped only once its request was done.
-    let log = platform.state.join("logs/staging.web.2.log");
     let deadline = Instant::now() + SOON;
     loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        // One log per process: web.2's (its spec never changed here).
+        let text: String = std::fs::read_dir(platform.state.join("logs"))
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("staging.web.2@")
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect();
         if let Some(line) = text.lines().find(|l| l.contains("stopping with")) {
             assert!(
                 line.ends_with("stopping with 0 slow request(s) in flight"),
@@ -522,7 +531,10 @@ fn a_release_failing_readiness_rolls_back_as_a_whole_and_is_not_applied_again() 
     assert!(line.contains("readiness GET /ready returned 503"), "{line}");
     // The rollback becomes healthy and the revert is written, in either order.
     let (healthy, reverted) = (
-        format!("staging: release {} is healthy", &bad[..7]),
+        format!(
+            "staging: rollback of release {} is healthy: back at what ran before",
+            &bad[..7]
+        ),
         format!("staging: revision {} reverted in Git by ", &bad[..7]),
     );
     let mut line = String::new();
@@ -923,6 +935,17 @@ fn a_manual_rollback_is_committed_to_git_and_recorded() {
             ("admin", "staging", to_v2.as_str()),
             ("admin", "staging", "to the last healthy release")
         ]
+    );
+    // Rolling back to what already runs commits nothing, and says so.
+    let head = drover_testkit::git::git(&platform.repo.dir, &["rev-parse", "HEAD"]);
+    platform.drover(&["rollback", "staging", "--to", &v2[..7]]);
+    let line = platform.up.as_mut().unwrap().expect_line(SOON, |l| {
+        l.starts_with(&format!("staging: could not roll back to {}", &v2[..7]))
+    });
+    assert!(line.contains("rolling back would commit nothing"), "{line}");
+    assert_eq!(
+        drover_testkit::git::git(&platform.repo.dir, &["rev-parse", "HEAD"]),
+        head
     );
 }
 

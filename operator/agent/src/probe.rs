@@ -212,6 +212,11 @@ pub struct Tracker {
     success_threshold: u32,
     failure_threshold: u32,
     passed_once: bool,
+    /// The probe's period, and when a failure was last counted: before the first
+    /// pass, checks come faster than the period (warm-up), but failures count at most
+    /// once per period, so "N times" means what the threshold means.
+    period: Duration,
+    counted_at: Option<Instant>,
     /// The last failure, for status lines.
     pub last_failure: Option<String>,
 }
@@ -237,6 +242,8 @@ impl Tracker {
             success_threshold: probe.success_threshold.max(1),
             failure_threshold: probe.failure_threshold.max(1),
             passed_once: false,
+            period: Duration::from_secs(u64::from(probe.period_seconds.max(1))),
+            counted_at: None,
             last_failure: None,
         }
     }
@@ -258,8 +265,13 @@ impl Tracker {
         self.healthy
     }
 
-    /// Takes one outcome; returns the change of verdict it caused, if any.
+    /// Takes one outcome, now; returns the change of verdict it caused, if any.
     pub fn observe(&mut self, outcome: Outcome) -> Option<Change> {
+        self.observe_at(outcome, Instant::now())
+    }
+
+    /// Takes one outcome seen at `now`.
+    pub fn observe_at(&mut self, outcome: Outcome, now: Instant) -> Option<Change> {
         match outcome {
             Outcome::Pass => {
                 self.passed_once = true;
@@ -272,8 +284,17 @@ impl Tracker {
             }
             Outcome::Fail(reason) => {
                 self.successes = 0;
-                self.failures += 1;
                 self.last_failure = Some(reason.clone());
+                let warm_up_check = !self.passed_once
+                    && !self.healthy
+                    && self
+                        .counted_at
+                        .is_some_and(|at| now.saturating_duration_since(at) < self.period);
+                if warm_up_check {
+                    return None;
+                }
+                self.counted_at = Some(now);
+                self.failures += 1;
                 if self.healthy && self.failures >= self.failure_threshold {
                     self.healthy = false;
                     return Some(Change::BecameUnhealthy {
@@ -332,6 +353,18 @@ mod tests {
         assert_eq!(t.observe(fail()), None, "a failure resets the passes");
         assert_eq!(t.observe(Outcome::Pass), None);
         assert_eq!(t.observe(Outcome::Pass), Some(Change::BecameHealthy));
+    }
+
+    #[test]
+    fn warm_up_checks_count_a_failure_at_most_once_per_period() {
+        // Period 10s (the default), threshold 3: 61 quick warm-up checks over 25s are
+        // 3 failures, as 3 checks at the period would be.
+        let mut t = Tracker::new(&probe(1, 3), Purpose::Readiness);
+        let start = Instant::now();
+        for i in 0..61 {
+            t.observe_at(fail(), start + Duration::from_millis(i * 410));
+        }
+        assert_eq!(t.failing(), Some(("GET /ready returned 503".into(), 3)));
     }
 
     #[test]

@@ -76,7 +76,11 @@ impl Client {
         headers: &[(&str, &str)],
     ) -> Result<T, ClientError> {
         let url = format!("{}{path}", self.base);
-        let mut request = Request::builder().method(method).uri(&url);
+        // Who is calling, for the server's audit trail.
+        let mut request = Request::builder().method(method).uri(&url).header(
+            "user-agent",
+            concat!("drover-cli/", env!("CARGO_PKG_VERSION")),
+        );
         for (name, value) in headers {
             request = request.header(*name, *value);
         }

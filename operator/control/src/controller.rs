@@ -530,6 +530,7 @@ impl<E: Engine> Controller<E> {
     /// environment as it was at REV (default: the last healthy release before the one
     /// in force). It is applied as any commit is, and recorded as a manual release.
     pub async fn rollback(&self, env: &str, to: Option<&str>) -> Result<String, ControlError> {
+        let applied = subset(&self.engine.observe().await?.objects, env);
         let store = self.store();
         let current = store
             .environments()?
@@ -539,20 +540,28 @@ impl<E: Engine> Controller<E> {
             .revision;
         let target = match to {
             Some(to) => to.to_owned(),
-            None => store
-                .releases(env, 100)?
-                .into_iter()
-                .find(|r| {
-                    r.result == ReleaseResult::Healthy
-                        && Some(&r.revision) != current.as_ref()
-                        && r.trigger != Trigger::Rollback
-                })
-                .map(|r| r.revision)
-                .ok_or_else(|| {
-                    ControlError::Refused(format!(
-                        "`{env}` has no earlier healthy release to go back to; name a revision with --to"
-                    ))
-                })?,
+            None => {
+                let releases = store.releases(env, 100)?;
+                // A healthy release's state is what the release after it started
+                // from; one that ran what runs now would be a commit changing nothing.
+                releases
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .find(|(i, r)| {
+                        r.result == ReleaseResult::Healthy
+                            && Some(&r.revision) != current.as_ref()
+                            && r.trigger != Trigger::Rollback
+                            && subset(&objects::from_snapshot(&releases[i - 1].snapshot), env)
+                                != applied
+                    })
+                    .map(|(_, r)| r.revision.clone())
+                    .ok_or_else(|| {
+                        ControlError::Refused(format!(
+                            "`{env}` has no earlier healthy release that ran something else than what runs now: rolling back would change nothing; name a revision with --to"
+                        ))
+                    })?
+            }
         };
         let short = short_id(&target);
         let text =

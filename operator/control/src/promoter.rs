@@ -41,6 +41,18 @@ pub struct DeployRequest {
     pub images: BTreeMap<String, String>,
 }
 
+/// How a promotion request relates to the promotion it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asked {
+    /// A new promotion.
+    New,
+    /// A retry (its Idempotency-Key) of one asked before.
+    Again,
+    /// A retry of a gated one, still gated: a pipeline polling through the soak,
+    /// recorded once (when it was first gated), not once per poll.
+    StillGated,
+}
+
 /// A deploy as the outbox keeps it: what was asked, by whom.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct DeployTask {
@@ -168,14 +180,14 @@ impl<E: Engine> Promoter<E> {
         }
     }
 
-    /// Asks for a promotion. Returns it and whether it is new; a retry with the same
+    /// Asks for a promotion. Returns it and how it was asked; a retry with the same
     /// idempotency key returns the same promotion (a gated one is evaluated again).
     pub async fn promote(
         self: &Arc<Self>,
         request: PromotionRequest,
         key: Option<String>,
         who: &str,
-    ) -> Result<(Promotion, bool), ControlError> {
+    ) -> Result<(Promotion, Asked), ControlError> {
         let _one = self.one_at_a_time.lock().await;
         let existing = match &key {
             Some(k) => self.control.with_store(|s| s.promotion_by_key(k))?,
@@ -193,7 +205,7 @@ impl<E: Engine> Promoter<E> {
             // the restart has not carried it on yet; it is carried on now (its commit,
             // if it landed, is found by its trailer: nothing is written twice).
             if p.state != PromotionState::Gated && p.state != PromotionState::Pending {
-                return Ok((p.clone(), false));
+                return Ok((p.clone(), Asked::Again));
             }
             {
                 let this = self.clone();
@@ -202,11 +214,12 @@ impl<E: Engine> Promoter<E> {
                     .await
                     .map_err(|e| ControlError::Refused(e.to_string()))??;
                 if let Some(done) = found {
-                    return Ok((done, false));
+                    return Ok((done, Asked::Again));
                 }
             }
         }
         let verified = self.verify(&request.from, &request.to).await?;
+        let existing_state = existing.as_ref().map(|p| p.state);
         let p = match existing {
             Some(p) => p,
             None => {
@@ -223,7 +236,14 @@ impl<E: Engine> Promoter<E> {
                 p
             }
         };
-        Ok((self.advance(p, verified).await?, true))
+        let was_gated = existing_state == Some(PromotionState::Gated);
+        let p = self.advance(p, verified).await?;
+        let asked = match existing_state {
+            None => Asked::New,
+            Some(_) if was_gated && p.state == PromotionState::Gated => Asked::StillGated,
+            Some(_) => Asked::Again,
+        };
+        Ok((p, asked))
     }
 
     /// The gate's answer: verified, or why not (`Err` inside); other errors stop.

@@ -270,7 +270,8 @@ pub struct LogsArgs {
     tail: Option<usize>,
 }
 
-/// The log files of a service's instances: `ENV.SERVICE.SLOT.log`.
+/// The log files of a service's instances (`ENV.SERVICE.SLOT@HASH.log`, one per
+/// process), oldest first, each named by its instance id.
 fn log_files(state: &StateDir, service: &str) -> Vec<(String, PathBuf)> {
     let (env, name) = match service.split_once('/') {
         Some((e, s)) => (Some(e), s),
@@ -279,19 +280,22 @@ fn log_files(state: &StateDir, service: &str) -> Vec<(String, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(state.logs()) else {
         return Vec::new();
     };
-    let mut files: Vec<(String, PathBuf)> = entries
+    let mut files: Vec<(std::time::SystemTime, String, PathBuf)> = entries
         .flatten()
         .filter_map(|e| {
             let file = e.file_name().into_string().ok()?;
-            let id = file.strip_suffix(".log")?.to_owned();
+            let stem = file.strip_suffix(".log")?;
+            let id = stem.split_once('@').map_or(stem, |(id, _)| id).to_owned();
             let mut parts = id.splitn(3, '.');
             let (e_name, s_name) = (parts.next()?, parts.next()?);
             parts.next()?;
-            (s_name == name && env.is_none_or(|e| e == e_name)).then(|| (id, e.path()))
+            let at = e.metadata().and_then(|m| m.modified()).ok()?;
+            (s_name == name && env.is_none_or(|e| e == e_name)).then(|| (at, id, e.path()))
         })
         .collect();
+    // A replaced process's lines before its replacement's.
     files.sort();
-    files
+    files.into_iter().map(|(_, id, path)| (id, path)).collect()
 }
 
 pub fn logs(args: LogsArgs) -> anyhow::Result<ExitCode> {

@@ -233,12 +233,13 @@ impl Agent {
             env: env.clone(),
             working_dir: Some(working_dir.clone()),
         };
+        crate::files::prune_logs(&self.config.state.logs(), &assignment.id, 2);
         let handle = supervise(InstanceSpec {
             process: Spec {
                 argv: spec.argv.clone(),
                 env,
                 working_dir,
-                log: self.config.state.log(&assignment.id),
+                log: self.config.state.log(&assignment.id, &assignment.spec_hash),
                 log_max_bytes: LOG_MAX_BYTES,
                 log_keep: LOG_KEEP,
             },

@@ -8,7 +8,7 @@
 //! STATE/nodes/NODE/agent.pid           the node's agent
 //! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
 //! STATE/instances/ID/                  an instance's working directory
-//! STATE/logs/ID.log                    an instance's stdout and stderr (rotated)
+//! STATE/logs/ID@HASH.log               an instance process's stdout and stderr (rotated)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ pub trait LocalPaths {
     fn instance_file(&self, node: &str, id: &str, hash: &str) -> PathBuf;
     fn instance_dir(&self, id: &str) -> PathBuf;
     fn logs(&self) -> PathBuf;
-    fn log(&self, id: &str) -> PathBuf;
+    fn log(&self, id: &str, hash: &str) -> PathBuf;
 }
 
 impl LocalPaths for StateDir {
@@ -51,8 +51,11 @@ impl LocalPaths for StateDir {
     fn logs(&self) -> PathBuf {
         self.root().join("logs")
     }
-    fn log(&self, id: &str) -> PathBuf {
-        self.logs().join(format!("{id}.log"))
+    fn log(&self, id: &str, hash: &str) -> PathBuf {
+        // One file per instance process: a replacement (a new spec, started first
+        // while the old one still runs) never writes into its predecessor's log.
+        let short = &hash[..hash.len().min(8)];
+        self.logs().join(format!("{id}@{short}.log"))
     }
 }
 
@@ -168,6 +171,34 @@ pub async fn stop_group(mark: ProcessMark, grace: std::time::Duration) -> bool {
     true
 }
 
+/// Removes the log files of instance `id` but the `keep` newest processes' (and their
+/// rotated parts): a replaced instance's log stays for a while, as `kubectl logs
+/// --previous` expects, without piling up one file per release.
+pub fn prune_logs(logs: &Path, id: &str, keep: usize) {
+    let Ok(entries) = std::fs::read_dir(logs) else {
+        return;
+    };
+    let prefix = format!("{id}@");
+    let mut current: Vec<(std::time::SystemTime, String)> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let stem = name.strip_prefix(&prefix)?.strip_suffix(".log")?.to_owned();
+            let at = e.metadata().and_then(|m| m.modified()).ok()?;
+            Some((at, stem))
+        })
+        .collect();
+    current.sort();
+    let drop = current.len().saturating_sub(keep);
+    for (_, stem) in current.into_iter().take(drop) {
+        let base = logs.join(format!("{prefix}{stem}.log"));
+        let _ = std::fs::remove_file(&base);
+        for n in 1..=16 {
+            let _ = std::fs::remove_file(format!("{}.{n}", base.display()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +228,40 @@ mod tests {
             &std::fs::metadata(state.token_file()).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn only_the_newest_processes_logs_of_an_instance_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, hash) in ["aaaa", "bbbb", "cccc"].iter().enumerate() {
+            let path = dir.path().join(format!("staging.web.1@{hash}.log"));
+            std::fs::write(&path, "x").unwrap();
+            std::fs::write(format!("{}.1", path.display()), "x").unwrap();
+            let at = std::time::SystemTime::now() - std::time::Duration::from_secs(100 - i as u64);
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(at)
+                .unwrap();
+        }
+        std::fs::write(dir.path().join("staging.web.2@aaaa.log"), "x").unwrap();
+        super::prune_logs(dir.path(), "staging.web.1", 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                "staging.web.1@bbbb.log",
+                "staging.web.1@bbbb.log.1",
+                "staging.web.1@cccc.log",
+                "staging.web.1@cccc.log.1",
+                "staging.web.2@aaaa.log"
+            ]
+        );
     }
 }

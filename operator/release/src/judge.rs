@@ -201,16 +201,22 @@ pub fn judge(
 /// [`ReleaseResult::notification`] name its event and notification.
 pub fn outcome(release: &OpenRelease, verdict: &Verdict) -> Option<(ReleaseResult, String)> {
     let short = release.short();
+    // A rollback is named as one: its revision is the failed release's.
+    let what = if release.is_rollback() {
+        format!("rollback of release {short}")
+    } else {
+        format!("release {short}")
+    };
     match verdict {
         Verdict::Wait { .. } => None,
-        Verdict::Healthy => Some((
+        Verdict::Healthy if release.is_rollback() => Some((
             ReleaseResult::Healthy,
-            format!("release {short} is healthy"),
+            format!("{what} is healthy: back at what ran before"),
         )),
-        Verdict::Failed { reason } => Some((
-            ReleaseResult::Failed,
-            format!("release {short} failed — {reason}"),
-        )),
+        Verdict::Healthy => Some((ReleaseResult::Healthy, format!("{what} is healthy"))),
+        Verdict::Failed { reason } => {
+            Some((ReleaseResult::Failed, format!("{what} failed — {reason}")))
+        }
         Verdict::RollBack { reason } => Some((
             ReleaseResult::RolledBack,
             format!("release {short} failed — {reason}; rolling back"),

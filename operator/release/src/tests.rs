@@ -157,6 +157,22 @@ fn a_verdict_is_recorded_with_its_result_and_line() {
         until: Instant::now(),
     };
     assert_eq!(outcome(&r, &wait), None);
+    // A rollback says it is one.
+    let back = r.rollback(9, Instant::now());
+    assert_eq!(
+        outcome(&back, &Verdict::Healthy),
+        Some((
+            ReleaseResult::Healthy,
+            "rollback of release 3f2a1c0 is healthy: back at what ran before".to_owned()
+        ))
+    );
+    let failed = Verdict::Failed {
+        reason: "web: boom".into(),
+    };
+    assert_eq!(
+        outcome(&back, &failed).unwrap().1,
+        "rollback of release 3f2a1c0 failed — web: boom"
+    );
 }
 
 #[test]

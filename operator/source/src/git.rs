@@ -424,6 +424,21 @@ impl GitSource {
             .repo
             .find_commit(Oid::from_str(&tip.id).map_err(error)?)
             .map_err(error)?;
+        let now = tip
+            .tree()
+            .map_err(error)?
+            .get_path(Path::new(&path))
+            .ok()
+            .map(|e| e.id());
+        if now == Some(wanted) {
+            return Err(SourceError::Write {
+                location: self.shown.clone(),
+                message: format!(
+                    "environments/{environment} is already as it was at {}: rolling back would commit nothing",
+                    drover_model::short_id(revision)
+                ),
+            });
+        }
         let parts: Vec<&str> = path.split('/').collect();
         let tree = self
             .replace_path(Some(tip.tree().map_err(error)?), &parts, wanted)

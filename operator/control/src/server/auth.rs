@@ -79,6 +79,11 @@ impl<E: Engine> FromRequestParts<Arc<ServerState<E>>> for Caller {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
+        // A header is the caller's to write: one line, bounded, in the audit trail.
+        let agent: String = crate::git_writer::one_line(agent)
+            .chars()
+            .take(120)
+            .collect();
         let origin = format!("{peer} ({agent})");
         let given = parts
             .headers

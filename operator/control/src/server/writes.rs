@@ -14,7 +14,7 @@ use super::auth::{Caller, audited, valid_scope};
 use super::{Answer, Page, Shared, answer, done, error, failed, json};
 use crate::engine::Engine;
 use crate::git_writer::one_line;
-use crate::promoter::{DeployRequest, PromotionRequest};
+use crate::promoter::{Asked, DeployRequest, PromotionRequest};
 use crate::view::{
     AvailabilityRequest, Done, PromotionView, RollbackRequest, ScaleRequest, TokenRequest,
     TokenView,
@@ -152,13 +152,15 @@ pub(super) async fn promote<E: Engine>(
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let mut detail = String::new();
+    let mut polled = false;
     let answer = match promoter.promote(request, key, &caller.name).await {
-        Ok((promotion, created)) => {
+        Ok((promotion, asked)) => {
+            polled = asked == Asked::StillGated;
             detail = format!("promotion #{}: {}", promotion.id, promotion.state);
             let status = match promotion.state {
                 PromotionState::Gated => StatusCode::CONFLICT,
                 PromotionState::Failed => StatusCode::UNPROCESSABLE_ENTITY,
-                _ if created => StatusCode::CREATED,
+                _ if asked == Asked::New => StatusCode::CREATED,
                 _ => StatusCode::OK,
             };
             let mut view =
@@ -170,6 +172,10 @@ pub(super) async fn promote<E: Engine>(
         }
         Err(e) => failed(e),
     };
+    if polled {
+        // Recorded when it was first gated: a poll through the soak adds no row.
+        return Ok(answer);
+    }
     Ok(audited(&s, &caller, "promote", &target, &detail, answer))
 }
 
