@@ -5,6 +5,7 @@
 mod support;
 
 mod chaos;
+mod cli;
 mod crds;
 mod diff;
 mod example_app;

@@ -329,6 +329,59 @@ fn writes_without_the_token_are_refused() {
 }
 
 #[test]
+fn an_agent_token_reports_for_its_own_node_and_nothing_else() {
+    let platform = Platform::start();
+    platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));
+    let token = std::fs::read_to_string(platform.state.join("nodes/node-1/agent-token")).unwrap();
+    let auth = format!("Bearer {}", token.trim());
+    let mode = std::fs::metadata(platform.state.join("nodes/node-1/agent-token"))
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o777)
+        .unwrap();
+    assert_eq!(mode, 0o600);
+    let report = |node: &str| {
+        crate::support::http_post(
+            &platform.api,
+            &format!("/api/v1/agents/{node}/report"),
+            &[("Authorization", &auth), ("User-Agent", "impostor")],
+            br#"{"generation": 0, "pid": 1, "seq": 0, "urgent": true, "instances": []}"#,
+        )
+    };
+    let (status, body) = report("node-2");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("lacks scope `node:node-2`"), "{body}");
+    let (status, body) = crate::support::http_post(
+        &platform.api,
+        "/api/v1/services/staging/web/scale",
+        &[("Authorization", &auth)],
+        br#"{"replicas": 5}"#,
+    );
+    assert_eq!(status, 403, "{body}");
+    let audit: Value = serde_json::from_str(&platform.drover(&["audit", "-o", "json"])).unwrap();
+    let refused: Vec<&Value> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["who"] == "agent-node-1" && a["outcome"] == "refused")
+        .collect();
+    assert_eq!(refused.len(), 2, "{audit:#}");
+    assert!(
+        refused
+            .iter()
+            .any(|a| a["action"] == "report" && a["target"] == "node-2")
+    );
+    assert!(
+        refused[0]["origin"]
+            .as_str()
+            .unwrap()
+            .contains("(impostor)")
+            || refused[1]["origin"]
+                .as_str()
+                .unwrap()
+                .contains("(impostor)")
+    );
+}
+
+#[test]
 fn logs_show_what_instances_print_and_follow_new_lines() {
     let platform = Platform::start();
     let status = platform.wait_for(SOON, "web ready", |s| Platform::ready(s, "web", 1));

@@ -165,6 +165,6 @@ fn a_missing_folder_is_a_usage_error_with_exit_2() {
     let output = run_in(&repo_root(), &["validate", "does/not/exist"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("does/not/exist is not a directory"));
-    let output = run_in(&repo_root(), &["validate", "--output", "yaml"]);
+    let output = run_in(&repo_root(), &["validate", "--output", "xml"]);
     assert_eq!(output.status.code(), Some(2), "clap usage errors exit 2");
 }

@@ -44,3 +44,9 @@ pub fn failpoint(name: &str) {
         std::process::exit(137);
     }
 }
+
+/// How a token is stored: the hex SHA-256 of it (the token itself never is).
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}

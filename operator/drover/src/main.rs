@@ -18,9 +18,31 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Drover reconciles clusters, services and routes to what a Git repository declares.
+/// Drover keeps clusters, services and routes as a Git repository says: every commit is
+/// checked, released and verified, and a release that fails its health checks is rolled
+/// back — with the revert committed, so Git and what runs agree.
 #[derive(Debug, Parser)]
-#[command(name = "drover", version, about, propagate_version = true)]
+#[command(
+    name = "drover",
+    version,
+    about,
+    propagate_version = true,
+    after_help = "\
+Getting started:
+  drover validate examples/repo        check a config repo (every problem at once)
+  drover up examples/repo              run it on this machine: scheduler, agents, proxy, API
+  drover status                        what runs, where, and whether it matches Git
+
+Every day:
+  drover diff --from main~1 --to main  what a change does, before it is applied
+  drover preview --base main --head pr the pull-request comment for a change
+  drover logs -f staging/web           follow a service's logs
+  drover history staging               releases, failures, rollbacks and reverts
+  drover promote staging production    carry what staging verified to production
+
+Output: -o human (default), wide, json or yaml. Shell completion: drover completion bash.
+Limits on what a repo may hold: docs/limits.md. Every error code: docs/errors.md."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -136,6 +158,9 @@ enum Command {
     /// Run the demo HTTP service the examples use: `/` (JSON with the version),
     /// `/healthz`, `/ready`, `/version`, with switches to fail or crash.
     ExampleApp(drover_example_app::Args),
+    /// Print a shell completion script: `drover completion bash > /etc/bash_completion.d/drover`
+    /// (also `zsh`, `fish`, `elvish`, `powershell`).
+    Completion { shell: clap_complete::Shell },
     /// Print the CustomResourceDefinitions generated from the model, or write them
     /// (with the editor JSON Schema) into a folder.
     Crds {
@@ -153,10 +178,38 @@ enum Command {
     },
 }
 
+/// `-o`: one output flag for every command, as kubectl and argocd have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {
+    /// Tables and sentences for people (the default).
+    #[value(alias = "table")]
     Human,
+    /// Tables with more columns.
+    Wide,
+    /// The API's JSON, for scripts.
     Json,
+    /// The same data as YAML.
+    Yaml,
+}
+
+impl Output {
+    /// `value` in a machine form (JSON or YAML), or `None` for the forms for people.
+    fn data<T: serde::Serialize>(self, value: &T) -> anyhow::Result<Option<String>> {
+        Ok(match self {
+            Output::Json => Some(serde_json::to_string_pretty(value)? + "\n"),
+            Output::Yaml => {
+                // Through JSON, so that both forms hold the same fields.
+                let json = serde_json::to_value(value)?;
+                Some(serde_saphyr::to_string(&json)?)
+            }
+            Output::Human | Output::Wide => None,
+        })
+    }
+
+    /// For people (a table or a sentence), rather than a machine form.
+    fn for_people(self) -> bool {
+        matches!(self, Output::Human | Output::Wide)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -237,6 +290,11 @@ fn main() -> ExitCode {
         Command::ExampleApp(args) => drover_example_app::run(args)
             .map(ExitCode::from)
             .map_err(Into::into),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "drover", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Crds { write } => crds::run(write.as_deref()),
         Command::Generate { root } => crds::generate(&root),
     };

@@ -95,7 +95,9 @@ fn mebibytes(bytes: u64) -> String {
     format!("{}Mi", bytes.div_ceil(1024 * 1024))
 }
 
-fn render(status: &Status) -> String {
+/// The status as tables; `wide` adds health, whether each instance runs the current
+/// spec, and its last failure.
+fn render(status: &Status, wide: bool) -> String {
     let mut out = String::new();
     let envs = status
         .environments
@@ -134,33 +136,32 @@ fn render(status: &Status) -> String {
         .services
         .iter()
         .map(|s| {
-            vec![
+            let mut row = vec![
                 s.environment.clone(),
                 s.name.clone(),
                 s.version.clone().unwrap_or_else(|| "-".into()),
                 format!("{:?}", s.state),
                 format!("{}/{}", s.ready, s.desired),
-                s.message.clone(),
-            ]
+            ];
+            if wide {
+                row.push(format!("{:?}", s.health));
+            }
+            row.push(s.message.clone());
+            row
         })
         .collect();
-    out += &table(
-        &[
-            "ENVIRONMENT",
-            "SERVICE",
-            "VERSION",
-            "STATE",
-            "READY",
-            "MESSAGE",
-        ],
-        services,
-    );
+    let mut headers = vec!["ENVIRONMENT", "SERVICE", "VERSION", "STATE", "READY"];
+    if wide {
+        headers.push("HEALTH");
+    }
+    headers.push("MESSAGE");
+    out += &table(&headers, services);
     out.push('\n');
     let instances = status
         .instances
         .iter()
         .map(|i| {
-            vec![
+            let mut row = vec![
                 i.id.clone(),
                 i.node.clone(),
                 i.state.clone(),
@@ -170,15 +171,21 @@ fn render(status: &Status) -> String {
                 i.restarts.to_string(),
                 Cpu(i.cpu_millis).to_string(),
                 mebibytes(i.memory_bytes),
-            ]
+            ];
+            if wide {
+                row.push(if i.current { "yes" } else { "no" }.into());
+                row.push(i.last_failure.clone().unwrap_or_else(|| "-".into()));
+            }
+            row
         })
         .collect();
-    out += &table(
-        &[
-            "INSTANCE", "NODE", "STATE", "READY", "PORT", "PID", "RESTARTS", "CPU", "MEMORY",
-        ],
-        instances,
-    );
+    let mut headers = vec![
+        "INSTANCE", "NODE", "STATE", "READY", "PORT", "PID", "RESTARTS", "CPU", "MEMORY",
+    ];
+    if wide {
+        headers.extend(["CURRENT", "LAST FAILURE"]);
+    }
+    out += &table(&headers, instances);
     out.push('\n');
     let nodes = status
         .nodes
@@ -247,9 +254,9 @@ fn render(status: &Status) -> String {
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client()?;
     let status: Status = block_on(client.get("/api/v1/status"))??;
-    let text = match args.output {
-        Output::Json => serde_json::to_string_pretty(&status)? + "\n",
-        Output::Human => render(&status),
+    let text = match args.output.data(&status)? {
+        Some(text) => text,
+        None => render(&status, args.output == Output::Wide),
     };
     std::io::stdout().write_all(text.as_bytes())?;
     Ok(ExitCode::SUCCESS)
@@ -382,6 +389,9 @@ fn which(
 pub struct RedeployArgs {
     #[command(flatten)]
     target: Target,
+    /// `human` (default), `wide`, `json` or `yaml`.
+    #[arg(long, short, value_enum, default_value_t = Output::Human)]
+    output: Output,
     /// `SERVICE` or `ENV/SERVICE`.
     service: String,
 }
@@ -396,8 +406,7 @@ pub fn redeploy(args: RedeployArgs) -> anyhow::Result<ExitCode> {
             .await?;
         anyhow::Ok(done)
     })??;
-    println!("{}", done.message);
-    Ok(ExitCode::SUCCESS)
+    say_done(args.output, &done)
 }
 
 /// Arguments of `drover scale`.
@@ -405,6 +414,9 @@ pub fn redeploy(args: RedeployArgs) -> anyhow::Result<ExitCode> {
 pub struct ScaleArgs {
     #[command(flatten)]
     target: Target,
+    /// `human` (default), `wide`, `json` or `yaml`.
+    #[arg(long, short, value_enum, default_value_t = Output::Human)]
+    output: Output,
     /// `SERVICE=N` or `ENV/SERVICE=N`, one or more.
     #[arg(required = true)]
     changes: Vec<String>,
@@ -428,7 +440,7 @@ pub fn scale(args: ScaleArgs) -> anyhow::Result<ExitCode> {
                     &ScaleRequest { replicas },
                 )
                 .await?;
-            println!("{}", done.message);
+            say_done(args.output, &done)?;
         }
         anyhow::Ok(())
     })??;
@@ -444,6 +456,9 @@ pub enum NodeCommand {
     Update {
         #[command(flatten)]
         target: Target,
+        /// `human` (default), `wide`, `json` or `yaml`.
+        #[arg(long, short, value_enum, default_value_t = Output::Human)]
+        output: Output,
         #[arg(long, value_parser = ["active", "pause", "drain", "git"])]
         availability: String,
         node: String,
@@ -453,6 +468,7 @@ pub enum NodeCommand {
 pub fn node(command: NodeCommand) -> anyhow::Result<ExitCode> {
     let NodeCommand::Update {
         target,
+        output,
         availability,
         node,
     } = command;
@@ -462,8 +478,7 @@ pub fn node(command: NodeCommand) -> anyhow::Result<ExitCode> {
     };
     let done: Done =
         block_on(client.post(&format!("/api/v1/nodes/{node}/availability"), &request))??;
-    println!("{}", done.message);
-    Ok(ExitCode::SUCCESS)
+    say_done(output, &done)
 }
 
 /// Arguments of `drover history`.
@@ -482,9 +497,9 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client()?;
     let releases: Vec<ReleaseView> =
         block_on(client.get(&format!("/api/v1/environments/{}/history", args.env)))??;
-    let text = match args.output {
-        Output::Json => serde_json::to_string_pretty(&releases)? + "\n",
-        Output::Human => {
+    let text = match args.output.data(&releases)? {
+        Some(text) => text,
+        None => {
             let short = |r: &str| drover_model::short_id(r).to_owned();
             let rows = releases
                 .iter()
@@ -520,6 +535,9 @@ pub fn history(args: HistoryArgs) -> anyhow::Result<ExitCode> {
 pub struct RollbackArgs {
     #[command(flatten)]
     target: Target,
+    /// `human` (default), `wide`, `json` or `yaml`.
+    #[arg(long, short, value_enum, default_value_t = Output::Human)]
+    output: Output,
     /// The environment.
     env: String,
     /// The revision to go back to (default: the last healthy release before the one in
@@ -535,6 +553,14 @@ pub fn rollback(args: RollbackArgs) -> anyhow::Result<ExitCode> {
         &format!("/api/v1/environments/{}/rollback", args.env),
         &request,
     ))??;
-    println!("{}", done.message);
+    say_done(args.output, &done)
+}
+
+/// A write's answer: its sentence, or the answer as data.
+fn say_done(output: Output, done: &Done) -> anyhow::Result<ExitCode> {
+    match output.data(done)? {
+        Some(text) => print!("{text}"),
+        None => println!("{}", done.message),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -65,7 +65,7 @@ fn clock_nanos() -> u128 {
 }
 
 fn say(output: Output, text: &str) {
-    if output == Output::Human {
+    if output.for_people() {
         println!("{text}");
     } else {
         eprintln!("{text}");
@@ -113,8 +113,8 @@ pub fn promote(args: PromoteArgs) -> anyhow::Result<ExitCode> {
     } else {
         promotion
     };
-    if args.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&promotion)?);
+    if let Some(text) = args.output.data(&promotion)? {
+        print!("{text}");
     }
     Ok(match promotion.state {
         PromotionState::Succeeded | PromotionState::Committed | PromotionState::Deploying => {
@@ -197,9 +197,9 @@ pub fn promotions(args: PromotionsArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client()?;
     let list: Vec<PromotionView> =
         block_on(client.get(&format!("/api/v1/promotions?limit={}", args.limit)))??;
-    let text = match args.output {
-        Output::Json => serde_json::to_string_pretty(&list)? + "\n",
-        Output::Human => table(
+    let text = match args.output.data(&list)? {
+        Some(text) => text,
+        None => table(
             &["ID", "FROM", "TO", "STATE", "COMMIT", "BY", "WHEN", "WHAT"],
             list.iter()
                 .map(|p| {
@@ -278,9 +278,9 @@ pub fn deploy(args: DeployArgs) -> anyhow::Result<ExitCode> {
         &request,
         &[("idempotency-key", &key)],
     ))??;
-    match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&deployed)?),
-        Output::Human => println!("{}", deployed.message),
+    match args.output.data(&deployed)? {
+        Some(text) => print!("{text}"),
+        None => println!("{}", deployed.message),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -402,9 +402,9 @@ pub fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
     let client = args.target.client()?;
     let entries: Vec<AuditView> =
         block_on(client.get(&format!("/api/v1/audit?limit={}", args.limit)))??;
-    let text = match args.output {
-        Output::Json => serde_json::to_string_pretty(&entries)? + "\n",
-        Output::Human => table(
+    let text = match args.output.data(&entries)? {
+        Some(text) => text,
+        None => table(
             &[
                 "TIME", "WHO", "FROM", "ACTION", "TARGET", "OUTCOME", "DETAIL",
             ],

@@ -131,14 +131,34 @@ impl AgentProcess {
 struct Agents {
     state: StateDir,
     api: String,
-    token: String,
+    control: Arc<Controller<LocalEngine>>,
     drover: PathBuf,
     log_format: LogFormat,
     running: BTreeMap<String, AgentProcess>,
 }
 
 impl Agents {
+    /// The node's agent token, registered with scope `node:NODE` alone.
+    fn node_token(&self, node: &str) -> anyhow::Result<String> {
+        let token = drover_local::files::ensure_agent_token(&self.state, node)?;
+        let record = drover_store::TokenRecord {
+            name: format!("agent-{node}"),
+            hash: drover_control::token_hash(&token),
+            scopes: vec![format!("node:{node}")],
+            created_ms: 0,
+        };
+        self.control.with_store(|s| s.put_token(&record))?;
+        Ok(token)
+    }
+
     fn spawn(&mut self, node: &str) {
+        let token = match self.node_token(node) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::error!("cannot make the token of node {node}'s agent: {error}");
+                return;
+            }
+        };
         let mut command = tokio::process::Command::new(&self.drover);
         command
             .arg("agent")
@@ -150,7 +170,7 @@ impl Agents {
             .args(["--node", node, "--control", &self.api, "--state-dir"])
             .arg(self.state.root())
             // The token travels in the environment: argv is visible to every user.
-            .env("DROVER_API_TOKEN", &self.token)
+            .env("DROVER_API_TOKEN", &token)
             .stdin(std::process::Stdio::null())
             // Its own group, so that Ctrl-C reaches `up` alone and `up` stops agents in
             // order (each stops its instances first).
@@ -334,7 +354,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let mut agents = Agents {
         state: state.clone(),
         api: api.clone(),
-        token,
+        control: control.clone(),
         drover,
         log_format,
         running: BTreeMap::new(),

@@ -17,7 +17,12 @@ pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode>
     let mut stdout = std::io::stdout().lock();
     match output {
         Output::Json => stdout.write_all(render_json(&checked.diagnostics, valid).as_bytes())?,
-        Output::Human => {
+        Output::Yaml => {
+            let json: serde_json::Value =
+                serde_json::from_str(&render_json(&checked.diagnostics, valid))?;
+            stdout.write_all(serde_saphyr::to_string(&json)?.as_bytes())?;
+        }
+        Output::Human | Output::Wide => {
             let color = color.enabled();
             stdout.write_all(
                 render_human(&checked.diagnostics, RenderOptions { color }).as_bytes(),

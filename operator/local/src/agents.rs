@@ -1,6 +1,7 @@
 //! The route the local engine's agents report to: `POST /api/v1/agents/{node}/report`
 //! with the node's instances, answered (held up to a long poll) with its assignments.
-//! Merged into the controller's API; it needs the `nodes` scope.
+//! Merged into the controller's API; it needs the node's scope, `node:NAME` (each
+//! agent gets a token of its own with just that), or `nodes`.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,7 +25,8 @@ async fn report(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, Response> {
-    caller.require(&s, "nodes", None)?;
+    // A node's agent holds a token for that node alone; a refusal is audited.
+    caller.require(&s, &format!("node:{node}"), Some(("report", &node)))?;
     let report: Report = parsed(&body)?;
     let engine = s.control.engine();
     let (known, hold) = (report.generation, !report.urgent);

@@ -6,6 +6,7 @@
 //! STATE/proxy/CLUSTER-LISTENER/       a listener's proxy process: its table (and
 //!                                      version), stats, address and pid
 //! STATE/nodes/NODE/agent.pid           the node's agent
+//! STATE/nodes/NODE/agent-token         its API token (scope `node:NODE`; 0600)
 //! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
 //! STATE/instances/ID/                  an instance's working directory
 //! STATE/logs/ID@HASH.log               an instance process's stdout and stderr (rotated)
@@ -22,6 +23,7 @@ pub trait LocalPaths {
     fn proxy_dir(&self, cluster: &str, listener: &str) -> PathBuf;
     fn node_dir(&self, node: &str) -> PathBuf;
     fn agent_pid_file(&self, node: &str) -> PathBuf;
+    fn agent_token_file(&self, node: &str) -> PathBuf;
     fn instance_files(&self, node: &str) -> PathBuf;
     fn instance_file(&self, node: &str, id: &str, hash: &str) -> PathBuf;
     fn instance_dir(&self, id: &str) -> PathBuf;
@@ -38,6 +40,9 @@ impl LocalPaths for StateDir {
     }
     fn agent_pid_file(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("agent.pid")
+    }
+    fn agent_token_file(&self, node: &str) -> PathBuf {
+        self.node_dir(node).join("agent-token")
     }
     fn instance_files(&self, node: &str) -> PathBuf {
         self.node_dir(node).join("instances")
@@ -169,6 +174,31 @@ pub async fn stop_group(mark: ProcessMark, grace: std::time::Duration) -> bool {
     // SIGKILL the group even when the leader has gone: its children may not have.
     let _ = killpg(group, Signal::SIGKILL);
     true
+}
+
+/// The token of `node`'s agent, created (random, its owner's alone) on first use and
+/// kept, so that an agent a restarted control plane adopts still holds a valid one.
+pub fn ensure_agent_token(state: &StateDir, node: &str) -> std::io::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = state.agent_token_file(node);
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && !text.trim().is_empty()
+    {
+        return Ok(text.trim().to_owned());
+    }
+    let token = drover_control::random_hex(24)?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)?;
+    file.write_all(token.as_bytes())?;
+    Ok(token)
 }
 
 /// Removes the log files of instance `id` but the `keep` newest processes' (and their

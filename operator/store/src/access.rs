@@ -47,6 +47,21 @@ impl Store {
         Ok(())
     }
 
+    /// Adds a token, or replaces the one of the same name (an agent's, at each start).
+    pub fn put_token(&self, t: &TokenRecord) -> Result<()> {
+        self.db.execute(
+            "INSERT INTO tokens (name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(name) DO UPDATE SET hash = excluded.hash, scopes = excluded.scopes",
+            params![
+                t.name,
+                t.hash,
+                serde_json::to_string(&t.scopes).expect("scopes serialize"),
+                now_ms()
+            ],
+        )?;
+        Ok(())
+    }
+
     /// Removes a token; whether it existed.
     pub fn remove_token(&self, name: &str) -> Result<bool> {
         Ok(self

@@ -40,6 +40,8 @@ pub fn allows(scopes: &[String], wanted: &str) -> bool {
     scopes.iter().any(|s| {
         s == "admin"
             || s == wanted
+            // `nodes`: every node's agent (`node:NAME` is one node's).
+            || (s == "nodes" && wanted.starts_with("node:"))
             || wanted
                 .split_once(':')
                 .is_some_and(|(verb, _)| s.strip_suffix(":*") == Some(verb))
@@ -53,7 +55,7 @@ pub fn valid_scope(scope: &str) -> bool {
         Some((verb, env)) => {
             matches!(
                 verb,
-                "promote" | "rollback" | "scale" | "redeploy" | "deploy"
+                "promote" | "rollback" | "scale" | "redeploy" | "deploy" | "node"
             ) && (env == "*"
                 || (!env.is_empty()
                     && env
