@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: the control plane at rest with 100 instances — CPU (share of one core)
 # and memory (RSS) of the `drover up` process over a quiet minute, after every
-# instance is ready. Agents and instances are reported separately.
+# instance is ready. Agents and the proxy processes are reported separately.
 #
 #   bash benches/idle.sh [INSTANCES] [SECONDS]
 #
@@ -75,20 +75,26 @@ sleep 5
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 agents=$(pgrep -f "drover agent .*$work/state" | tr '\n' ' ')
-before=$(cpu "$up"); agents_before=0
+proxies=$(pgrep -f "drover proxy .*$work/state" | tr '\n' ' ')
+before=$(cpu "$up"); agents_before=0; proxies_before=0
 for a in $agents; do agents_before=$((agents_before + $(cpu "$a"))); done
+for p in $proxies; do proxies_before=$((proxies_before + $(cpu "$p"))); done
 sleep "$seconds"
-after=$(cpu "$up"); agents_after=0
+after=$(cpu "$up"); agents_after=0; proxies_after=0
 for a in $agents; do agents_after=$((agents_after + $(cpu "$a"))); done
+for p in $proxies; do proxies_after=$((proxies_after + $(cpu "$p"))); done
+proxies_rss=0
+for p in $proxies; do proxies_rss=$((proxies_rss + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status"))); done
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$up/status")
 hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$up/status")
 agents_rss=0
 for a in $agents; do agents_rss=$((agents_rss + $(awk '/^VmRSS/ {print $2}' "/proc/$a/status"))); done
-python3 - "$before" "$after" "$ticks" "$seconds" "$rss" "$hwm" "$agents_before" "$agents_after" "$agents_rss" "$(echo $agents | wc -w)" <<'PY'
+python3 - "$before" "$after" "$ticks" "$seconds" "$rss" "$hwm" "$agents_before" "$agents_after" "$agents_rss" "$(echo $agents | wc -w)" "$proxies_before" "$proxies_after" "$proxies_rss" "$(echo $proxies | wc -w)" <<'PY'
 import sys
-b, a, t, s, rss, hwm, ab, aa, arss, n = map(float, sys.argv[1:])
+b, a, t, s, rss, hwm, ab, aa, arss, n, pb, pa, prss, pn = map(float, sys.argv[1:])
 print(f"control plane (drover up): CPU {100 * (a - b) / t / s:.2f}% of a core, RSS {rss / 1024:.1f} MiB (peak {hwm / 1024:.1f} MiB)")
 print(f"{int(n)} agents together: CPU {100 * (aa - ab) / t / s:.2f}% of a core, RSS {arss / 1024:.1f} MiB")
+print(f"{int(pn)} proxy process(es): CPU {100 * (pa - pb) / t / s:.2f}% of a core, RSS {prss / 1024:.1f} MiB")
 PY
 echo "instances that turned unready during the run: $(grep -c 'is not ready' "$work/up.log" || true)"
 grep 'is not ready' "$work/up.log" | head -3 || true

@@ -288,6 +288,21 @@ fn a_verified_release_travels_from_staging_to_production() {
         "{staging}"
     );
     platform.drover(&["wait", "staging", "--running", "web=v2", "--timeout", "60s"]);
+    let released = said.split(' ').nth(1).unwrap().to_owned();
+    // A commit touching production alone: staging's verified commit is still the one
+    // its release ran. (On top of Drover's deploy commit, which is on the remote.)
+    let bare = platform.remote.clone().unwrap();
+    git(
+        &platform.repo.dir,
+        &["pull", "-q", "--ff-only", bare.to_str().unwrap(), "main"],
+    );
+    let path = platform
+        .repo
+        .dir
+        .join("environments/production/environment.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("# owned by the shop team\n{text}")).unwrap();
+    platform.commit("production: a comment");
 
     // `drover status` shows the gate open once staging has soaked.
     let status = platform.wait_for(SOON, "the gate open", |s| {
@@ -333,6 +348,10 @@ fn a_verified_release_travels_from_staging_to_production() {
     );
     assert!(
         message.contains("Drover-Promotion: production#"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("Verified in staging at {released}, healthy for ")),
         "{message}"
     );
 
@@ -478,9 +497,22 @@ fn a_promotion_whose_gate_is_not_met_is_refused_with_409_and_commits_nothing() {
             .all(|e| e["revision"] == soak[..7])
     });
     let before = head(&platform);
-    let (status, body) = post_promotion(&platform, Some(&platform.token()), None);
+    let (status, body) = post_promotion(&platform, Some(&platform.token()), Some("soak-1"));
     assert_eq!(status, 409, "{body}");
     assert_eq!(body["state"], "gated");
+    // A pipeline polling through the soak: one audit row, not one per poll.
+    for _ in 0..3 {
+        let (again, _) = post_promotion(&platform, Some(&platform.token()), Some("soak-1"));
+        assert_eq!(again, 409);
+    }
+    let audit: Value = serde_json::from_str(&platform.drover(&["audit", "-o", "json"])).unwrap();
+    let promote_rows = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "promote")
+        .count();
+    assert_eq!(promote_rows, 1, "{audit:#}");
     let error = body["error"].as_str().unwrap();
     assert!(
         error.starts_with("gate not met: staging has been healthy for "),

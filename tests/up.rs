@@ -379,6 +379,16 @@ fn an_agent_token_reports_for_its_own_node_and_nothing_else() {
                 .unwrap()
                 .contains("(impostor)")
     );
+    // A request value that could forge a line is refused by the rule, before anything.
+    let admin = format!("Bearer {}", platform.token());
+    let (status, body) = crate::support::http_post(
+        &platform.api,
+        "/api/v1/environments/staging/rollback",
+        &[("Authorization", &admin)],
+        b"{\"to\": \"main\\nDrover-Release: forged\"}",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("`to` names a revision"), "{body}");
 }
 
 #[test]

@@ -11,9 +11,8 @@ use std::time::Duration;
 use crate::Proxy;
 use crate::link::{ProxyDir, Stats, TableFile, read_json, write_atomic};
 
-/// How often the table file is looked at: a new table serves within this.
-const WATCH: Duration = Duration::from_millis(10);
-/// How often stats are written, when they changed.
+/// How often stats are written, when they changed; the version file is also looked at
+/// this often, should a change notification be missed.
 const REPORT: Duration = Duration::from_millis(50);
 
 /// Binds `listen` (port 0: the address it had before, if free, else any) and serves
@@ -35,10 +34,28 @@ pub fn run(dir: ProxyDir, listen: SocketAddr, threads: usize) -> std::io::Result
     proxy.clone().serve_on_threads(listeners)?;
     write_atomic(&dir.addr(), addr.to_string().as_bytes())?;
     tracing::info!("proxy on http://{addr}, table version {applied}");
+    // A new table is applied the moment its version file is written (inotify), and
+    // looked for at each report in any case.
+    let (tx, changed) = std::sync::mpsc::channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        // Writes only: reading the file is an access event, and this loop reads it.
+        let written = event.is_ok_and(|e| {
+            matches!(
+                e.kind,
+                notify::EventKind::Create(_) | notify::EventKind::Modify(_)
+            ) && e.paths.iter().any(|p| p.ends_with("version"))
+        });
+        if written {
+            let _ = tx.send(());
+        }
+    })
+    .map_err(std::io::Error::other)?;
+    notify::Watcher::watch(&mut watcher, &dir.0, notify::RecursiveMode::NonRecursive)
+        .map_err(std::io::Error::other)?;
     let mut reported = None;
     let mut last_report = std::time::Instant::now() - REPORT;
     loop {
-        std::thread::sleep(WATCH);
+        let _ = changed.recv_timeout(REPORT);
         apply_newer(&proxy, &dir, &mut applied);
         if last_report.elapsed() >= REPORT {
             last_report = std::time::Instant::now();

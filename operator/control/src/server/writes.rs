@@ -59,12 +59,28 @@ pub(super) async fn rollback<E: Engine>(
 ) -> Answer {
     let caller = caller.require(&s, &format!("rollback:{env}"), Some(("rollback", &env)))?;
     let request: RollbackRequest = parsed(&request)?;
-    let answer = done(s.control.rollback(&env, request.to.as_deref()).await);
     let detail = format!(
         "to {}",
-        request.to.as_deref().unwrap_or("the last healthy release")
+        request
+            .to
+            .as_deref()
+            .map_or("the last healthy release".into(), one_line)
     );
+    if let Some(why) = request.to.as_deref().and_then(revision_problem) {
+        let refused = error(StatusCode::BAD_REQUEST, why);
+        return Ok(audited(&s, &caller, "rollback", &env, &detail, refused));
+    }
+    let answer = done(s.control.rollback(&env, request.to.as_deref()).await);
     Ok(audited(&s, &caller, "rollback", &env, &detail, answer))
+}
+
+/// Why `revision` cannot name a commit, if it cannot: a commit id, a branch or tag
+/// name, or an expression such as `main~2`, and nothing that could forge a line.
+fn revision_problem(revision: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "._/-~^@{}".contains(c);
+    (revision.is_empty() || revision.len() > 200 || !revision.chars().all(allowed)).then(|| {
+        "`to` names a revision: a commit id, a branch or tag, or `main~2`; 1 to 200 of letters, digits and `._/-~^@{}`".to_owned()
+    })
 }
 
 pub(super) async fn redeploy<E: Engine>(
