@@ -13,6 +13,7 @@ mod hostile;
 mod jenkins;
 mod platform;
 mod promote;
+mod releases;
 mod up;
 mod validate;
 mod watch;

@@ -33,7 +33,8 @@ pub fn run(dir: ProxyDir, listen: SocketAddr, threads: usize) -> std::io::Result
     apply_newer(&proxy, &dir, &mut applied);
     proxy.clone().serve_on_threads(listeners)?;
     write_atomic(&dir.addr(), addr.to_string().as_bytes())?;
-    tracing::info!("proxy on http://{addr}, table version {applied}");
+    // `up` says where it listens; this process speaks only of trouble.
+    tracing::debug!("proxy on http://{addr}, table version {applied}");
     // A new table is applied the moment its version file is written (inotify), and
     // looked for at each report in any case.
     let (tx, changed) = std::sync::mpsc::channel();
