@@ -35,6 +35,7 @@ mod objects;
 mod promote;
 mod recorder;
 mod releases;
+mod rules;
 mod status;
 
 pub use promote::Verified;
@@ -472,6 +473,13 @@ impl<E: Engine> Controller<E> {
         }
         let before = value["spec"]["replicas"].as_u64().unwrap_or(1);
         value["spec"]["replicas"] = Value::from(replicas);
+        let problems = rules::problems_with(&observed.objects, env, &key, &value);
+        if !problems.is_empty() {
+            return Err(ControlError::Invalid(format!(
+                "{env}/{service} at {replicas} replicas would break the model's rules: {}",
+                problems.join("; ")
+            )));
+        }
         let text = format!("replicas {before} → {replicas} (through the API)");
         self.write_replicas(&key, value, "Scaled", &text).await?;
         self.wake();
