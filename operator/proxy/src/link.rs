@@ -124,11 +124,9 @@ impl ProxyDir {
 }
 
 /// Writes `bytes` to `path` so that a reader sees the old file or the new one whole.
+/// The directory must exist: a proxy never brings back one that was removed.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     let mut file = std::fs::File::create(&tmp)?;
     file.write_all(bytes)?;

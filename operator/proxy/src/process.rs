@@ -18,6 +18,7 @@ const REPORT: Duration = Duration::from_millis(50);
 /// Binds `listen` (port 0: the address it had before, if free, else any) and serves
 /// from `dir` until the process is stopped.
 pub fn run(dir: ProxyDir, listen: SocketAddr, threads: usize) -> std::io::Result<()> {
+    std::fs::create_dir_all(&dir.0)?;
     let previous = (listen.port() == 0)
         .then(|| std::fs::read_to_string(dir.addr()).ok())
         .flatten()
@@ -57,6 +58,11 @@ pub fn run(dir: ProxyDir, listen: SocketAddr, threads: usize) -> std::io::Result
     let mut last_report = std::time::Instant::now() - REPORT;
     loop {
         let _ = changed.recv_timeout(REPORT);
+        if !dir.0.exists() {
+            // Its state directory is gone: no control plane will come back for it.
+            tracing::warn!("{} was removed: the proxy stops", dir.0.display());
+            return Ok(());
+        }
         apply_newer(&proxy, &dir, &mut applied);
         if last_report.elapsed() >= REPORT {
             last_report = std::time::Instant::now();
@@ -89,5 +95,39 @@ fn apply_newer(proxy: &Arc<Proxy>, dir: &ProxyDir, applied: &mut u64) {
     if file.version > *applied || *applied == 0 {
         proxy.update(file.table());
         *applied = file.version;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proxy_serves_its_table_file_and_stops_when_its_directory_is_removed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ProxyDir(tmp.path().join("proxy"));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        dir.write_table(&crate::Table::default(), 3).unwrap();
+        let served = dir.clone();
+        let running = std::thread::spawn(move || run(served, "127.0.0.1:0".parse().unwrap(), 1));
+        // The version it serves shows in its stats.
+        let mut stats = Stats::default();
+        for _ in 0..200 {
+            stats = read_json(&dir.stats()).unwrap_or_default();
+            if stats.version == 3 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(stats.version, 3);
+        std::fs::remove_dir_all(&dir.0).unwrap();
+        for _ in 0..200 {
+            if running.is_finished() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(running.is_finished(), "the proxy stopped");
+        running.join().unwrap().unwrap();
     }
 }
