@@ -373,9 +373,7 @@ impl<E: Engine> Controller<E> {
     /// Records a commit to write in the Git outbox (part of the caller's batch, when
     /// it has one): from here on it survives a crash.
     fn queue_git_write(store: &Store, write: GitWrite) -> Result<QueuedWrite, StoreError> {
-        // Random, so that no commit from an older state directory carries it too.
-        let token = crate::random_hex(16)
-            .unwrap_or_else(|_| format!("{}-{}", drover_store::now_ms(), std::process::id()));
+        let token = crate::write_token();
         let record = store.queue_write(write.kind(), &write.request(), None, &token)?;
         Ok(QueuedWrite { record, write })
     }

@@ -96,14 +96,6 @@ fn write_once(follower: &Mutex<Follower>, queued: &QueuedWrite) -> Result<String
     }
 }
 
-/// A value as one line of a commit message: a newline in it could forge a trailer.
-pub fn one_line(text: &str) -> String {
-    text.split(|c: char| c.is_control())
-        .filter(|part| !part.is_empty())
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// Writes the commit of a manual rollback.
 fn restore(
     source: &GitSource,
@@ -118,7 +110,7 @@ fn restore(
         to.short(),
         request.environment,
         to.id,
-        one_line(&to.summary)
+        crate::one_line(&to.summary)
     );
     source.restore_environment(&request.environment, &to.id, &message, (&name, &email))
 }
@@ -140,11 +132,11 @@ fn revert(
     let message = format!(
         "{}\nDrover-Release: {}#{} (drover history {})\n{trailer}\n",
         template
-            .replace("{summary}", &one_line(&bad.summary))
+            .replace("{summary}", &crate::one_line(&bad.summary))
             .replace("{revision}", &bad.id)
             .replace("{short}", bad.short())
             .replace("{environment}", &request.environment)
-            .replace("{reason}", &one_line(&request.reason))
+            .replace("{reason}", &crate::one_line(&request.reason))
             .replace("{release}", &request.release.to_string())
             .trim_end(),
         request.environment,

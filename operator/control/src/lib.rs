@@ -50,3 +50,18 @@ pub fn token_hash(token: &str) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(token.as_bytes()))
 }
+
+/// A value as one line (of a commit message, the audit trail): a newline in it could
+/// forge a trailer or a row.
+pub fn one_line(text: &str) -> String {
+    text.split(|c: char| c.is_control())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A random token for a commit's `Drover-Write:` trailer: random, so that no commit
+/// from an older state directory carries it too.
+pub fn write_token() -> String {
+    random_hex(16).unwrap_or_else(|_| format!("{}-{}", drover_store::now_ms(), std::process::id()))
+}

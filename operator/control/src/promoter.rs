@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::controller::{ControlError, Controller, Verified};
 use crate::engine::Engine;
-use crate::git_writer::one_line;
+use crate::one_line;
 
 /// `POST /api/v1/promotions`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,12 +59,6 @@ struct DeployTask {
     env: String,
     request: DeployRequest,
     who: String,
-}
-
-/// A random token for a commit's `Drover-Write:` trailer.
-fn write_token() -> String {
-    crate::random_hex(16)
-        .unwrap_or_else(|_| format!("{}-{}", drover_store::now_ms(), std::process::id()))
 }
 
 /// `written` if the repo with it in place is still valid: nothing invalid is ever
@@ -207,15 +201,8 @@ impl<E: Engine> Promoter<E> {
             if p.state != PromotionState::Gated && p.state != PromotionState::Pending {
                 return Ok((p.clone(), Asked::Again));
             }
-            {
-                let this = self.clone();
-                let asked = p.clone();
-                let found = tokio::task::spawn_blocking(move || this.found_in_git(&asked))
-                    .await
-                    .map_err(|e| ControlError::Refused(e.to_string()))??;
-                if let Some(done) = found {
-                    return Ok((done, Asked::Again));
-                }
+            if let Some(done) = self.found_in_git(p).await? {
+                return Ok((done, Asked::Again));
             }
         }
         let verified = self.verify(&request.from, &request.to).await?;
@@ -312,13 +299,7 @@ impl<E: Engine> Promoter<E> {
         for mut p in pending.unwrap_or_default() {
             let _one = self.one_at_a_time.lock().await;
             // Its commit may have landed before the stop: then it is not gated again.
-            let this = self.clone();
-            let asked = p.clone();
-            let found = tokio::task::spawn_blocking(move || this.found_in_git(&asked))
-                .await
-                .map_err(|e| ControlError::Refused(e.to_string()))
-                .and_then(|r| r);
-            let outcome = match found {
+            let outcome = match self.found_in_git(&p).await {
                 Ok(Some(done)) => Ok(done),
                 // Not in Git, and asked for again by its client when it is.
                 Ok(None) if p.state == PromotionState::Gated => continue,
@@ -367,7 +348,7 @@ impl<E: Engine> Promoter<E> {
     fn promotion_write(&self, p: &Promotion) -> Result<GitWriteRecord, ControlError> {
         let request = serde_json::json!({ "promotion": p.id }).to_string();
         let key = format!("promotion:{}", p.id);
-        let token = write_token();
+        let token = crate::write_token();
         self.control
             .with_store(|s| s.queue_write(WriteKind::Promotion, &request, Some(&key), &token))
     }
@@ -406,14 +387,23 @@ impl<E: Engine> Promoter<E> {
         Ok(Some(p))
     }
 
-    /// [`Promoter::committed_before`] for a promotion whose write was queued, if it was.
-    fn found_in_git(&self, p: &Promotion) -> Result<Option<Promotion>, ControlError> {
+    /// [`Promoter::committed_before`] for a promotion whose write was queued, if it was,
+    /// on a blocking thread (Git is synchronous).
+    async fn found_in_git(
+        self: &Arc<Self>,
+        p: &Promotion,
+    ) -> Result<Option<Promotion>, ControlError> {
         let key = format!("promotion:{}", p.id);
         let Some(record) = self.control.with_store(|s| s.write_by_key(&key))? else {
             return Ok(None);
         };
-        let follower = self.follower.lock().unwrap_or_else(|e| e.into_inner());
-        self.committed_before(follower.source(), p, &record)
+        let (this, p) = (self.clone(), p.clone());
+        tokio::task::spawn_blocking(move || {
+            let follower = this.follower.lock().unwrap_or_else(|e| e.into_inner());
+            this.committed_before(follower.source(), &p, &record)
+        })
+        .await
+        .map_err(|e| ControlError::Refused(format!("promotion task failed: {e}")))?
     }
 
     fn write_promotion(
@@ -520,7 +510,7 @@ impl<E: Engine> Promoter<E> {
         let task = DeployTask { env, request, who };
         let asked = serde_json::to_string(&task).expect("deploys serialize");
         let key = key.map(|k| format!("deploy:{k}"));
-        let token = write_token();
+        let token = crate::write_token();
         let record = self
             .control
             .with_store(|s| s.queue_write(WriteKind::Deploy, &asked, key.as_deref(), &token))?;

@@ -165,14 +165,13 @@ pub fn read_dir_within(root: &Path, limits: &Limits) -> Result<Vec<SourceFile>, 
     let mut total = 0u64;
     for path in paths {
         let mut file = find(root, path)?;
-        if let Ok(read) = &file.read {
+        if file.read.is_ok() {
             if file.bytes > limits.file_bytes {
                 file.read = Err(FileProblem::TooLarge { bytes: file.bytes });
             } else if total + file.bytes > limits.revision_bytes {
                 file.read = Err(FileProblem::RevisionTooLarge { bytes: total });
             } else {
                 total += file.bytes;
-                file.read = Ok(read.clone());
             }
         }
         found.push(file);

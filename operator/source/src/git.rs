@@ -516,6 +516,22 @@ impl GitSource {
         builder.write()
     }
 
+    /// The reference HEAD names (`refs/heads/main`), if it names one.
+    fn head_ref(&self) -> Option<String> {
+        self.repo
+            .head()
+            .ok()
+            .and_then(|h| h.name().ok().map(str::to_owned))
+    }
+
+    /// The reference a commit on `branch` moves: that branch, else what HEAD names.
+    pub(crate) fn branch_ref(&self, branch: Option<&str>) -> String {
+        match branch {
+            Some(b) => format!("refs/heads/{b}"),
+            None => self.head_ref().unwrap_or_else(|| "HEAD".into()),
+        }
+    }
+
     /// Commits `tree` on top of `tip` and pushes it (a remote) or moves the branch (a
     /// local repository; its working tree follows only where it is clean).
     fn publish(
@@ -553,21 +569,8 @@ impl GitSource {
                 })?;
             self.fetch()?;
         } else {
-            let reference = match branch {
-                Some(b) => format!("refs/heads/{b}"),
-                None => self
-                    .repo
-                    .head()
-                    .ok()
-                    .and_then(|h| h.name().ok().map(str::to_owned))
-                    .unwrap_or_else(|| "HEAD".into()),
-            };
-            let checked_out = self
-                .repo
-                .head()
-                .ok()
-                .and_then(|h| h.name().ok().map(str::to_owned))
-                == Some(reference.clone());
+            let reference = self.branch_ref(branch);
+            let checked_out = self.head_ref() == Some(reference.clone());
             if checked_out && !self.repo.is_bare() {
                 // The working tree first, against the old tip: files the user has not
                 // touched follow the new commit, touched ones are left alone.

@@ -49,15 +49,7 @@ impl GitSource {
     /// The lock files a commit on `branch` takes in this repository's Git directory.
     fn locks(&self, branch: Option<&str>) -> Vec<PathBuf> {
         let git = self.repo.path();
-        let reference = match branch {
-            Some(b) => format!("refs/heads/{b}"),
-            None => self
-                .repo
-                .head()
-                .ok()
-                .and_then(|h| h.name().ok().map(str::to_owned))
-                .unwrap_or_else(|| "HEAD".into()),
-        };
+        let reference = self.branch_ref(branch);
         let mut locks = vec![
             git.join(format!("{reference}.lock")),
             git.join("HEAD.lock"),

@@ -35,23 +35,22 @@ pub struct AuditEntry {
 impl Store {
     /// Adds a token; fails when the name or hash is taken.
     pub fn add_token(&self, t: &TokenRecord) -> Result<()> {
-        self.db.execute(
-            "INSERT INTO tokens (name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4)",
-            params![
-                t.name,
-                t.hash,
-                serde_json::to_string(&t.scopes).expect("scopes serialize"),
-                now_ms()
-            ],
-        )?;
-        Ok(())
+        self.insert_token(t, "")
     }
 
     /// Adds a token, or replaces the one of the same name (an agent's, at each start).
     pub fn put_token(&self, t: &TokenRecord) -> Result<()> {
+        self.insert_token(
+            t,
+            " ON CONFLICT(name) DO UPDATE SET hash = excluded.hash, scopes = excluded.scopes",
+        )
+    }
+
+    fn insert_token(&self, t: &TokenRecord, on_conflict: &str) -> Result<()> {
         self.db.execute(
-            "INSERT INTO tokens (name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT(name) DO UPDATE SET hash = excluded.hash, scopes = excluded.scopes",
+            &format!(
+                "INSERT INTO tokens (name, hash, scopes, created_at) VALUES (?1, ?2, ?3, ?4){on_conflict}"
+            ),
             params![
                 t.name,
                 t.hash,

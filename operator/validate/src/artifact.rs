@@ -7,34 +7,41 @@ const VERSION_MOST: usize = 128;
 /// Longest image reference.
 const IMAGE_MOST: usize = 512;
 
+/// Why `value` breaks its form, if it does: 1 to `most` characters, each allowed.
+fn form_problem(
+    value: &str,
+    most: usize,
+    allowed: impl Fn(char) -> bool,
+    what: &str,
+    holds: &str,
+) -> Option<String> {
+    if value.is_empty() || value.len() > most {
+        return Some(format!("{what} is 1 to {most} characters"));
+    }
+    (!value.chars().all(allowed))
+        .then(|| format!("{what} holds only {holds} (no spaces or control characters)"))
+}
+
 /// Why `version` is not a valid version, if it is not.
 pub fn version_problem(version: &str) -> Option<String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "._+-".contains(c);
-    if version.is_empty() || version.len() > VERSION_MOST {
-        return Some(format!("a version is 1 to {VERSION_MOST} characters"));
-    }
-    if !version.chars().all(allowed) {
-        return Some(
-            "a version holds only letters, digits, `.`, `_`, `+` and `-` (no spaces or control characters)"
-                .into(),
-        );
-    }
-    None
+    form_problem(
+        version,
+        VERSION_MOST,
+        |c| c.is_ascii_alphanumeric() || "._+-".contains(c),
+        "a version",
+        "letters, digits, `.`, `_`, `+` and `-`",
+    )
 }
 
 /// Why `image` is not a valid image reference, if it is not.
 pub fn image_problem(image: &str) -> Option<String> {
-    let allowed = |c: char| c.is_ascii_alphanumeric() || "._+-/:@".contains(c);
-    if image.is_empty() || image.len() > IMAGE_MOST {
-        return Some(format!("an image is 1 to {IMAGE_MOST} characters"));
-    }
-    if !image.chars().all(allowed) {
-        return Some(
-            "an image reference holds only letters, digits and `._+-/:@` (no spaces or control characters)"
-                .into(),
-        );
-    }
-    None
+    form_problem(
+        image,
+        IMAGE_MOST,
+        |c| c.is_ascii_alphanumeric() || "._+-/:@".contains(c),
+        "an image reference",
+        "letters, digits and `._+-/:@`",
+    )
 }
 
 #[cfg(test)]

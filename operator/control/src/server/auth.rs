@@ -82,10 +82,7 @@ impl<E: Engine> FromRequestParts<Arc<ServerState<E>>> for Caller {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
         // A header is the caller's to write: one line, bounded, in the audit trail.
-        let agent: String = crate::git_writer::one_line(agent)
-            .chars()
-            .take(120)
-            .collect();
+        let agent: String = crate::one_line(agent).chars().take(120).collect();
         let origin = format!("{peer} ({agent})");
         let given = parts
             .headers

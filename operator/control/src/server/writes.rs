@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use super::auth::{Caller, audited, valid_scope};
 use super::{Answer, Page, Shared, answer, done, error, failed, json};
 use crate::engine::Engine;
-use crate::git_writer::one_line;
+use crate::one_line;
 use crate::promoter::{Asked, DeployRequest, PromotionRequest};
 use crate::view::{
     AvailabilityRequest, Done, PromotionView, RollbackRequest, ScaleRequest, TokenRequest,

@@ -431,12 +431,16 @@ impl LocalEngine {
             }
         }
         // A proxy that has not applied the last table may still send requests anywhere
-        // the one before did.
-        let proxies: Vec<(drover_proxy::link::Stats, u64)> = inner
-            .proxies
-            .values()
-            .map(|l| (l.link.stats(), l.link.version()))
-            .collect();
+        // the one before did. Its stats are a file: read only while something drains.
+        let proxies: Vec<(drover_proxy::link::Stats, u64)> = if inner.draining.is_empty() {
+            Vec::new()
+        } else {
+            inner
+                .proxies
+                .values()
+                .map(|l| (l.link.stats(), l.link.version()))
+                .collect()
+        };
         inner.draining.retain(|(node, _), d| {
             let back = by_node.get(node).is_some_and(|list| {
                 list.iter()
