@@ -261,12 +261,58 @@ impl Agents {
     }
 }
 
+/// What every engine's `up` shares, made before the engine is chosen.
+struct Setup {
+    state: StateDir,
+    token: String,
+    follower: Arc<Mutex<Follower>>,
+    git_dir: PathBuf,
+    remote: bool,
+    notifier: drover_control::notify::Notifier,
+    trigger: Arc<Notify>,
+}
+
+/// A running controller with its API, promoter and Git writer.
+struct Started<E: drover_control::engine::Engine> {
+    control: Arc<Controller<E>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    reconciler: tokio::task::JoinHandle<()>,
+    checker: tokio::task::JoinHandle<()>,
+    quit: Arc<AtomicBool>,
+    api: String,
+}
+
+/// Which engine drives the repo: Kubernetes when every cluster at the tracked
+/// revision is `engine: kubernetes`, else the local engine.
+fn engine_of(follower: &Mutex<Follower>) -> drover_model::cluster::Engine {
+    use drover_model::cluster::Engine as Kind;
+    let follower = follower.lock().expect("follower lock");
+    let source = follower.source();
+    let Ok(desired) = source.tracked().and_then(|r| source.desired_at(&r)) else {
+        return Kind::Local;
+    };
+    let live = drover_plan::Live::from_state(&drover_diff::normalize(&desired.checked.repo));
+    let kinds: Vec<Kind> = live.clusters.values().map(|c| c.engine).collect();
+    if !kinds.is_empty() && kinds.iter().all(|k| *k == Kind::Kubernetes) {
+        Kind::Kubernetes
+    } else {
+        if kinds.contains(&Kind::Kubernetes) {
+            tracing::warn!(
+                "this repo mixes local and Kubernetes clusters: one `drover up` drives one engine yet, the local one; its Kubernetes environments show as Unsupported"
+            );
+        }
+        Kind::Local
+    }
+}
+
 async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
-    let state = StateDir::new(args.state_dir.unwrap_or_else(StateDir::default_root));
+    let state = StateDir::new(
+        args.state_dir
+            .clone()
+            .unwrap_or_else(StateDir::default_root),
+    );
     let _lock = lock(&state)?;
     let token = state.ensure_token()?;
-    let drover = std::env::current_exe().context("cannot find this program's path")?;
-
     let spec = args.repo.spec();
     let reference = spec.reference.clone();
     let source = GitSource::open(spec, &state.git_cache())?;
@@ -278,7 +324,6 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     tracing::info!("following {} ({reference})", source.location());
     tracing::info!("state: {}", state.root().display());
     let follower = Arc::new(Mutex::new(Follower::new(source)));
-
     let notifier = drover_control::notify::Notifier::start(
         args.notify.clone(),
         std::env::var("DROVER_NOTIFY_SECRET").ok(),
@@ -286,26 +331,41 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     for receiver in &args.notify {
         tracing::info!("notifications: {}", receiver.url);
     }
-    let wake = Arc::new(Notify::new());
-    let engine = LocalEngine::open(
-        LocalConfig {
-            state: state.clone(),
-            drover: drover.clone(),
-            proxies: drover_local::ProxyHost::Processes,
-        },
-        wake.clone(),
-    )?;
+    let setup = Setup {
+        state,
+        token,
+        follower,
+        git_dir,
+        remote,
+        notifier,
+        trigger: Arc::new(Notify::new()),
+    };
+    match engine_of(&setup.follower) {
+        drover_model::cluster::Engine::Kubernetes => up_kubernetes(args, setup).await,
+        drover_model::cluster::Engine::Local => up_local(args, setup, log_format).await,
+    }
+}
+
+/// Starts the controller over `engine`, its API (with `extra` routes), the promoter,
+/// the Git writer and the revision checks.
+async fn start<E: drover_control::engine::Engine>(
+    args: &Args,
+    setup: &Setup,
+    engine: Arc<E>,
+    wake: Arc<Notify>,
+    extra: axum::Router<drover_control::server::Shared<E>>,
+) -> anyhow::Result<Started<E>> {
+    let state = &setup.state;
+    let trigger = setup.trigger.clone();
     let control = Controller::open(
-        engine.clone(),
+        engine,
         Config {
             state: state.clone(),
-            notifier,
+            notifier: setup.notifier.clone(),
         },
         wake,
     )?;
-
-    let trigger = Arc::new(Notify::new());
-    let listener = bind_api(&state, args.listen).await?;
+    let listener = bind_api(state, args.listen).await?;
     let api = format!("http://{}", listener.local_addr()?);
     drover_local::files::write_atomic(&state.api_file(), api.as_bytes())?;
     tracing::info!(
@@ -318,7 +378,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     }));
     let promoter = Arc::new(Promoter::new(
         control.clone(),
-        follower.clone(),
+        setup.follower.clone(),
         drover_control::git_writer::author(),
         trigger.clone(),
     ));
@@ -329,12 +389,16 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     });
     tokio::spawn(drover_control::git_writer::run(
         control.clone(),
-        follower.clone(),
+        setup.follower.clone(),
         trigger.clone(),
     ));
     let app = router(
-        Arc::new(ServerState::new(control.clone(), &token, Some(promoter))),
-        drover_local::agents::routes(),
+        Arc::new(ServerState::new(
+            control.clone(),
+            &setup.token,
+            Some(promoter),
+        )),
+        extra,
     )
     .merge(webhooks);
     tokio::spawn(async move {
@@ -344,17 +408,111 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
         )
         .await
     });
-
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(control.clone().run(async move {
+        let mut rx = stop_rx;
         let _ = rx.wait_for(|s| *s).await;
-    };
-    let reconciler = tokio::spawn(control.clone().run(stopped(stop_rx.clone())));
+    }));
+    let quit = Arc::new(AtomicBool::new(false));
+    if setup.remote {
+        let (trigger, period) = (trigger.clone(), args.poll);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                trigger.notify_one();
+            }
+        });
+    } else {
+        let watch = watch_refs(&setup.git_dir)?;
+        let (trigger, quit) = (trigger.clone(), quit.clone());
+        tokio::task::spawn_blocking(move || {
+            while !quit.load(Ordering::Relaxed) {
+                if watch.wait(Duration::from_millis(250)) {
+                    trigger.notify_one();
+                }
+            }
+        });
+    }
+    // Revisions are checked in their own task: a big or slow revision never holds up
+    // the agents' tending or a signal.
+    let checker = tokio::spawn(follow(setup.follower.clone(), control.clone(), trigger));
+    Ok(Started {
+        control,
+        stop,
+        reconciler,
+        checker,
+        quit,
+        api,
+    })
+}
 
+impl<E: drover_control::engine::Engine> Started<E> {
+    /// Runs `tick` every half second until SIGINT or SIGTERM.
+    async fn until_stopped(&self, mut tick: impl FnMut()) -> anyhow::Result<()> {
+        // One stream per signal for the whole run: a signal arriving between two turns
+        // of the loop is kept for the next `select!`, never lost.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut ticks = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => tick(),
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        self.checker.abort();
+        self.quit.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn stop(self, state: &StateDir) {
+        let _ = self.stop.send(true);
+        let _ = self.reconciler.await;
+        let _ = std::fs::remove_file(state.api_file());
+        tracing::info!("stopped");
+    }
+}
+
+/// `drover up` on Kubernetes clusters: the controller and the API; the clusters run
+/// the workloads.
+async fn up_kubernetes(args: Args, setup: Setup) -> anyhow::Result<()> {
+    tracing::info!("engine: kubernetes");
+    let wake = Arc::new(Notify::new());
+    let engine = drover_kube::KubeEngine::open(&setup.state.database(), wake.clone())?;
+    let started = start(&args, &setup, engine, wake, axum::Router::new()).await?;
+    started.until_stopped(|| {}).await?;
+    tracing::info!("stopping (the workloads keep running in their clusters)");
+    started.stop(&setup.state).await;
+    Ok(())
+}
+
+/// `drover up` on local clusters: also the agents, one process per node.
+async fn up_local(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::Result<()> {
+    let drover = std::env::current_exe().context("cannot find this program's path")?;
+    let state = setup.state.clone();
+    let wake = Arc::new(Notify::new());
+    let engine = LocalEngine::open(
+        LocalConfig {
+            state: state.clone(),
+            drover: drover.clone(),
+            proxies: drover_local::ProxyHost::Processes,
+        },
+        wake.clone(),
+    )?;
+    let started = start(
+        &args,
+        &setup,
+        engine.clone(),
+        wake,
+        drover_local::agents::routes(),
+    )
+    .await?;
     let mut agents = Agents {
         state: state.clone(),
-        api: api.clone(),
-        control: control.clone(),
+        api: started.api.clone(),
+        control: started.control.clone(),
         drover,
         log_format,
         running: BTreeMap::new(),
@@ -372,68 +530,28 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
             );
         }
     }
-
-    let quit = Arc::new(AtomicBool::new(false));
-    if remote {
-        let (trigger, period) = (trigger.clone(), args.poll);
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(period).await;
-                trigger.notify_one();
+    started
+        .until_stopped(|| {
+            if !args.no_agents {
+                agents.tend(&engine.nodes_wanted());
             }
-        });
-    } else {
-        let watch = watch_refs(&git_dir)?;
-        let (trigger, quit) = (trigger.clone(), quit.clone());
-        tokio::task::spawn_blocking(move || {
-            while !quit.load(Ordering::Relaxed) {
-                if watch.wait(Duration::from_millis(250)) {
-                    trigger.notify_one();
-                }
-            }
-        });
-    }
-
-    // One stream per signal for the whole run: a signal arriving between two turns of
-    // the loop is kept for the next `select!`, never lost.
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-    // Revisions are checked in their own task: a big or slow revision never holds up
-    // the agents' tending or a signal.
-    let checker = tokio::spawn(follow(follower.clone(), control.clone(), trigger.clone()));
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if !args.no_agents {
-                    agents.tend(&engine.nodes_wanted());
-                }
-            }
-            _ = interrupt.recv() => break,
-            _ = terminate.recv() => break,
-        }
-    }
-    checker.abort();
-
+        })
+        .await?;
     tracing::info!("stopping: agents stop their instances");
-    quit.store(true, Ordering::Relaxed);
     if !args.no_agents {
         agents.stop_all().await;
     }
     engine.stop_proxies();
-    let _ = stop_tx.send(true);
-    let _ = reconciler.await;
-    let _ = std::fs::remove_file(state.api_file());
-    tracing::info!("stopped");
+    started.stop(&state).await;
     Ok(())
 }
 
 /// Checks the tracked reference at start and each time `trigger` fires, off the main
 /// loop, and hands each new revision to the controller: accepted, or rejected with
 /// every diagnostic.
-async fn follow(
+async fn follow<E: drover_control::engine::Engine>(
     follower: Arc<Mutex<Follower>>,
-    control: Arc<Controller<LocalEngine>>,
+    control: Arc<Controller<E>>,
     trigger: Arc<Notify>,
 ) {
     loop {

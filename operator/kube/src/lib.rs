@@ -1,4 +1,11 @@
 //! The Kubernetes engine: an environment rendered to Kubernetes objects, applied by
 //! server-side apply, pruned by the inventory Drover recorded, judged from live status.
 
+pub mod cluster;
+pub mod drift;
+mod engine;
+pub mod health;
 pub mod render;
+
+pub use cluster::{Cluster, ClusterError};
+pub use engine::KubeEngine;

@@ -17,6 +17,7 @@ use drover_release::{ReleaseResult, SyncStatus, Trigger};
 use rusqlite::{Connection, params};
 
 mod access;
+mod applied;
 mod local;
 mod outbox;
 mod promotions;
@@ -25,6 +26,7 @@ mod text;
 use text::Text;
 
 pub use access::{AuditEntry, TokenRecord};
+pub use applied::Applied;
 pub use local::{InstanceRecord, LocalState};
 pub use outbox::GitWriteRecord;
 
@@ -236,6 +238,12 @@ CREATE TABLE git_writes (
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL
 );
+"#,
+    // Applied objects are each engine's own; an engine may keep what it made for an
+    // object (its inventory) beside it.
+    r#"
+ALTER TABLE objects ADD COLUMN engine TEXT NOT NULL DEFAULT 'local';
+ALTER TABLE objects ADD COLUMN made TEXT NOT NULL DEFAULT '[]';
 "#,
 ];
 

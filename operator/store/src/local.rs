@@ -4,12 +4,10 @@
 
 use std::path::Path;
 
-use drover_diff::ObjectKey;
 use drover_plan::{Action, Observed};
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::Value;
 
-use crate::{Result, StoreError, connect, kind_of, now_ms};
+use crate::{Result, connect, now_ms};
 
 /// An instance as the control plane records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +32,9 @@ pub struct InstanceRecord {
     pub ready: bool,
     pub restarts: u32,
 }
+
+/// The name the local engine's applied objects are kept under.
+const LOCAL: &str = "local";
 
 /// The local engine's state.
 #[derive(Debug)]
@@ -105,55 +106,12 @@ impl LocalState {
     /// Records the effect of one plan action on the applied objects (a creation is
     /// recorded as Drover's: it joins the inventory).
     pub fn record(&self, action: &Action) -> Result<()> {
-        let k = action.key();
-        match action {
-            Action::Create { value, .. } | Action::Update { value, .. } => {
-                self.db.execute(
-                    "INSERT INTO objects (environment, kind, name, value, managed) VALUES (?1, ?2, ?3, ?4, 1)
-                     ON CONFLICT(environment, kind, name) DO UPDATE SET value = ?4",
-                    params![k.environment, k.kind.as_str(), k.name, value.to_string()],
-                )?;
-            }
-            Action::Delete { .. } => {
-                self.db.execute(
-                    "DELETE FROM objects WHERE environment = ?1 AND kind = ?2 AND name = ?3",
-                    params![k.environment, k.kind.as_str(), k.name],
-                )?;
-            }
-        }
-        Ok(())
+        crate::applied::record(&self.db, LOCAL, action, "[]")
     }
 
     /// The applied objects and the inventory, as the planner wants them.
     pub fn observed(&self) -> Result<Observed> {
-        let mut stmt = self
-            .db
-            .prepare("SELECT environment, kind, name, value, managed FROM objects")?;
-        let mut observed = Observed::default();
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, bool>(4)?,
-            ))
-        })?;
-        for row in rows {
-            let (environment, kind, name, value, managed) = row?;
-            let key = ObjectKey {
-                environment,
-                kind: kind_of(&kind)?,
-                name,
-            };
-            let value: Value =
-                serde_json::from_str(&value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            if managed {
-                observed.inventory.insert(key.clone());
-            }
-            observed.objects.insert(key, value);
-        }
-        Ok(observed)
+        crate::applied::observed(&self.db, LOCAL)
     }
 
     /// Inserts or replaces an instance.

@@ -1,0 +1,418 @@
+//! `impl Engine for KubeEngine`: what the controller asks, carried out on Kubernetes.
+//! Applied Drover objects and what was made for each (the inventory of Kubernetes
+//! objects) are kept in Drover's store; live objects come from the watches. Observing
+//! compares each rendering with what is live, so `kubectl scale` or `kubectl edit`
+//! shows as drift; applying is server-side apply, and pruning deletes only what the
+//! inventory says Drover made.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use drover_control::engine::{
+    Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage,
+};
+use drover_control::view::{InstanceView, ServiceView};
+use drover_diff::{ObjectKey, State};
+use drover_model::Kind;
+use drover_model::cluster::{Availability, Engine as EngineKind, KubernetesCluster};
+use drover_plan::{Action, Observed};
+use drover_release::{Health, Lifecycle, Progress, ServiceProgress};
+use drover_store::Applied;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use crate::cluster::{Cluster, ClusterError};
+use crate::render::{self, ObjectRef, SERVICE_LABEL, Target};
+
+/// How often the engine looks again with no watch event: a safety net only.
+const RESYNC: Duration = Duration::from_secs(30);
+
+impl From<ClusterError> for EngineError {
+    fn from(e: ClusterError) -> EngineError {
+        match e {
+            ClusterError::NotOurs { .. } => EngineError::Refused(e.to_string()),
+            _ => EngineError::Failed(e.to_string()),
+        }
+    }
+}
+
+fn store_error(e: drover_store::StoreError) -> EngineError {
+    EngineError::Failed(e.to_string())
+}
+
+/// The Kubernetes engine.
+#[derive(Debug)]
+pub struct KubeEngine {
+    applied: Mutex<Applied>,
+    clusters: tokio::sync::Mutex<BTreeMap<String, (KubernetesCluster, Arc<Cluster>)>>,
+    wake: Arc<Notify>,
+}
+
+/// Where one environment's objects go.
+struct Place {
+    cluster: Arc<Cluster>,
+    target: Target,
+}
+
+impl KubeEngine {
+    /// Opens the engine's records in the state database at `database`. `wake` is the
+    /// controller's: every watch event notifies it.
+    pub fn open(
+        database: &std::path::Path,
+        wake: Arc<Notify>,
+    ) -> Result<Arc<KubeEngine>, EngineError> {
+        Ok(Arc::new(KubeEngine {
+            applied: Mutex::new(Applied::open(database, "kubernetes").map_err(store_error)?),
+            clusters: tokio::sync::Mutex::new(BTreeMap::new()),
+            wake,
+        }))
+    }
+
+    fn applied(&self) -> MutexGuard<'_, Applied> {
+        self.applied.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connected cluster `name`, connecting (again, if its spec changed) as needed.
+    async fn cluster(
+        &self,
+        name: &str,
+        spec: &KubernetesCluster,
+    ) -> Result<Arc<Cluster>, EngineError> {
+        let mut clusters = self.clusters.lock().await;
+        if let Some((known, cluster)) = clusters.get(name)
+            && known == spec
+        {
+            return Ok(cluster.clone());
+        }
+        let cluster =
+            Arc::new(Cluster::connect(name, spec.context.as_deref(), self.wake.clone()).await?);
+        clusters.insert(name.to_owned(), (spec.clone(), cluster.clone()));
+        Ok(cluster)
+    }
+
+    /// Where `env`'s objects go, from the Environment and Cluster in `state`.
+    async fn place(&self, state: &State, env: &str) -> Result<Place, EngineError> {
+        let find = |kind: Kind, environment: &str, name: &str| {
+            state.get(&ObjectKey {
+                environment: environment.to_owned(),
+                kind,
+                name: name.to_owned(),
+            })
+        };
+        let environment = find(Kind::Environment, env, env).ok_or_else(|| {
+            EngineError::NotFound(format!("environment {env} is not applied yet"))
+        })?;
+        let cluster_name = environment["spec"]["cluster"].as_str().unwrap_or_default();
+        let cluster = find(Kind::Cluster, "", cluster_name).ok_or_else(|| {
+            EngineError::NotFound(format!("cluster {cluster_name} is not applied yet"))
+        })?;
+        let spec: KubernetesCluster =
+            serde_json::from_value(cluster["spec"]["kubernetes"].clone()).unwrap_or_default();
+        let connected = self.cluster(cluster_name, &spec).await?;
+        let deadline: drover_model::Duration =
+            serde_json::from_value(environment["spec"]["rollback"]["progressDeadline"].clone())
+                .unwrap_or(drover_model::Duration::secs(600));
+        let target = Target {
+            namespace: render::namespace_of(
+                env,
+                environment["spec"]["namespace"].as_str(),
+                &spec.namespace_prefix,
+            ),
+            apis: connected.apis.clone(),
+            progress_deadline: deadline.0 / 1000,
+        };
+        Ok(Place {
+            cluster: connected,
+            target,
+        })
+    }
+
+    fn made(&self, key: &ObjectKey) -> Result<Vec<ObjectRef>, EngineError> {
+        let text = self.applied().made(key).map_err(store_error)?;
+        Ok(text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    }
+
+    /// Applies the objects `key` renders to, then prunes what it made before and no
+    /// longer renders; returns what it made.
+    async fn apply_rendered(
+        &self,
+        state: &State,
+        key: &ObjectKey,
+        value: &Value,
+    ) -> Result<Vec<ObjectRef>, EngineError> {
+        let place = self.place(state, &key.environment).await?;
+        let rendered = render::render(key, value, &place.target)
+            .map_err(|e| EngineError::Refused(e.to_string()))?;
+        for warning in &rendered.warnings {
+            tracing::warn!("{}: {warning}", key.environment);
+        }
+        let before = self.made(key)?;
+        let mut made = Vec::new();
+        for object in &rendered.objects {
+            let r = ObjectRef::of(object);
+            let ours = before.iter().any(|b| b.same_object(&r));
+            place.cluster.apply(object, ours).await?;
+            made.push(r);
+        }
+        for old in before
+            .iter()
+            .filter(|b| !made.iter().any(|m| m.same_object(b)))
+        {
+            place.cluster.delete(old).await?;
+        }
+        Ok(made)
+    }
+
+    /// The observed value of an applied object: as applied, or with what drifted.
+    async fn observe_one(
+        &self,
+        state: &State,
+        key: &ObjectKey,
+        value: &Value,
+    ) -> Result<Value, EngineError> {
+        let place = self.place(state, &key.environment).await?;
+        place.cluster.ready().await?;
+        let Ok(rendered) = render::render(key, value, &place.target) else {
+            return Ok(value.clone());
+        };
+        let mut observed = value.clone();
+        for object in &rendered.objects {
+            let r = ObjectRef::of(object);
+            let drift = match place.cluster.live(&r) {
+                None => Some((format!("{r} is missing"), None)),
+                Some(live) => crate::drift::drifted(object, &live).map(|path| {
+                    let at = live.pointer(&format!("/{}", path.replace('.', "/")));
+                    (
+                        format!("{r}: {path} changed"),
+                        at.cloned().map(|v| (path, v)),
+                    )
+                }),
+            };
+            let Some((text, field)) = drift else { continue };
+            // The fields people change by hand show in the model's own terms.
+            match field {
+                Some((path, live)) if key.kind == Kind::Service && path == "spec.replicas" => {
+                    observed["spec"]["replicas"] = live;
+                }
+                _ => {
+                    observed["metadata"]["annotations"]["drover.dev/drift"] = Value::from(text);
+                }
+            }
+        }
+        Ok(observed)
+    }
+
+    fn progress_of(&self, place: &Place, key: &ObjectKey, value: &Value) -> ServiceProgress {
+        let global = value["spec"]["mode"] == "global";
+        let workload = ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: if global { "DaemonSet" } else { "Deployment" }.into(),
+            namespace: place.target.namespace.clone(),
+            name: key.name.clone(),
+        };
+        let live = place.cluster.live(&workload);
+        let pods = place
+            .cluster
+            .labelled("Pod", &place.target.namespace, SERVICE_LABEL, &key.name);
+        let pods: Vec<&Value> = pods.iter().collect();
+        crate::health::progress(live.as_ref(), &pods)
+    }
+}
+
+fn lifecycle(progress: &Progress, ready: u32) -> Lifecycle {
+    match progress {
+        Progress::Healthy | Progress::Absent => Lifecycle::Running,
+        Progress::Failed { .. } => Lifecycle::Abnormal,
+        Progress::Rolling | Progress::Waiting { .. } if ready == 0 => Lifecycle::Starting,
+        Progress::Rolling | Progress::Waiting { .. } => Lifecycle::Updating,
+    }
+}
+
+fn instance_view(env: &str, service: &str, pod: &Value) -> InstanceView {
+    let statuses = pod["status"]["containerStatuses"].as_array();
+    let ready = statuses.is_some_and(|s| !s.is_empty() && s.iter().all(|c| c["ready"] == true));
+    let restarts = statuses.map_or(0, |s| {
+        s.iter()
+            .map(|c| c["restartCount"].as_u64().unwrap_or(0) as u32)
+            .sum()
+    });
+    InstanceView {
+        id: pod["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        environment: env.to_owned(),
+        service: service.to_owned(),
+        node: pod["spec"]["nodeName"].as_str().unwrap_or("-").to_owned(),
+        state: pod["status"]["phase"]
+            .as_str()
+            .unwrap_or("Pending")
+            .to_lowercase(),
+        ready,
+        pid: None,
+        port: None,
+        restarts,
+        cpu_millis: 0,
+        memory_bytes: 0,
+        current: true,
+        last_failure: None,
+    }
+}
+
+impl Engine for KubeEngine {
+    const KIND: EngineKind = EngineKind::Kubernetes;
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            own_rolling_update: true,
+            node_availability: false,
+        }
+    }
+
+    async fn observe(&self) -> Result<Observed, EngineError> {
+        let mut observed = self.applied().observed().map_err(store_error)?;
+        let state = observed.objects.clone();
+        for (key, value) in &state {
+            if key.kind == Kind::Cluster {
+                continue;
+            }
+            let seen = self.observe_one(&state, key, value).await?;
+            observed.objects.insert(key.clone(), seen);
+        }
+        Ok(observed)
+    }
+
+    async fn apply(&self, action: &Action) -> Result<(), EngineError> {
+        let key = action.key();
+        let mut state = self.applied().observed().map_err(store_error)?.objects;
+        let made = match action {
+            Action::Create { value, .. } | Action::Update { value, .. } => {
+                state.insert(key.clone(), value.clone());
+                if key.kind == Kind::Cluster {
+                    let spec: KubernetesCluster =
+                        serde_json::from_value(value["spec"]["kubernetes"].clone())
+                            .unwrap_or_default();
+                    self.cluster(&key.name, &spec).await?;
+                    Vec::new()
+                } else {
+                    self.apply_rendered(&state, key, value).await?
+                }
+            }
+            Action::Delete { .. } => {
+                if key.kind == Kind::Cluster {
+                    self.clusters.lock().await.remove(&key.name);
+                } else {
+                    let place = self.place(&state, &key.environment).await?;
+                    for object in self.made(key)? {
+                        place.cluster.delete(&object).await?;
+                    }
+                }
+                Vec::new()
+            }
+        };
+        let made = serde_json::to_string(&made).unwrap_or_else(|_| "[]".to_owned());
+        self.applied().record(action, &made).map_err(store_error)
+    }
+
+    async fn converge(
+        &self,
+        _orders: &Orders,
+    ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
+        let state = self.applied().observed().map_err(store_error)?.objects;
+        let mut progress = BTreeMap::new();
+        for (key, value) in state.iter().filter(|(k, _)| k.kind == Kind::Service) {
+            let place = self.place(&state, &key.environment).await?;
+            progress.insert(
+                (key.environment.clone(), key.name.clone()),
+                self.progress_of(&place, key, value),
+            );
+        }
+        Ok(progress)
+    }
+
+    async fn status(&self) -> Result<EngineStatus, EngineError> {
+        let state = self.applied().observed().map_err(store_error)?.objects;
+        let mut status = EngineStatus::default();
+        for (key, value) in state.iter().filter(|(k, _)| k.kind == Kind::Service) {
+            let place = self.place(&state, &key.environment).await?;
+            let progress = self.progress_of(&place, key, value);
+            let pods =
+                place
+                    .cluster
+                    .labelled("Pod", &place.target.namespace, SERVICE_LABEL, &key.name);
+            let instances: Vec<InstanceView> = pods
+                .iter()
+                .map(|p| instance_view(&key.environment, &key.name, p))
+                .collect();
+            let ready = instances.iter().filter(|i| i.ready).count() as u32;
+            let state = lifecycle(&progress.progress, ready);
+            status.services.push(ServiceView {
+                environment: key.environment.clone(),
+                name: key.name.clone(),
+                version: value["spec"]["version"].as_str().map(str::to_owned),
+                state,
+                health: Health::of(state, instances.len()),
+                ready,
+                desired: value["spec"]["replicas"].as_u64().unwrap_or(1) as u32,
+                message: match &progress.progress {
+                    Progress::Failed { why } => why.clone(),
+                    _ => progress.detail.clone(),
+                },
+            });
+            status.instances.extend(instances);
+        }
+        Ok(status)
+    }
+
+    async fn usage(&self, _env: &str, _service: &str) -> Option<Usage> {
+        // A HorizontalPodAutoscaler scales services on Kubernetes.
+        None
+    }
+
+    async fn redeploy(&self, env: &str, service: &str) -> Result<String, EngineError> {
+        let state = self.applied().observed().map_err(store_error)?.objects;
+        let key = ObjectKey {
+            environment: env.to_owned(),
+            kind: Kind::Service,
+            name: service.to_owned(),
+        };
+        let Some(value) = state.get(&key) else {
+            return Err(EngineError::NotFound(format!(
+                "no service {service} in {env}"
+            )));
+        };
+        let place = self.place(&state, env).await?;
+        let kind = if value["spec"]["mode"] == "global" {
+            "DaemonSet"
+        } else {
+            "Deployment"
+        };
+        let workload = ObjectRef {
+            api_version: "apps/v1".into(),
+            kind: kind.into(),
+            namespace: place.target.namespace.clone(),
+            name: service.to_owned(),
+        };
+        let at = format!("{}", drover_store::now_ms());
+        place.cluster.restart(&workload, &at).await?;
+        Ok(format!("{workload}: every Pod is replaced"))
+    }
+
+    async fn set_availability(
+        &self,
+        _node: &str,
+        _availability: Option<Availability>,
+    ) -> Result<String, EngineError> {
+        Err(EngineError::Refused(
+            "node availability on Kubernetes is not built yet: use kubectl cordon / drain / uncordon"
+                .to_owned(),
+        ))
+    }
+
+    fn due(&self) -> Option<Instant> {
+        Some(Instant::now() + RESYNC)
+    }
+}

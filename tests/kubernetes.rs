@@ -1,0 +1,467 @@
+//! The Kubernetes engine against a real control plane (kube-apiserver 1.20, controller
+//! manager, scheduler, etcd — built by tests/k8s/build.sh, started by cluster.sh): one
+//! cluster for the whole binary, started first and stopped last, each test in its own
+//! namespace-scoped environment. There is no kubelet: `mark_ready` plays it, setting
+//! Pod status through `pods/status`.
+//!
+//! Its own harness (`harness = false`) so the cluster is stopped after the last test,
+//! whatever happened: `cargo test --test kubernetes [FILTER]`.
+
+#[path = "support.rs"]
+#[allow(dead_code)]
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use drover_testkit::git::TestRepo;
+use serde_json::Value;
+use support::Running;
+
+/// The control plane for this binary.
+struct Kube {
+    state: PathBuf,
+    kubeconfig: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Kube {
+    fn start() -> Kube {
+        let root = support::repo_root();
+        let build = Command::new("bash")
+            .arg(root.join("tests/k8s/build.sh"))
+            .output()
+            .expect("build.sh runs");
+        assert!(
+            build.status.success(),
+            "tests/k8s/build.sh failed: {}",
+            String::from_utf8_lossy(&build.stderr)
+        );
+        let bin = String::from_utf8_lossy(&build.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let tmp = tempfile::tempdir().expect("a temporary directory");
+        let state = tmp.path().join("cluster");
+        // Ports from the process id, so two runs on one machine do not collide.
+        let base = 20000 + (std::process::id() % 400) * 10;
+        let up = Command::new("bash")
+            .arg(root.join("tests/k8s/cluster.sh"))
+            .args(["up", &bin, state.to_str().unwrap(), &base.to_string()])
+            .output()
+            .expect("cluster.sh runs");
+        assert!(
+            up.status.success(),
+            "cluster.sh up failed: {}",
+            String::from_utf8_lossy(&up.stderr)
+        );
+        let kubeconfig = PathBuf::from(
+            String::from_utf8_lossy(&up.stdout)
+                .lines()
+                .last()
+                .unwrap()
+                .trim(),
+        );
+        Kube {
+            state,
+            kubeconfig,
+            _tmp: tmp,
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
+    fn json(&self, args: &[&str]) -> Option<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let (ok, text) = self.kubectl(&all);
+        ok.then(|| serde_json::from_str(&text).ok()).flatten()
+    }
+
+    /// Waits until `check` holds for `kubectl get ARGS -o json`, or panics with the last
+    /// thing seen.
+    fn until(&self, args: &[&str], timeout: Duration, check: impl Fn(&Value) -> bool) -> Value {
+        let start = Instant::now();
+        loop {
+            let seen = self.json(args);
+            if let Some(v) = &seen
+                && check(v)
+            {
+                return v.clone();
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "kubectl get {args:?} never matched: {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// Plays the kubelet: every Pod of `namespace` whose image `ready` accepts is marked
+    /// Running and Ready.
+    fn mark_ready(&self, namespace: &str, ready: impl Fn(&str) -> bool) {
+        let Some(pods) = self.json(&["get", "pods", "-n", namespace]) else {
+            return;
+        };
+        for pod in pods["items"].as_array().into_iter().flatten() {
+            let image = pod["spec"]["containers"][0]["image"]
+                .as_str()
+                .unwrap_or_default();
+            let name = pod["metadata"]["name"].as_str().unwrap_or_default();
+            let is_ready = pod["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True");
+            if is_ready || !ready(image) || pod["spec"]["nodeName"].is_null() {
+                continue;
+            }
+            let now = "2026-01-01T00:00:00Z";
+            let patch = serde_json::json!({"status": {
+                "phase": "Running",
+                "conditions": [
+                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now},
+                    {"type": "PodScheduled", "status": "True", "lastTransitionTime": now},
+                ],
+                "containerStatuses": [{
+                    "name": pod["spec"]["containers"][0]["name"], "image": image, "imageID": "",
+                    "ready": true, "restartCount": 0, "started": true,
+                    "state": {"running": {"startedAt": now}},
+                }],
+            }});
+            self.raw_patch(
+                &format!("/api/v1/namespaces/{namespace}/pods/{name}/status"),
+                &patch,
+            );
+        }
+    }
+
+    /// A strategic-merge PATCH straight to the API server (kubectl 1.20 cannot patch
+    /// subresources).
+    fn raw_patch(&self, path: &str, patch: &Value) {
+        let config = std::fs::read_to_string(&self.kubeconfig).unwrap();
+        let token = config
+            .split("token: \"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap();
+        let server = config
+            .split("server: \"")
+            .nth(1)
+            .and_then(|t| t.split('"').next())
+            .unwrap();
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "-X",
+                "PATCH",
+                "-H",
+                &format!("Authorization: Bearer {token}"),
+            ])
+            .args(["-H", "Content-Type: application/strategic-merge-patch+json"])
+            .args(["--data", &patch.to_string(), &format!("{server}{path}")])
+            .output()
+            .expect("curl runs");
+        assert!(out.status.success(), "PATCH {path} failed");
+    }
+
+    fn stop(&self) {
+        let _ = Command::new("bash")
+            .arg(support::repo_root().join("tests/k8s/cluster.sh"))
+            .args(["down", self.state.to_str().unwrap()])
+            .output();
+    }
+}
+
+/// A config repo of examples/repo's staging environment on a Kubernetes cluster, in
+/// namespace `ns`, and `drover up` following it.
+struct Drover {
+    repo: TestRepo,
+    _up: Running,
+    state: PathBuf,
+    namespace: String,
+    _tmp: tempfile::TempDir,
+}
+
+impl Drover {
+    fn up(kube: &Kube, ns: &str) -> Drover {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = TestRepo::init(&tmp.path().join("repo"));
+        let staging = support::repo_root().join("examples/repo/environments/staging");
+        for entry in std::fs::read_dir(&staging).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace(
+                    "cluster: local-staging",
+                    &format!("cluster: kube\n  namespace: {ns}"),
+                )
+                .replace("progressDeadline: 2m", "progressDeadline: 20s");
+            repo.write(&format!("environments/staging/{name}"), &text);
+        }
+        repo.write("clusters/kube.yaml", "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: kube\nspec:\n  engine: kubernetes\n  kubernetes: {}\n");
+        repo.commit("staging on Kubernetes");
+        let state = tmp.path().join("state");
+        let up = Running::start(
+            &[
+                "up",
+                "--repo",
+                repo.dir.as_path().to_str().unwrap(),
+                "--state-dir",
+                state.to_str().unwrap(),
+            ],
+            &[("KUBECONFIG", kube.kubeconfig.to_str().unwrap())],
+        );
+        Drover {
+            repo,
+            _up: up,
+            state,
+            namespace: ns.to_owned(),
+            _tmp: tmp,
+        }
+    }
+}
+
+fn deployment(kube: &Kube, d: &Drover, name: &str, check: impl Fn(&Value) -> bool) -> Value {
+    kube.until(
+        &["get", "deployment", name, "-n", &d.namespace],
+        Duration::from_secs(30),
+        check,
+    )
+}
+
+fn examples_staging_is_applied_as_rendered(kube: &Kube) {
+    let d = Drover::up(kube, "applied");
+    let web = deployment(kube, &d, "web", |_| true);
+    assert_eq!(web["spec"]["replicas"], 2);
+    let container = &web["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "ghcr.io/example/shop-web:v1.4.0");
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/ready");
+    assert_eq!(container["resources"]["limits"]["memory"], "128Mi");
+    assert_eq!(web["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 1);
+    assert_eq!(web["spec"]["minReadySeconds"], 5);
+    let managers: Vec<&str> = web["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["manager"].as_str())
+        .collect();
+    assert!(
+        managers.contains(&"drover"),
+        "applied server-side as drover: {managers:?}"
+    );
+    let service = kube
+        .json(&["get", "service", "web", "-n", "applied"])
+        .expect("web's Service");
+    assert_eq!(service["spec"]["type"], "LoadBalancer");
+    let hpa = kube
+        .json(&["get", "hpa", "api", "-n", "applied"])
+        .expect("api's autoscaler");
+    assert_eq!(hpa["spec"]["maxReplicas"], 4);
+    let api = deployment(kube, &d, "api", |_| true);
+    assert!(
+        api["spec"].get("replicas").is_some(),
+        "the HPA's default replicas"
+    );
+    assert!(
+        kube.json(&["get", "resourcequota", "staging-quota", "-n", "applied"])
+            .is_some()
+    );
+    assert!(
+        kube.json(&["get", "limitrange", "staging-quota", "-n", "applied"])
+            .is_some()
+    );
+    assert!(
+        kube.json(&["get", "ingress", "web", "-n", "applied"])
+            .is_some()
+    );
+    let secret = kube
+        .json(&["get", "secret", "db-credentials", "-n", "applied"])
+        .expect("the secret");
+    assert!(!secret.to_string().contains("AGE ENCRYPTED"));
+}
+
+fn git_changes_move_the_deployment_and_removed_services_are_pruned(kube: &Kube) {
+    let d = Drover::up(kube, "changes");
+    deployment(kube, &d, "worker", |_| true);
+    kube.kubectl(&["create", "configmap", "not-drovers", "-n", "changes"]);
+    d.repo
+        .edit(
+            "environments/staging/web.yaml",
+            "replicas: 2",
+            "replicas: 3",
+        )
+        .edit(
+            "environments/staging/web.yaml",
+            "shop-web:v1.4.0",
+            "shop-web:v1.5.0",
+        )
+        .edit(
+            "environments/staging/web.yaml",
+            "version: v1.4.0",
+            "version: v1.5.0",
+        );
+    std::fs::remove_file(
+        d.repo
+            .dir
+            .as_path()
+            .join("environments/staging/worker.yaml"),
+    )
+    .unwrap();
+    d.repo.commit("web v1.5.0 with 3 replicas; no worker");
+    deployment(kube, &d, "web", |w| {
+        w["spec"]["replicas"] == 3
+            && w["spec"]["template"]["spec"]["containers"][0]["image"]
+                == "ghcr.io/example/shop-web:v1.5.0"
+    });
+    let start = Instant::now();
+    while kube
+        .json(&["get", "deployment", "worker", "-n", "changes"])
+        .is_some()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "worker is pruned"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        kube.json(&["get", "configmap", "not-drovers", "-n", "changes"])
+            .is_some(),
+        "untouched"
+    );
+}
+
+fn kubectl_scale_is_drift_and_reverted(kube: &Kube) {
+    let d = Drover::up(kube, "drift");
+    deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
+    let (ok, text) = kube.kubectl(&["scale", "deployment", "web", "--replicas=5", "-n", "drift"]);
+    assert!(ok, "{text}");
+    deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
+}
+
+fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube) {
+    let d = Drover::up(kube, "release");
+    let healthy = |img: &str| !img.contains("broken");
+    let start = Instant::now();
+    // The first release: every Pod comes up.
+    loop {
+        kube.mark_ready("release", healthy);
+        let out = support::drover()
+            .args(["history", "staging", "-o", "json", "--state-dir"])
+            .arg(&d.state)
+            .output()
+            .unwrap();
+        let text = support::stdout(&out);
+        if text.contains("\"healthy\"") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the first release is healthy: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    d.repo.edit(
+        "environments/staging/web.yaml",
+        "shop-web:v1.4.0",
+        "shop-web:broken",
+    );
+    let bad = d.repo.commit("web: broken image");
+    // Its Pods never become ready: past the 20 s deadline the release rolls back and
+    // the revert is committed.
+    let start = Instant::now();
+    loop {
+        kube.mark_ready("release", healthy);
+        let log = support::stdout(
+            &Command::new("git")
+                .args(["log", "--format=%s"])
+                .current_dir(d.repo.dir.as_path())
+                .output()
+                .unwrap(),
+        );
+        if log.lines().next().is_some_and(|l| l.starts_with("Revert")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the bad release {bad} is reverted: {log}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    deployment(kube, &d, "web", |w| {
+        w["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/example/shop-web:v1.4.0"
+    });
+}
+
+/// One test of this binary.
+type Test = fn(&Kube);
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let tests: [(&str, Test); 4] = [
+        (
+            "examples_staging_is_applied_as_rendered",
+            examples_staging_is_applied_as_rendered,
+        ),
+        (
+            "git_changes_move_the_deployment_and_removed_services_are_pruned",
+            git_changes_move_the_deployment_and_removed_services_are_pruned,
+        ),
+        (
+            "kubectl_scale_is_drift_and_reverted",
+            kubectl_scale_is_drift_and_reverted,
+        ),
+        (
+            "ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back",
+            ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back,
+        ),
+    ];
+    let chosen: Vec<_> = tests
+        .iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    if chosen.is_empty() {
+        println!("test result: ok. 0 passed; 0 failed");
+        return;
+    }
+    let kube = Kube::start();
+    let mut failed = 0;
+    for (name, test) in &chosen {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&kube)));
+        println!(
+            "test {name} ... {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
+        failed += usize::from(result.is_err());
+    }
+    kube.stop();
+    println!(
+        "test result: {}. {} passed; {failed} failed",
+        if failed == 0 { "ok" } else { "FAILED" },
+        chosen.len() - failed
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}
