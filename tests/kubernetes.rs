@@ -156,16 +156,7 @@ impl Kube {
     /// subresources).
     fn raw_patch(&self, path: &str, patch: &Value) {
         let config = std::fs::read_to_string(&self.kubeconfig).unwrap();
-        let token = config
-            .split("token: \"")
-            .nth(1)
-            .and_then(|t| t.split('"').next())
-            .unwrap();
-        let server = config
-            .split("server: \"")
-            .nth(1)
-            .and_then(|t| t.split('"').next())
-            .unwrap();
+        let (token, server) = (quoted(&config, "token"), quoted(&config, "server"));
         let out = Command::new("curl")
             .args([
                 "-sk",
@@ -187,6 +178,15 @@ impl Kube {
             .args(["down", self.state.to_str().unwrap()])
             .output();
     }
+}
+
+/// The quoted value of `field: "…"` in cluster.sh's flow-style kubeconfig.
+fn quoted<'a>(config: &'a str, field: &str) -> &'a str {
+    config
+        .split(&format!("{field}: \""))
+        .nth(1)
+        .and_then(|t| t.split('"').next())
+        .unwrap_or_else(|| panic!("the kubeconfig has a {field}"))
 }
 
 /// A config repo of examples/repo's staging environment on a Kubernetes cluster, in
@@ -222,7 +222,6 @@ impl Drover {
         let up = Running::start(
             &[
                 "up",
-                "--repo",
                 repo.dir.as_path().to_str().unwrap(),
                 "--state-dir",
                 state.to_str().unwrap(),
@@ -249,7 +248,17 @@ fn deployment(kube: &Kube, d: &Drover, name: &str, check: impl Fn(&Value) -> boo
 
 fn examples_staging_is_applied_as_rendered(kube: &Kube) {
     let d = Drover::up(kube, "applied");
-    let web = deployment(kube, &d, "web", |_| true);
+    deployment(kube, &d, "web", |_| true);
+    let web = kube
+        .json(&[
+            "get",
+            "deployment",
+            "web",
+            "-n",
+            "applied",
+            "--show-managed-fields",
+        ])
+        .expect("web's Deployment");
     assert_eq!(web["spec"]["replicas"], 2);
     let container = &web["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(container["image"], "ghcr.io/example/shop-web:v1.4.0");
@@ -411,6 +420,61 @@ fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube
     });
 }
 
+fn a_wrong_token_is_a_clear_error_in_status(kube: &Kube) {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = std::fs::read_to_string(&kube.kubeconfig).unwrap();
+    let token = quoted(&config, "token");
+    let wrong = tmp.path().join("kubeconfig");
+    std::fs::write(&wrong, config.replace(token, "not-the-token")).unwrap();
+    let wrong_kube = Kube {
+        state: kube.state.clone(),
+        kubeconfig: wrong,
+        _tmp: tmp,
+    };
+    let d = Drover::up(&wrong_kube, "refused");
+    let start = Instant::now();
+    loop {
+        let out = support::drover()
+            .args(["status", "-o", "json", "--state-dir"])
+            .arg(&d.state)
+            .output()
+            .unwrap();
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let staging = status["environments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "staging")
+            .cloned();
+        if let Some(env) = staging
+            && env["sync"] == "Failed"
+        {
+            let message = env["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("refused Drover's credentials"),
+                "{message}"
+            );
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "staging shows the refusal: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert!(
+        kube.json(&["get", "namespace", "refused"]).is_none(),
+        "nothing is applied"
+    );
+    // Still running: the API answers.
+    let out = support::drover()
+        .args(["status", "--state-dir"])
+        .arg(&d.state)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
 /// One test of this binary.
 type Test = fn(&Kube);
 
@@ -419,7 +483,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 4] = [
+    let tests: [(&str, Test); 5] = [
+        (
+            "a_wrong_token_is_a_clear_error_in_status",
+            a_wrong_token_is_a_clear_error_in_status,
+        ),
         (
             "examples_staging_is_applied_as_rendered",
             examples_staging_is_applied_as_rendered,

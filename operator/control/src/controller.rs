@@ -304,6 +304,7 @@ impl<E: Engine> Controller<E> {
                 Ok(next) => next,
                 Err(error) => {
                     tracing::error!("reconcile failed: {error}");
+                    self.record_failure(&error).await;
                     None
                 }
             };
@@ -315,6 +316,38 @@ impl<E: Engine> Controller<E> {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = &mut shutdown => break,
+            }
+        }
+    }
+
+    /// A failed pass shows in the status of every environment this engine drives, so
+    /// `drover status` says why nothing moves; the next good pass sets it right.
+    async fn record_failure(&self, error: &ControlError) {
+        let inner = self.inner.lock().await;
+        let Some(desired) = &inner.desired else {
+            return;
+        };
+        let live = Live::from_state(&desired.state);
+        let message = crate::one_line(&error.to_string());
+        let store = self.store();
+        for env in live.environments.keys() {
+            if live.cluster_of(env, E::KIND).is_none() {
+                continue;
+            }
+            let next = drover_store::EnvironmentStatus {
+                name: env.clone(),
+                revision: Some(desired.revision.id.clone()),
+                summary: Some(desired.revision.summary.clone()),
+                status: drover_release::SyncStatus::Failed,
+                message: message.clone(),
+            };
+            let before = store
+                .environments()
+                .ok()
+                .and_then(|all| all.into_iter().find(|s| &s.name == env));
+            if before.as_ref() != Some(&next) {
+                let _ = store.set_environment(&next);
+                let _ = store.event(env, env, "Failed", &next.message);
             }
         }
     }

@@ -94,7 +94,7 @@ codes! {
     NoWorkload = "E129", Error, "A service with nothing to run.";
     MemoryRequestNotLimit = "W001", Warning, "Memory request differs from its limit (memory cannot be throttled, only killed).";
     RoutedWithoutReadiness = "W002", Warning, "A routed service without a readiness probe gets traffic before it is ready.";
-    UnsupportedEngine = "W003", Warning, "A cluster whose engine this build cannot drive yet: its environments are not deployed.";
+    UnsupportedEngine = "W003", Warning, "A Kubernetes cluster beside local ones: one `drover up` drives one engine yet, so its environments are not deployed.";
 }
 
 impl Serialize for Code {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use drover_control::engine::{
     Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage,
@@ -24,9 +24,6 @@ use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, ClusterError};
 use crate::render::{self, ObjectRef, SERVICE_LABEL, Target};
-
-/// How often the engine looks again with no watch event: a safety net only.
-const RESYNC: Duration = Duration::from_secs(30);
 
 impl From<ClusterError> for EngineError {
     fn from(e: ClusterError) -> EngineError {
@@ -413,6 +410,7 @@ impl Engine for KubeEngine {
     }
 
     fn due(&self) -> Option<Instant> {
-        Some(Instant::now() + RESYNC)
+        // Watches wake the controller; its own resync is the safety net.
+        None
     }
 }

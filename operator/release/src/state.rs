@@ -152,6 +152,9 @@ text_state! {
         /// No engine of this Drover drives the environment's cluster: nothing of it is
         /// deployed.
         Unsupported = "Unsupported",
+        /// The engine could not observe or change the environment's cluster (refused
+        /// credentials, an unreachable API server); the message says why.
+        Failed = "Failed",
         /// Nothing applied yet.
         #[default]
         Pending = "Pending",

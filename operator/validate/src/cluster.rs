@@ -13,7 +13,9 @@ use crate::{Findings, Hint, names};
 /// The smallest pool allowed has 64 addresses: a /26 for IPv4.
 const MIN_POOL_ADDRESSES_LOG2: u8 = 6;
 
-pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
+/// `beside_local`: the repo also has local clusters, and one `drover up` drives one
+/// engine.
+pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>, beside_local: bool) {
     let spec = cluster.spec();
     match spec.engine {
         Engine::Local => {
@@ -40,18 +42,18 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
             if spec.kubernetes.is_none() {
                 f.at(cluster, "spec.engine", Code::EngineSettings, "a `kubernetes` cluster needs `spec.kubernetes`".into())
                     .hint("add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)");
-            } else {
-                // Said loudly until the engine exists: valid, but nothing deploys it.
+            } else if beside_local {
+                // Said loudly until one process drives both: valid, but not deployed.
                 f.at(
                     cluster,
                     "spec.engine",
                     Code::UnsupportedEngine,
                     format!(
-                        "this build of Drover has no `kubernetes` engine yet: environments on cluster `{}` are checked but not deployed",
+                        "this repo also has local clusters, and one `drover up` drives one engine yet (the local one): environments on cluster `{}` are checked but not deployed",
                         cluster.name()
                     ),
                 )
-                .hint("use `engine: local` to run them here; `drover status` reports them as not deployed");
+                .hint("keep Kubernetes clusters in a repo of their own, or use `engine: local`; `drover status` reports them as not deployed");
             }
             if spec.local.is_some() {
                 f.at(
