@@ -74,16 +74,26 @@ impl std::io::Write for Quiet {
 /// Installs the subscriber for this process: lines go to standard output, or to
 /// standard error with `to_stderr` (agents, whose standard output is their parent's).
 pub fn init(format: LogFormat, to_stderr: bool) {
-    let builder = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO);
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    // kube's client warns on every connection of a kubeconfig that skips TLS
+    // verification (test clusters): said once by the engine's set-up is enough.
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("kube_client::client::tls", tracing::Level::ERROR);
     let writer = move || Quiet(to_stderr);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(writer);
     let installed = match format {
-        LogFormat::Human => builder
-            .event_format(MessageOnly)
-            .with_writer(writer)
+        LogFormat::Human => tracing_subscriber::registry()
+            .with(layer.event_format(MessageOnly))
+            .with(filter)
             .try_init(),
-        LogFormat::Json => builder.json().with_writer(writer).try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(layer.json())
+            .with(filter)
+            .try_init(),
     };
     // A second call (tests) keeps the first subscriber.
     let _ = installed;
