@@ -201,6 +201,11 @@ struct Drover {
 
 impl Drover {
     fn up(kube: &Kube, ns: &str) -> Drover {
+        Drover::up_with(kube, ns, &[])
+    }
+
+    /// Like [`Drover::up`], with `(from, to)` replaced in every file first.
+    fn up_with(kube: &Kube, ns: &str, edits: &[(&str, &str)]) -> Drover {
         let tmp = tempfile::tempdir().unwrap();
         let repo = TestRepo::init(&tmp.path().join("repo"));
         let staging = support::repo_root().join("examples/repo/environments/staging");
@@ -214,6 +219,9 @@ impl Drover {
                     &format!("cluster: kube\n  namespace: {ns}"),
                 )
                 .replace("progressDeadline: 2m", "progressDeadline: 20s");
+            let text = edits
+                .iter()
+                .fold(text, |text, (from, to)| text.replace(from, to));
             repo.write(&format!("environments/staging/{name}"), &text);
         }
         repo.write("clusters/kube.yaml", "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: kube\nspec:\n  engine: kubernetes\n  kubernetes: {}\n");
@@ -366,13 +374,65 @@ fn kubectl_scale_is_drift_and_reverted(kube: &Kube) {
     deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
 }
 
-fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube) {
-    let d = Drover::up(kube, "release");
-    let healthy = |img: &str| !img.contains("broken");
+/// `drover status -o json`'s entry for staging, once `check` holds for it.
+fn staging_status(d: &Drover, check: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
-    // The first release: every Pod comes up.
     loop {
-        kube.mark_ready("release", healthy);
+        let out = support::drover()
+            .args(["status", "-o", "json", "--state-dir"])
+            .arg(&d.state)
+            .output()
+            .unwrap();
+        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let staging = status["environments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"] == "staging")
+            .cloned();
+        if let Some(env) = staging
+            && check(&env)
+        {
+            return env;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "staging's status never matched: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn drift_with_self_heal_off_is_out_of_sync_and_left_alone(kube: &Kube) {
+    let d = Drover::up_with(kube, "no-heal", &[("selfHeal: true", "selfHeal: false")]);
+    first_release_healthy(kube, &d);
+    staging_status(&d, |e| e["sync"] == "Synced");
+    let (ok, text) = kube.kubectl(&[
+        "scale",
+        "deployment",
+        "web",
+        "--replicas=4",
+        "-n",
+        "no-heal",
+    ]);
+    assert!(ok, "{text}");
+    let env = staging_status(&d, |e| e["sync"] == "OutOfSync");
+    assert!(
+        env["message"]
+            .as_str()
+            .unwrap()
+            .contains("self-heal is off"),
+        "{env}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 4);
+}
+
+/// Plays the kubelet for `d`'s namespace until its first release is judged healthy.
+fn first_release_healthy(kube: &Kube, d: &Drover) {
+    let start = Instant::now();
+    loop {
+        kube.mark_ready(&d.namespace, |img| !img.contains("broken"));
         let out = support::drover()
             .args(["history", "staging", "-o", "json", "--state-dir"])
             .arg(&d.state)
@@ -380,7 +440,7 @@ fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube
             .unwrap();
         let text = support::stdout(&out);
         if text.contains("\"healthy\"") {
-            break;
+            return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(60),
@@ -388,6 +448,12 @@ fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube) {
+    let d = Drover::up(kube, "release");
+    let healthy = |img: &str| !img.contains("broken");
+    first_release_healthy(kube, &d);
     d.repo.edit(
         "environments/staging/web.yaml",
         "shop-web:v1.4.0",
@@ -432,36 +498,12 @@ fn a_wrong_token_is_a_clear_error_in_status(kube: &Kube) {
         _tmp: tmp,
     };
     let d = Drover::up(&wrong_kube, "refused");
-    let start = Instant::now();
-    loop {
-        let out = support::drover()
-            .args(["status", "-o", "json", "--state-dir"])
-            .arg(&d.state)
-            .output()
-            .unwrap();
-        let status: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let staging = status["environments"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|e| e["name"] == "staging")
-            .cloned();
-        if let Some(env) = staging
-            && env["sync"] == "Failed"
-        {
-            let message = env["message"].as_str().unwrap_or_default();
-            assert!(
-                message.contains("refused Drover's credentials"),
-                "{message}"
-            );
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "staging shows the refusal: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let env = staging_status(&d, |e| e["sync"] == "Failed");
+    let message = env["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("refused Drover's credentials"),
+        "{message}"
+    );
     assert!(
         kube.json(&["get", "namespace", "refused"]).is_none(),
         "nothing is applied"
@@ -483,7 +525,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 5] = [
+    let tests: [(&str, Test); 6] = [
         (
             "a_wrong_token_is_a_clear_error_in_status",
             a_wrong_token_is_a_clear_error_in_status,
@@ -495,6 +537,10 @@ fn main() {
         (
             "git_changes_move_the_deployment_and_removed_services_are_pruned",
             git_changes_move_the_deployment_and_removed_services_are_pruned,
+        ),
+        (
+            "drift_with_self_heal_off_is_out_of_sync_and_left_alone",
+            drift_with_self_heal_off_is_out_of_sync_and_left_alone,
         ),
         (
             "kubectl_scale_is_drift_and_reverted",

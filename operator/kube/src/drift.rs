@@ -6,7 +6,13 @@ use serde_json::Value;
 
 /// The first path where `live` does not hold what `rendered` says, if any.
 pub fn drifted(rendered: &Value, live: &Value) -> Option<String> {
-    walk(rendered, live, String::new())
+    // Objects listed by a watch carry no apiVersion or kind: those are the watch's.
+    let mut rendered = rendered.clone();
+    if let Value::Object(m) = &mut rendered {
+        m.remove("apiVersion");
+        m.remove("kind");
+    }
+    walk(&rendered, live, String::new())
 }
 
 fn walk(rendered: &Value, live: &Value, path: String) -> Option<String> {
@@ -28,22 +34,33 @@ fn walk(rendered: &Value, live: &Value, path: String) -> Option<String> {
             if want.len() != have.len() {
                 return Some(path);
             }
-            want.iter()
+            let in_order = want
+                .iter()
                 .zip(have)
                 .enumerate()
-                .find_map(|(i, (w, h))| walk(w, h, format!("{path}[{i}]")))
+                .find_map(|(i, (w, h))| walk(w, h, format!("{path}[{i}]")));
+            // Some lists come back reordered (an HPA's metrics, converted through its
+            // storage version): the same items in another order are not drift.
+            let reordered = in_order.is_some()
+                && want
+                    .iter()
+                    .all(|w| have.iter().any(|h| walk(w, h, String::new()).is_none()));
+            if reordered { None } else { in_order }
         }
         (want, have) if same_scalar(want, have) => None,
         _ => Some(path),
     }
 }
 
+/// What the API server leaves out when written back: zero, false, empty.
 fn is_empty(v: &Value) -> bool {
     match v {
         Value::Object(m) => m.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::String(s) => s.is_empty(),
-        _ => false,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::Bool(b) => !b,
+        Value::Null => true,
     }
 }
 
@@ -85,6 +102,17 @@ mod tests {
             drifted(&rendered, &edited).as_deref(),
             Some("spec.template.spec.containers[0].image")
         );
+    }
+
+    #[test]
+    fn zeros_the_server_omits_and_reordered_lists_are_not_drift() {
+        let rendered = json!({"apiVersion": "v1", "probe": {"initialDelaySeconds": 0, "periodSeconds": 2},
+            "metrics": [{"type": "Resource"}, {"type": "Pods"}]});
+        let live = json!({"probe": {"periodSeconds": 2},
+            "metrics": [{"type": "Pods"}, {"type": "Resource"}]});
+        assert_eq!(drifted(&rendered, &live), None);
+        let changed = json!({"probe": {"periodSeconds": 2}, "metrics": [{"type": "Pods"}, {"type": "Object"}]});
+        assert!(drifted(&rendered, &changed).is_some());
     }
 
     #[test]
