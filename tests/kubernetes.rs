@@ -366,12 +366,25 @@ fn git_changes_move_the_deployment_and_removed_services_are_pruned(kube: &Kube) 
     );
 }
 
-fn kubectl_scale_is_drift_and_reverted(kube: &Kube) {
+fn kubectl_scale_and_edit_are_drift_and_reverted(kube: &Kube) {
     let d = Drover::up(kube, "drift");
     deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
     let (ok, text) = kube.kubectl(&["scale", "deployment", "web", "--replicas=5", "-n", "drift"]);
     assert!(ok, "{text}");
     deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
+    let image = |w: &Value| w["spec"]["template"]["spec"]["containers"][0]["image"].clone();
+    let (ok, text) = kube.kubectl(&[
+        "set",
+        "image",
+        "deployment/web",
+        "web=ghcr.io/example/shop-web:hand-edited",
+        "-n",
+        "drift",
+    ]);
+    assert!(ok, "{text}");
+    deployment(kube, &d, "web", |w| {
+        image(w) == "ghcr.io/example/shop-web:v1.4.0"
+    });
 }
 
 /// `drover status -o json`'s entry for staging, once `check` holds for it.
@@ -543,8 +556,8 @@ fn main() {
             drift_with_self_heal_off_is_out_of_sync_and_left_alone,
         ),
         (
-            "kubectl_scale_is_drift_and_reverted",
-            kubectl_scale_is_drift_and_reverted,
+            "kubectl_scale_and_edit_are_drift_and_reverted",
+            kubectl_scale_and_edit_are_drift_and_reverted,
         ),
         (
             "ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back",
