@@ -56,6 +56,7 @@ fn resource(api_version: &str, kind: &str) -> Option<ApiResource> {
 #[derive(Clone)]
 struct Watched {
     store: Store<DynamicObject>,
+    resource: ApiResource,
 }
 
 impl std::fmt::Debug for Watched {
@@ -164,8 +165,9 @@ impl Cluster {
 
     fn watch(&mut self, kind: &str, ar: ApiResource, selector: &str, wake: Arc<Notify>) {
         let writer = Writer::new(ar.clone());
+        let dyntype = ar.clone();
         let store = writer.as_reader();
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &dyntype);
         let config = watcher::Config::default().labels(selector);
         let trouble = self.trouble.clone();
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
@@ -183,7 +185,13 @@ impl Cluster {
                 }
             }
         }));
-        self.watched.insert(kind.to_owned(), Watched { store });
+        self.watched.insert(
+            kind.to_owned(),
+            Watched {
+                store,
+                resource: ar,
+            },
+        );
     }
 
     /// Waits (a little) until every watch has listed once; an error says why not.
@@ -205,17 +213,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// A live object as last watched, as JSON.
+    /// A live object as last watched, as JSON (a lookup by key, not a scan).
     pub fn live(&self, object: &ObjectRef) -> Option<Value> {
         let watched = self.watched.get(&object.kind)?;
+        let mut key =
+            reflector::ObjectRef::<DynamicObject>::new_with(&object.name, watched.resource.clone());
+        if !object.namespace.is_empty() {
+            key = key.within(&object.namespace);
+        }
         watched
             .store
-            .state()
-            .into_iter()
-            .find(|o| {
-                o.metadata.name.as_deref() == Some(object.name.as_str())
-                    && o.metadata.namespace.as_deref().unwrap_or_default() == object.namespace
-            })
+            .get(&key)
             .and_then(|o| serde_json::to_value(o.as_ref()).ok())
     }
 
