@@ -291,8 +291,13 @@ fn engine_of(follower: &Mutex<Follower>) -> drover_model::cluster::Engine {
     let Ok(desired) = source.tracked().and_then(|r| source.desired_at(&r)) else {
         return Kind::Local;
     };
-    let live = drover_plan::Live::from_state(&drover_diff::normalize(&desired.checked.repo));
-    let kinds: Vec<Kind> = live.clusters.values().map(|c| c.engine).collect();
+    let kinds: Vec<Kind> = desired
+        .checked
+        .repo
+        .clusters
+        .iter()
+        .map(|c| c.spec().engine)
+        .collect();
     if !kinds.is_empty() && kinds.iter().all(|k| *k == Kind::Kubernetes) {
         Kind::Kubernetes
     } else {

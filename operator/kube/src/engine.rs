@@ -47,6 +47,7 @@ pub struct KubeEngine {
 }
 
 /// Where one environment's objects go.
+#[derive(Clone)]
 struct Place {
     cluster: Arc<Cluster>,
     target: Target,
@@ -88,10 +89,15 @@ impl KubeEngine {
         Ok(cluster)
     }
 
-    /// Where `env`'s objects go, from the Environment and Cluster in `state`.
-    async fn place(&self, state: &State, env: &str) -> Result<Place, EngineError> {
+    /// Where `env`'s objects go, from its Environment and Cluster as `lookup` finds
+    /// them (applied, or about to be).
+    async fn place(
+        &self,
+        env: &str,
+        lookup: impl Fn(&ObjectKey) -> Option<Value>,
+    ) -> Result<Place, EngineError> {
         let find = |kind: Kind, environment: &str, name: &str| {
-            state.get(&ObjectKey {
+            lookup(&ObjectKey {
                 environment: environment.to_owned(),
                 kind,
                 name: name.to_owned(),
@@ -125,6 +131,23 @@ impl KubeEngine {
         })
     }
 
+    /// Every environment's place in `state`, each connected and watched once.
+    async fn places(&self, state: &State) -> Result<BTreeMap<String, Place>, EngineError> {
+        let mut places = BTreeMap::new();
+        for env in state
+            .keys()
+            .filter(|k| k.kind != Kind::Cluster)
+            .map(|k| &k.environment)
+        {
+            if !places.contains_key(env) {
+                let place = self.place(env, |k| state.get(k).cloned()).await?;
+                place.cluster.ready().await?;
+                places.insert(env.clone(), place);
+            }
+        }
+        Ok(places)
+    }
+
     fn made(&self, key: &ObjectKey) -> Result<Vec<ObjectRef>, EngineError> {
         let text = self.applied().made(key).map_err(store_error)?;
         Ok(text
@@ -136,11 +159,10 @@ impl KubeEngine {
     /// longer renders; returns what it made.
     async fn apply_rendered(
         &self,
-        state: &State,
+        place: &Place,
         key: &ObjectKey,
         value: &Value,
     ) -> Result<Vec<ObjectRef>, EngineError> {
-        let place = self.place(state, &key.environment).await?;
         let rendered = render::render(key, value, &place.target)
             .map_err(|e| EngineError::Refused(e.to_string()))?;
         for warning in &rendered.warnings {
@@ -164,59 +186,63 @@ impl KubeEngine {
     }
 
     /// The observed value of an applied object: as applied, or with what drifted.
-    async fn observe_one(
-        &self,
-        state: &State,
-        key: &ObjectKey,
-        value: &Value,
-    ) -> Result<Value, EngineError> {
-        let place = self.place(state, &key.environment).await?;
-        place.cluster.ready().await?;
+    fn observe_one(&self, place: &Place, key: &ObjectKey, value: &Value) -> Value {
         let Ok(rendered) = render::render(key, value, &place.target) else {
-            return Ok(value.clone());
+            return value.clone();
         };
         let mut observed = value.clone();
         for object in &rendered.objects {
             let r = ObjectRef::of(object);
-            let drift = match place.cluster.live(&r) {
-                None => Some((format!("{r} is missing"), None)),
-                Some(live) => crate::drift::drifted(object, &live).map(|path| {
-                    let at = live.pointer(&format!("/{}", path.replace('.', "/")));
-                    (
-                        format!("{r}: {path} changed"),
-                        at.cloned().map(|v| (path, v)),
-                    )
-                }),
+            let live = place.cluster.live(&r);
+            let drift = match &live {
+                None => format!("{r} is missing"),
+                Some(live) => match crate::drift::drifted(object, live) {
+                    None => continue,
+                    Some(path) => format!("{r}: {path} changed"),
+                },
             };
-            let Some((text, field)) = drift else { continue };
-            // The fields people change by hand show in the model's own terms.
-            match field {
-                Some((path, live)) if key.kind == Kind::Service && path == "spec.replicas" => {
-                    observed["spec"]["replicas"] = live;
+            // Replicas, which people change by hand, show in the model's own terms.
+            let replicas = live.as_ref().map(|l| &l["spec"]["replicas"]);
+            match replicas {
+                Some(n)
+                    if key.kind == Kind::Service && drift.ends_with(": spec.replicas changed") =>
+                {
+                    observed["spec"]["replicas"] = n.clone();
                 }
-                _ => {
-                    observed["metadata"]["annotations"]["drover.dev/drift"] = Value::from(text);
-                }
+                _ => observed["metadata"]["annotations"]["drover.dev/drift"] = Value::from(drift),
             }
         }
-        Ok(observed)
+        observed
     }
 
-    fn progress_of(&self, place: &Place, key: &ObjectKey, value: &Value) -> ServiceProgress {
-        let global = value["spec"]["mode"] == "global";
-        let workload = ObjectRef {
-            api_version: "apps/v1".into(),
-            kind: if global { "DaemonSet" } else { "Deployment" }.into(),
-            namespace: place.target.namespace.clone(),
-            name: key.name.clone(),
-        };
-        let live = place.cluster.live(&workload);
-        let pods = place
+    /// A service's Pods, as last watched.
+    fn pods(place: &Place, key: &ObjectKey) -> Vec<Value> {
+        place
             .cluster
-            .labelled("Pod", &place.target.namespace, SERVICE_LABEL, &key.name);
-        let pods: Vec<&Value> = pods.iter().collect();
-        crate::health::progress(live.as_ref(), &pods)
+            .labelled("Pod", &place.target.namespace, SERVICE_LABEL, &key.name)
     }
+}
+
+/// The workload a service renders to: its DaemonSet in global mode, else its
+/// Deployment.
+fn workload_ref(place: &Place, key: &ObjectKey, value: &Value) -> ObjectRef {
+    let kind = if value["spec"]["mode"] == "global" {
+        "DaemonSet"
+    } else {
+        "Deployment"
+    };
+    ObjectRef {
+        api_version: "apps/v1".into(),
+        kind: kind.into(),
+        namespace: place.target.namespace.clone(),
+        name: key.name.clone(),
+    }
+}
+
+fn progress_of(place: &Place, key: &ObjectKey, value: &Value, pods: &[Value]) -> ServiceProgress {
+    let live = place.cluster.live(&workload_ref(place, key, value));
+    let pods: Vec<&Value> = pods.iter().collect();
+    crate::health::progress(live.as_ref(), &pods)
 }
 
 fn lifecycle(progress: &Progress, ready: u32) -> Lifecycle {
@@ -271,41 +297,46 @@ impl Engine for KubeEngine {
 
     async fn observe(&self) -> Result<Observed, EngineError> {
         let mut observed = self.applied().observed().map_err(store_error)?;
-        let state = observed.objects.clone();
-        for (key, value) in &state {
-            if key.kind == Kind::Cluster {
-                continue;
+        let places = self.places(&observed.objects).await?;
+        for (key, value) in observed.objects.iter_mut() {
+            if let Some(place) = places.get(&key.environment) {
+                *value = self.observe_one(place, key, value);
             }
-            let seen = self.observe_one(&state, key, value).await?;
-            observed.objects.insert(key.clone(), seen);
         }
         Ok(observed)
     }
 
     async fn apply(&self, action: &Action) -> Result<(), EngineError> {
         let key = action.key();
-        let mut state = self.applied().observed().map_err(store_error)?.objects;
-        let made = match action {
-            Action::Create { value, .. } | Action::Update { value, .. } => {
-                state.insert(key.clone(), value.clone());
-                if key.kind == Kind::Cluster {
-                    let spec: KubernetesCluster =
-                        serde_json::from_value(value["spec"]["kubernetes"].clone())
-                            .unwrap_or_default();
-                    self.cluster(&key.name, &spec).await?;
-                    Vec::new()
-                } else {
-                    self.apply_rendered(&state, key, value).await?
-                }
+        // The action's own value stands in for what is applied: an Environment is
+        // placed by the spec it is about to get.
+        let incoming = match action {
+            Action::Create { value, .. } | Action::Update { value, .. } => Some(value),
+            Action::Delete { .. } => None,
+        };
+        let lookup = |k: &ObjectKey| match incoming {
+            Some(value) if k == key => Some(value.clone()),
+            _ => self.applied().value(k).ok().flatten(),
+        };
+        let made = match (incoming, key.kind) {
+            (Some(value), Kind::Cluster) => {
+                let spec: KubernetesCluster =
+                    serde_json::from_value(value["spec"]["kubernetes"].clone()).unwrap_or_default();
+                self.cluster(&key.name, &spec).await?;
+                Vec::new()
             }
-            Action::Delete { .. } => {
-                if key.kind == Kind::Cluster {
-                    self.clusters.lock().await.remove(&key.name);
-                } else {
-                    let place = self.place(&state, &key.environment).await?;
-                    for object in self.made(key)? {
-                        place.cluster.delete(&object).await?;
-                    }
+            (Some(value), _) => {
+                let place = self.place(&key.environment, lookup).await?;
+                self.apply_rendered(&place, key, value).await?
+            }
+            (None, Kind::Cluster) => {
+                self.clusters.lock().await.remove(&key.name);
+                Vec::new()
+            }
+            (None, _) => {
+                let place = self.place(&key.environment, lookup).await?;
+                for object in self.made(key)? {
+                    place.cluster.delete(&object).await?;
                 }
                 Vec::new()
             }
@@ -319,12 +350,14 @@ impl Engine for KubeEngine {
         _orders: &Orders,
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
         let state = self.applied().observed().map_err(store_error)?.objects;
+        let places = self.places(&state).await?;
         let mut progress = BTreeMap::new();
         for (key, value) in state.iter().filter(|(k, _)| k.kind == Kind::Service) {
-            let place = self.place(&state, &key.environment).await?;
+            let place = &places[&key.environment];
+            let pods = Self::pods(place, key);
             progress.insert(
                 (key.environment.clone(), key.name.clone()),
-                self.progress_of(&place, key, value),
+                progress_of(place, key, value, &pods),
             );
         }
         Ok(progress)
@@ -332,14 +365,12 @@ impl Engine for KubeEngine {
 
     async fn status(&self) -> Result<EngineStatus, EngineError> {
         let state = self.applied().observed().map_err(store_error)?.objects;
+        let places = self.places(&state).await?;
         let mut status = EngineStatus::default();
         for (key, value) in state.iter().filter(|(k, _)| k.kind == Kind::Service) {
-            let place = self.place(&state, &key.environment).await?;
-            let progress = self.progress_of(&place, key, value);
-            let pods =
-                place
-                    .cluster
-                    .labelled("Pod", &place.target.namespace, SERVICE_LABEL, &key.name);
+            let place = &places[&key.environment];
+            let pods = Self::pods(place, key);
+            let progress = progress_of(place, key, value, &pods);
             let instances: Vec<InstanceView> = pods
                 .iter()
                 .map(|p| instance_view(&key.environment, &key.name, p))
@@ -370,29 +401,19 @@ impl Engine for KubeEngine {
     }
 
     async fn redeploy(&self, env: &str, service: &str) -> Result<String, EngineError> {
-        let state = self.applied().observed().map_err(store_error)?.objects;
         let key = ObjectKey {
             environment: env.to_owned(),
             kind: Kind::Service,
             name: service.to_owned(),
         };
-        let Some(value) = state.get(&key) else {
+        let lookup = |k: &ObjectKey| self.applied().value(k).ok().flatten();
+        let Some(value) = lookup(&key) else {
             return Err(EngineError::NotFound(format!(
                 "no service {service} in {env}"
             )));
         };
-        let place = self.place(&state, env).await?;
-        let kind = if value["spec"]["mode"] == "global" {
-            "DaemonSet"
-        } else {
-            "Deployment"
-        };
-        let workload = ObjectRef {
-            api_version: "apps/v1".into(),
-            kind: kind.into(),
-            namespace: place.target.namespace.clone(),
-            name: service.to_owned(),
-        };
+        let place = self.place(env, lookup).await?;
+        let workload = workload_ref(&place, &key, &value);
         let at = format!("{}", drover_store::now_ms());
         place.cluster.restart(&workload, &at).await?;
         Ok(format!("{workload}: every Pod is replaced"))

@@ -38,6 +38,20 @@ impl Applied {
         observed(&self.db, self.engine)
     }
 
+    /// One applied object's value, if the engine has applied it.
+    pub fn value(&self, key: &ObjectKey) -> Result<Option<Value>> {
+        let text: Option<String> = self
+            .db
+            .query_row(
+                "SELECT value FROM objects WHERE engine = ?1 AND environment = ?2 AND kind = ?3 AND name = ?4",
+                params![self.engine, key.environment, key.kind.as_str(), key.name],
+                |r| r.get(0),
+            )
+            .optional()?;
+        text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string())))
+            .transpose()
+    }
+
     /// What the engine made for an object, as recorded with it.
     pub fn made(&self, key: &ObjectKey) -> Result<Option<String>> {
         Ok(self

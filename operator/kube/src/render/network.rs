@@ -7,7 +7,7 @@ use drover_diff::ObjectKey;
 use drover_model::service::{Access, Balancing, MetricKind, ServiceSpec, SessionAffinity};
 use serde_json::{Value, json};
 
-use super::workload::container_ports;
+use super::workload::{container_ports, protocol};
 use super::{SERVICE_LABEL, Target, metadata};
 
 /// Annotations that make a LoadBalancer internal on the common clouds (each cloud reads
@@ -74,10 +74,7 @@ fn kube_service(
                 "name": p.name,
                 "port": p.published.or(p.target),
                 "targetPort": p.name,
-                "protocol": match p.protocol {
-                    drover_model::service::Protocol::Tcp => "TCP",
-                    drover_model::service::Protocol::Udp => "UDP",
-                },
+                "protocol": protocol(p.protocol),
             })
         })
         .collect();

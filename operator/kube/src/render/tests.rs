@@ -88,24 +88,27 @@ fn as_yaml(rendered: &Rendered) -> String {
     text
 }
 
+/// An environment of examples/repo, rendered into `namespace`.
+fn examples_rendered(
+    env: &str,
+    namespace: &str,
+    autoscaling: &str,
+) -> (Rendered, Vec<RenderError>) {
+    let state = repo_state(&examples());
+    render_environment(&environment(&state, env), &target(namespace, autoscaling))
+}
+
 #[test]
 fn examples_staging_renders_as_its_golden_file() {
-    let state = repo_state(&examples());
-    let (rendered, errors) = render_environment(
-        &environment(&state, "staging"),
-        &target("staging", "autoscaling/v2"),
-    );
+    let (rendered, errors) = examples_rendered("staging", "staging", "autoscaling/v2");
     assert!(errors.is_empty(), "{errors:?}");
     golden("staging.yaml", &as_yaml(&rendered));
 }
 
 #[test]
 fn examples_production_renders_as_its_golden_file() {
-    let state = repo_state(&examples());
-    let (rendered, errors) = render_environment(
-        &environment(&state, "production"),
-        &target("shop-production", "autoscaling/v2beta2"),
-    );
+    let (rendered, errors) =
+        examples_rendered("production", "shop-production", "autoscaling/v2beta2");
     assert!(errors.is_empty(), "{errors:?}");
     golden("production.yaml", &as_yaml(&rendered));
 }
@@ -240,11 +243,7 @@ fn what_kubernetes_cannot_run_is_a_clear_error() {
 
 #[test]
 fn secrets_never_carry_values_and_say_so() {
-    let state = repo_state(&examples());
-    let (rendered, _) = render_environment(
-        &environment(&state, "staging"),
-        &target("staging", "autoscaling/v2"),
-    );
+    let (rendered, _) = examples_rendered("staging", "staging", "autoscaling/v2");
     let secret = find(&rendered, "Secret", "db-credentials");
     assert_eq!(secret["data"]["password"], "");
     let text = as_yaml(&rendered);
@@ -259,11 +258,7 @@ fn secrets_never_carry_values_and_say_so() {
 
 #[test]
 fn every_rendered_object_names_its_owner() {
-    let state = repo_state(&examples());
-    let (rendered, _) = render_environment(
-        &environment(&state, "staging"),
-        &target("staging", "autoscaling/v2"),
-    );
+    let (rendered, _) = examples_rendered("staging", "staging", "autoscaling/v2");
     for object in &rendered.objects {
         let owner = object["metadata"]["annotations"][OWNER].as_str().unwrap();
         assert!(owner.starts_with("staging/"), "{owner}");

@@ -228,7 +228,7 @@ fn pod_template(
     Ok(json!({"metadata": {"labels": labels}, "spec": pod}))
 }
 
-fn protocol(p: Protocol) -> &'static str {
+pub(super) fn protocol(p: Protocol) -> &'static str {
     match p {
         Protocol::Tcp => "TCP",
         Protocol::Udp => "UDP",
