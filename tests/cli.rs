@@ -73,3 +73,36 @@ fn status_is_a_table_a_wider_table_json_or_yaml() {
     assert_eq!(yaml["environments"][0]["name"], "staging");
     assert_eq!(yaml["services"][0]["name"], "web");
 }
+
+#[test]
+fn plan_of_a_local_environment_with_nothing_applied_shows_everything_added() {
+    let state = tempfile::tempdir().unwrap();
+    let output = drover()
+        .args(["plan", "examples/repo", "--env", "staging", "--state-dir"])
+        .arg(state.path())
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("staging: Drover's objects (nothing applied yet from"),
+        "{text}"
+    );
+    assert!(text.contains("  web: added (replicas 2, v1.4.0)"), "{text}");
+    assert!(
+        !text.contains("dry run"),
+        "a local cluster has no dry run: {text}"
+    );
+    assert!(
+        std::fs::read_dir(state.path()).unwrap().next().is_none(),
+        "planning writes nothing"
+    );
+    let json = drover()
+        .args(["plan", "examples/repo", "--env", "nowhere", "-o", "json"])
+        .current_dir(repo_root())
+        .output()
+        .unwrap();
+    assert_eq!(json.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&json.stderr).contains("no environment `nowhere`"));
+}

@@ -193,7 +193,7 @@ fn quoted<'a>(config: &'a str, field: &str) -> &'a str {
 /// namespace `ns`, and `drover up` following it.
 struct Drover {
     repo: TestRepo,
-    _up: Running,
+    up: Running,
     state: PathBuf,
     namespace: String,
     _tmp: tempfile::TempDir,
@@ -218,7 +218,7 @@ impl Drover {
                     "cluster: local-staging",
                     &format!("cluster: kube\n  namespace: {ns}"),
                 )
-                .replace("progressDeadline: 2m", "progressDeadline: 20s");
+                .replace("progressDeadline: 2m", "progressDeadline: 30s");
             let text = edits
                 .iter()
                 .fold(text, |text, (from, to)| text.replace(from, to));
@@ -238,7 +238,7 @@ impl Drover {
         );
         Drover {
             repo,
-            _up: up,
+            up,
             state,
             namespace: ns.to_owned(),
             _tmp: tmp,
@@ -473,7 +473,7 @@ fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube
         "shop-web:broken",
     );
     let bad = d.repo.commit("web: broken image");
-    // Its Pods never become ready: past the 20 s deadline the release rolls back and
+    // Its Pods never become ready: past the 30 s deadline the release rolls back and
     // the revert is committed.
     let start = Instant::now();
     loop {
@@ -497,6 +497,194 @@ fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube
     deployment(kube, &d, "web", |w| {
         w["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/example/shop-web:v1.4.0"
     });
+}
+
+/// The newest commit's subject of `d`'s repo.
+fn last_subject(d: &Drover) -> String {
+    let out = Command::new("git")
+        .args(["log", "-1", "--format=%s"])
+        .current_dir(d.repo.dir.as_path())
+        .output()
+        .unwrap();
+    support::stdout(&out).trim().to_owned()
+}
+
+const SETTINGS: &str =
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\ndata:\n  level: info\n";
+const MIGRATE: &str = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  backoffLimit: 0\n  template:\n    spec:\n      restartPolicy: Never\n      containers:\n        - name: migrate\n          image: ghcr.io/example/migrate:v2\n";
+
+fn plain_manifests_are_applied_kept_from_drift_and_a_failed_job_rolls_the_release_back(
+    kube: &Kube,
+) {
+    let d = Drover::up(kube, "plain");
+    first_release_healthy(kube, &d);
+    d.repo.write("environments/staging/settings.yaml", SETTINGS);
+    d.repo.commit("settings");
+    let level = |level: &'static str| move |m: &Value| m["data"]["level"] == level;
+    let map = kube.until(
+        &["get", "configmap", "settings", "-n", "plain"],
+        Duration::from_secs(30),
+        level("info"),
+    );
+    assert_eq!(
+        map["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "drover"
+    );
+    // kubectl edit: drift on a plain object is seen through its watch and reverted.
+    let (ok, text) = kube.kubectl(&[
+        "patch",
+        "configmap",
+        "settings",
+        "-n",
+        "plain",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"level":"debug"}}"#,
+    ]);
+    assert!(ok, "{text}");
+    kube.until(
+        &["get", "configmap", "settings", "-n", "plain"],
+        Duration::from_secs(30),
+        level("info"),
+    );
+    // One release: the ConfigMap changes and a Job runs; the Job fails, so the whole
+    // release rolls back — the ConfigMap's change too — and is reverted in Git.
+    d.repo
+        .edit(
+            "environments/staging/settings.yaml",
+            "level: info",
+            "level: warn",
+        )
+        .write("environments/staging/migrate.yaml", MIGRATE);
+    d.repo.commit("migrate, quieter");
+    kube.until(
+        &["get", "configmap", "settings", "-n", "plain"],
+        Duration::from_secs(30),
+        level("warn"),
+    );
+    kube.until(
+        &["get", "job", "migrate", "-n", "plain"],
+        Duration::from_secs(30),
+        |_| true,
+    );
+    let now = "2026-01-01T00:00:00Z";
+    kube.raw_patch(
+        "/apis/batch/v1/namespaces/plain/jobs/migrate/status",
+        &serde_json::json!({"status": {"failed": 1, "conditions": [{
+            "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+            "message": "Job has reached the specified backoff limit",
+            "lastProbeTime": now, "lastTransitionTime": now}]}}),
+    );
+    let start = Instant::now();
+    while !last_subject(&d).starts_with("Revert") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the release is reverted: {}\n{:?}\n{}",
+            last_subject(&d),
+            kube.json(&["get", "job", "migrate", "-n", "plain"]),
+            d.up.printed()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    kube.until(
+        &["get", "configmap", "settings", "-n", "plain"],
+        Duration::from_secs(30),
+        level("info"),
+    );
+    let start = Instant::now();
+    while kube
+        .json(&["get", "job", "migrate", "-n", "plain"])
+        .is_some()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the Job is removed with its release"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let out = support::drover()
+        .args(["history", "staging", "--state-dir"])
+        .arg(&d.state)
+        .output()
+        .unwrap();
+    let history = support::stdout(&out);
+    assert!(history.contains("BackoffLimitExceeded"), "{history}");
+}
+
+fn drover_plan_shows_the_servers_dry_run_and_what_would_be_pruned_and_changes_nothing(kube: &Kube) {
+    let d = Drover::up(kube, "plan");
+    deployment(kube, &d, "worker", |_| true);
+    deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
+    // Edited, not committed: `drover up` follows commits, `drover plan` reads files.
+    d.repo.edit(
+        "environments/staging/web.yaml",
+        "replicas: 2",
+        "replicas: 3",
+    );
+    std::fs::remove_file(
+        d.repo
+            .dir
+            .as_path()
+            .join("environments/staging/worker.yaml"),
+    )
+    .unwrap();
+    let plan = |extra: &[&str]| {
+        let out = support::drover()
+            .arg("plan")
+            .arg(d.repo.dir.as_path())
+            .args(["--env", "staging", "--state-dir"])
+            .arg(&d.state)
+            .args(extra)
+            .env("KUBECONFIG", &kube.kubeconfig)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            support::stdout(&out),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, text, errors) = plan(&[]);
+    assert_eq!(code, Some(1), "{text}{errors}");
+    for line in [
+        "  web: replicas 2 → 3",
+        "  worker: removed",
+        "staging on cluster kube (namespace plan), by server-side dry run:",
+        "  ~ Deployment/plan/web\n      spec.replicas: 2 → 3",
+        "  - Deployment/plan/worker (pruned: Drover made it and no longer renders it)",
+    ] {
+        assert!(text.contains(line), "{line:?} in:\n{text}");
+    }
+    assert!(
+        !text.contains("Deployment/plan/api"),
+        "unchanged objects are counted, not listed:\n{text}"
+    );
+    let (code, json, _) = plan(&["-o", "json"]);
+    assert_eq!(code, Some(1));
+    let json: Value = serde_json::from_str(&json).unwrap();
+    let web = json["cluster"]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["object"]["kind"] == "Deployment" && o["object"]["name"] == "web")
+        .cloned()
+        .unwrap();
+    assert_eq!(web["action"], "update");
+    assert_eq!(web["fields"][0]["planned"], 3);
+    let (code, offline, _) = plan(&["--offline"]);
+    assert_eq!(code, Some(1));
+    assert!(
+        offline.contains("the cluster was not asked (--offline)"),
+        "{offline}"
+    );
+    // A dry run changes nothing.
+    std::thread::sleep(Duration::from_secs(1));
+    deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 2);
+    assert!(
+        kube.json(&["get", "deployment", "worker", "-n", "plan"])
+            .is_some()
+    );
 }
 
 fn a_wrong_token_is_a_clear_error_in_status(kube: &Kube) {
@@ -538,7 +726,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 6] = [
+    let tests: [(&str, Test); 8] = [
         (
             "a_wrong_token_is_a_clear_error_in_status",
             a_wrong_token_is_a_clear_error_in_status,
@@ -562,6 +750,14 @@ fn main() {
         (
             "ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back",
             ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back,
+        ),
+        (
+            "drover_plan_shows_the_servers_dry_run_and_what_would_be_pruned_and_changes_nothing",
+            drover_plan_shows_the_servers_dry_run_and_what_would_be_pruned_and_changes_nothing,
+        ),
+        (
+            "plain_manifests_are_applied_kept_from_drift_and_a_failed_job_rolls_the_release_back",
+            plain_manifests_are_applied_kept_from_drift_and_a_failed_job_rolls_the_release_back,
         ),
     ];
     let chosen: Vec<_> = tests

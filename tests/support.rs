@@ -107,6 +107,12 @@ impl Running {
         panic!("no expected line within {timeout:?}; saw {seen:#?}");
     }
 
+    /// Every line printed since the last look, for a failure's message.
+    #[allow(dead_code, reason = "used by tests/kubernetes.rs, not by every binary")]
+    pub fn printed(&self) -> String {
+        self.lines.try_iter().collect::<Vec<_>>().join("\n")
+    }
+
     /// Asserts that no line satisfying `unwanted` arrives within `window`.
     pub fn expect_quiet(&self, window: std::time::Duration, unwanted: impl Fn(&str) -> bool) {
         let deadline = std::time::Instant::now() + window;

@@ -14,6 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use normalize::{ObjectKey, State, fingerprint, normalize};
+pub use summary::DRIFT_ANNOTATION;
 
 /// What happened to an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

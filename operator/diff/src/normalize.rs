@@ -109,6 +109,14 @@ pub(crate) fn walk(repo: &Repo, visitor: &mut Visit<'_>) {
                 }
             });
         }
+        for raw in &dir.manifests {
+            let key = ObjectKey {
+                environment: env.to_owned(),
+                kind: Kind::Manifest,
+                name: raw.name.clone(),
+            };
+            visitor(key, &raw.source, &|| raw_value(&raw.value));
+        }
         for service in &dir.services {
             let spec = service.spec();
             visit(visitor, env, Kind::Service, service, |v| {
@@ -129,6 +137,23 @@ pub(crate) fn walk(repo: &Repo, visitor: &mut Visit<'_>) {
             });
         }
     }
+}
+
+/// A plain Kubernetes object as written, keys sorted. A Kubernetes Secret's values
+/// are fingerprinted like a Drover Secret's (validation refuses such an object, but a
+/// diff of an invalid repo must not show them either).
+fn raw_value(value: &Value) -> Value {
+    let mut value = sorted(value.clone());
+    if value["apiVersion"] == "v1" && value["kind"] == "Secret" {
+        for field in ["data", "stringData"] {
+            if let Some(Value::Object(data)) = value.get_mut(field) {
+                for v in data.values_mut() {
+                    *v = Value::String(fingerprint(&v.to_string()));
+                }
+            }
+        }
+    }
+    value
 }
 
 /// The normalized state a repo declares.

@@ -8,10 +8,16 @@ use serde_json::Value;
 
 use crate::{Change, ObjectKey, op_path};
 
+/// The annotation an engine puts on an observed object that differs live from what
+/// was applied (`Deployment/staging/web: spec.template changed`): what people read as
+/// the drift, never applied.
+pub const DRIFT_ANNOTATION: &str = "drover.dev/drift";
+
 /// How an object is named at the start of its lines.
 fn subject(key: &ObjectKey) -> String {
     match key.kind {
-        Kind::Service => key.name.clone(),
+        // A plain Kubernetes object's name says its kind: `ConfigMap/settings`.
+        Kind::Service | Kind::Manifest => key.name.clone(),
         other => format!("{} {}", other.as_str().to_ascii_lowercase(), key.name),
     }
 }
@@ -152,8 +158,16 @@ pub(crate) fn lines(
         Change::Changed => {}
     }
     let mut out = Vec::new();
+    // What an engine saw changed live, in its words, instead of the mark it carries.
+    let drift = old["metadata"]["annotations"][DRIFT_ANNOTATION].as_str();
+    if let Some(text) = drift {
+        out.push(format!("{who}: {text}"));
+    }
     for op in &patch.0 {
         let path = op_path(op);
+        if drift.is_some() && path.starts_with("/metadata/annotations") {
+            continue;
+        }
         let segs = segments(&path);
         let before = old.pointer(&path);
         let after = match op {

@@ -6,6 +6,7 @@ mod crds;
 mod diff;
 mod logging;
 mod ops;
+mod plan;
 mod promote;
 mod proxy;
 mod repo_args;
@@ -90,6 +91,11 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
+    /// Show what `drover up` would change in one environment if the repo's files were
+    /// committed: Drover's objects against what was last applied and, on Kubernetes,
+    /// each object as a server-side dry run reports it. Exit 0 when nothing changes,
+    /// 1 when something does, 2 on errors.
+    Plan(plan::Args),
     /// Print a pull-request comment showing what merging `head` into `base` changes,
     /// with validation results. Needs no cluster access. Exit 0 when the head is valid,
     /// 1 when it is invalid, 2 on errors.
@@ -256,6 +262,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Validate { dir, output, color } => validate::run(&dir, output, color),
+        Command::Plan(args) => plan::run(args),
         Command::Diff {
             repo,
             from,

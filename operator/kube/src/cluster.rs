@@ -1,9 +1,10 @@
-//! One connected Kubernetes cluster: its client, the API versions discovery found, a
-//! watch (reflector) per kind Drover renders, and server-side apply and delete of
-//! rendered objects. Watches wake the controller; nothing here polls.
+//! One connected Kubernetes cluster: its client, what discovery found, a watch
+//! (reflector) per kind Drover renders — and per kind of the plain manifests it
+//! applied, started on first use — and server-side apply, dry run and delete.
+//! Watches wake the controller; nothing here polls.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -17,7 +18,16 @@ use kube::{Client, Config};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use crate::discovery::{self, RENDERED, Resolved};
 use crate::render::{Apis, FIELD_MANAGER, MANAGED_BY, ObjectRef, SERVICE_LABEL};
+
+/// The watch of services' Pods (by their service label, not by Drover's mark: Pods
+/// are made by Deployments, not by Drover).
+const SERVICE_PODS: &str = "service Pods";
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 /// Why a cluster could not be reached or refused what Drover asked.
 #[derive(Debug, thiserror::Error)]
@@ -32,31 +42,12 @@ pub enum ClusterError {
     NotOurs { cluster: String, object: String },
 }
 
-/// The kinds Drover renders and watches, with their resource names.
-const KINDS: [(&str, &str, &str); 9] = [
-    ("v1", "Namespace", "namespaces"),
-    ("v1", "ResourceQuota", "resourcequotas"),
-    ("v1", "LimitRange", "limitranges"),
-    ("v1", "Secret", "secrets"),
-    ("v1", "Service", "services"),
-    ("apps/v1", "Deployment", "deployments"),
-    ("apps/v1", "DaemonSet", "daemonsets"),
-    ("networking.k8s.io/v1", "Ingress", "ingresses"),
-    ("", "HorizontalPodAutoscaler", "horizontalpodautoscalers"),
-];
-
-fn resource(api_version: &str, kind: &str) -> Option<ApiResource> {
-    let (_, _, plural) = KINDS.iter().find(|(_, k, _)| *k == kind)?;
-    let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
-    let gvk = GroupVersionKind::gvk(group, version, kind);
-    Some(ApiResource::from_gvk_with_plural(&gvk, plural))
-}
-
 /// A watched kind: its reflector's store.
 #[derive(Clone)]
 struct Watched {
     store: Store<DynamicObject>,
     resource: ApiResource,
+    namespaced: bool,
 }
 
 impl std::fmt::Debug for Watched {
@@ -70,10 +61,14 @@ pub struct Cluster {
     pub name: String,
     client: Client,
     pub apis: Apis,
-    watched: BTreeMap<String, Watched>,
+    /// By `group/Kind` (see [`ObjectRef::kind_key`]), and [`SERVICE_PODS`].
+    watched: Mutex<BTreeMap<String, Watched>>,
+    /// Kinds of plain manifests, by `apiVersion/Kind`, as discovery resolved them.
+    resolved: Mutex<BTreeMap<String, Resolved>>,
     /// The last error a watch saw (a refused token, an unreachable server).
     trouble: Arc<Mutex<Option<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    wake: Arc<Notify>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -87,13 +82,13 @@ impl std::fmt::Debug for Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        for task in &self.tasks {
+        for task in lock(&self.tasks).iter() {
             task.abort();
         }
     }
 }
 
-fn api_error(cluster: &str, e: impl std::fmt::Display) -> ClusterError {
+pub(crate) fn api_error(cluster: &str, e: impl std::fmt::Display) -> ClusterError {
     let message = e.to_string();
     let message = if message.contains("401") || message.contains("Unauthorized") {
         format!(
@@ -112,11 +107,13 @@ fn api_error(cluster: &str, e: impl std::fmt::Display) -> ClusterError {
 
 impl Cluster {
     /// Connects to the cluster of a kubeconfig `context` (the current one if `None`;
-    /// in a Pod, the in-cluster config), discovers API versions and starts watching.
+    /// in a Pod, the in-cluster config) and discovers what it serves; with `wake`, it
+    /// watches what Drover makes and wakes the controller on every change (without,
+    /// it only answers requests: `drover plan`).
     pub async fn connect(
         name: &str,
         context: Option<&str>,
-        wake: Arc<Notify>,
+        wake: Option<Arc<Notify>>,
     ) -> Result<Cluster, ClusterError> {
         let config_error = |message: String| ClusterError::Config {
             cluster: name.to_owned(),
@@ -138,125 +135,166 @@ impl Cluster {
                 .map_err(|e| config_error(e.to_string()))?,
         };
         let client = Client::try_from(config).map_err(|e| config_error(e.to_string()))?;
-        let apis = discover(name, &client).await?;
-        let mut cluster = Cluster {
+        let apis = discovery::discover(name, &client).await?;
+        let cluster = Cluster {
             name: name.to_owned(),
             client,
             apis,
-            watched: BTreeMap::new(),
+            watched: Mutex::new(BTreeMap::new()),
+            resolved: Mutex::new(BTreeMap::new()),
             trouble: Arc::new(Mutex::new(None)),
-            tasks: Vec::new(),
+            tasks: Mutex::new(Vec::new()),
+            wake: wake.clone().unwrap_or_default(),
         };
-        for (api_version, kind, _) in KINDS {
-            let api_version = if kind == "HorizontalPodAutoscaler" {
-                cluster.apis.autoscaling.clone()
-            } else {
-                api_version.to_owned()
-            };
-            let ar = resource(&api_version, kind).expect("a known kind");
-            let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-            cluster.watch(kind, ar, &selector, wake.clone());
+        if wake.is_none() {
+            return Ok(cluster);
         }
-        let pods =
-            ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("", "v1", "Pod"), "pods");
-        cluster.watch("Pod", pods, SERVICE_LABEL, wake);
+        for (api_version, kind, _) in RENDERED {
+            let api_version = if api_version.is_empty() {
+                cluster.apis.autoscaling.as_str()
+            } else {
+                api_version
+            };
+            let resolved = discovery::rendered(api_version, kind).expect("a rendered kind");
+            let key = ObjectRef::key_of(api_version, kind);
+            cluster.watch(key, resolved, &managed_by());
+        }
+        let pods = Resolved {
+            resource: ApiResource::from_gvk_with_plural(
+                &GroupVersionKind::gvk("", "v1", "Pod"),
+                "pods",
+            ),
+            namespaced: true,
+        };
+        cluster.watch(SERVICE_PODS.to_owned(), pods, SERVICE_LABEL);
         Ok(cluster)
     }
 
-    fn watch(&mut self, kind: &str, ar: ApiResource, selector: &str, wake: Arc<Notify>) {
+    fn watch(&self, key: String, resolved: Resolved, selector: &str) {
+        let ar = resolved.resource.clone();
         let writer = Writer::new(ar.clone());
-        let dyntype = ar.clone();
         let store = writer.as_reader();
-        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &dyntype);
+        let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &ar);
         let config = watcher::Config::default().labels(selector);
         let trouble = self.trouble.clone();
+        let wake = self.wake.clone();
         let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
-        self.tasks.push(tokio::spawn(async move {
+        lock(&self.tasks).push(tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 match event {
                     Ok(_) => {
-                        *trouble.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                        *lock(&trouble) = None;
                         wake.notify_one();
                     }
-                    Err(e) => {
-                        *trouble.lock().unwrap_or_else(|e| e.into_inner()) = Some(e.to_string());
-                    }
+                    Err(e) => *lock(&trouble) = Some(e.to_string()),
                 }
             }
         }));
-        self.watched.insert(
-            kind.to_owned(),
+        lock(&self.watched).insert(
+            key,
             Watched {
                 store,
                 resource: ar,
+                namespaced: resolved.namespaced,
             },
         );
     }
 
+    /// Watches the kind of `object` (a plain manifest's) if nothing does yet, and waits
+    /// until the watch has listed once, so its objects are never taken for missing.
+    pub async fn watch_kind(&self, object: &ObjectRef) -> Result<(), ClusterError> {
+        let key = object.kind_key();
+        let known = lock(&self.watched).get(&key).cloned();
+        let watched = match known {
+            Some(w) => w,
+            None => {
+                let resolved = self.resolve(object).await?;
+                self.watch(key.clone(), resolved, &managed_by());
+                lock(&self.watched)[&key].clone()
+            }
+        };
+        self.wait_listed(&watched).await
+    }
+
+    async fn wait_listed(&self, watched: &Watched) -> Result<(), ClusterError> {
+        let waited =
+            tokio::time::timeout(Duration::from_secs(5), watched.store.wait_until_ready()).await;
+        if matches!(waited, Ok(Ok(()))) {
+            return Ok(());
+        }
+        let why = lock(&self.trouble)
+            .clone()
+            .unwrap_or_else(|| "the API server does not answer".to_owned());
+        Err(api_error(&self.name, format!("not watched yet: {why}")))
+    }
+
+    async fn resolve(&self, object: &ObjectRef) -> Result<Resolved, ClusterError> {
+        let key = format!("{}/{}", object.api_version, object.kind);
+        if let Some(known) = lock(&self.resolved).get(&key) {
+            return Ok(known.clone());
+        }
+        let resolved = discovery::resolve(&self.name, &self.client, object).await?;
+        lock(&self.resolved).insert(key, resolved.clone());
+        Ok(resolved)
+    }
+
     /// Waits (a little) until every watch has listed once; an error says why not.
     pub async fn ready(&self) -> Result<(), ClusterError> {
-        for watched in self.watched.values() {
-            let waited =
-                tokio::time::timeout(Duration::from_secs(5), watched.store.wait_until_ready())
-                    .await;
-            if !matches!(waited, Ok(Ok(()))) {
-                let why = self
-                    .trouble
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .clone()
-                    .unwrap_or_else(|| "the API server does not answer".to_owned());
-                return Err(api_error(&self.name, format!("not watched yet: {why}")));
-            }
+        let watched: Vec<Watched> = lock(&self.watched).values().cloned().collect();
+        for w in &watched {
+            self.wait_listed(w).await?;
         }
         Ok(())
     }
 
     /// A live object as last watched, as JSON (a lookup by key, not a scan).
     pub fn live(&self, object: &ObjectRef) -> Option<Value> {
-        let watched = self.watched.get(&object.kind)?;
+        let watched = lock(&self.watched).get(&object.kind_key()).cloned()?;
         let mut key =
             reflector::ObjectRef::<DynamicObject>::new_with(&object.name, watched.resource.clone());
-        if !object.namespace.is_empty() {
+        if watched.namespaced && !object.namespace.is_empty() {
             key = key.within(&object.namespace);
         }
-        watched
-            .store
-            .get(&key)
-            .and_then(|o| serde_json::to_value(o.as_ref()).ok())
+        let mut live = serde_json::to_value(watched.store.get(&key)?.as_ref()).ok()?;
+        // Objects a list returned carry no apiVersion or kind; health rules read them.
+        live["apiVersion"] = Value::from(watched.resource.api_version.clone());
+        live["kind"] = Value::from(watched.resource.kind.clone());
+        Some(live)
     }
 
-    /// Every live object of a kind in a namespace whose label `key` is `value`.
-    pub fn labelled(&self, kind: &str, namespace: &str, key: &str, value: &str) -> Vec<Value> {
-        let Some(watched) = self.watched.get(kind) else {
-            return Vec::new();
+    /// Services' Pods as last watched, by namespace and service: one pass over the
+    /// store, however many services ask.
+    pub fn service_pods(&self) -> BTreeMap<(String, String), Vec<Value>> {
+        let Some(watched) = lock(&self.watched).get(SERVICE_PODS).cloned() else {
+            return BTreeMap::new();
         };
-        watched
-            .store
-            .state()
-            .into_iter()
-            .filter(|o| {
-                o.metadata.namespace.as_deref().unwrap_or_default() == namespace
-                    && o.metadata
-                        .labels
-                        .as_ref()
-                        .and_then(|l| l.get(key))
-                        .is_some_and(|v| v == value)
-            })
-            .filter_map(|o| serde_json::to_value(o.as_ref()).ok())
-            .collect()
+        let mut pods: BTreeMap<(String, String), Vec<Value>> = BTreeMap::new();
+        for pod in watched.store.state() {
+            let service = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(SERVICE_LABEL));
+            let (Some(service), Some(namespace)) = (service, &pod.metadata.namespace) else {
+                continue;
+            };
+            if let Ok(value) = serde_json::to_value(pod.as_ref()) {
+                pods.entry((namespace.clone(), service.clone()))
+                    .or_default()
+                    .push(value);
+            }
+        }
+        pods
     }
 
-    fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
-        let ar = resource(&object.api_version, &object.kind).ok_or_else(|| ClusterError::Api {
-            cluster: self.name.clone(),
-            message: format!("{object}: Drover does not apply this kind"),
-        })?;
-        Ok(if object.namespace.is_empty() {
-            Api::all_with(self.client.clone(), &ar)
+    async fn api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
+        let resolved = self.resolve(object).await?;
+        let ar = &resolved.resource;
+        Ok(if resolved.namespaced && !object.namespace.is_empty() {
+            Api::namespaced_with(self.client.clone(), &object.namespace, ar)
         } else {
-            Api::namespaced_with(self.client.clone(), &object.namespace, &ar)
+            Api::all_with(self.client.clone(), ar)
         })
     }
 
@@ -267,21 +305,33 @@ impl Cluster {
         manifest: &Value,
         created_by_drover: bool,
     ) -> Result<(), ClusterError> {
+        self.apply_as(manifest, created_by_drover, false)
+            .await
+            .map(drop)
+    }
+
+    /// What applying would make of `manifest`, asked of the API server (a server-side
+    /// dry run): the object as it would be, with the cluster's defaults and admission.
+    pub async fn dry_run(&self, manifest: &Value) -> Result<Value, ClusterError> {
+        self.apply_as(manifest, true, true).await
+    }
+
+    async fn apply_as(
+        &self,
+        manifest: &Value,
+        created_by_drover: bool,
+        dry_run: bool,
+    ) -> Result<Value, ClusterError> {
         let object = ObjectRef::of(manifest);
-        let api = self.api(&object)?;
+        let api = self.api(&object).await?;
         if !created_by_drover {
             let existing = api
                 .get_opt(&object.name)
                 .await
                 .map_err(|e| api_error(&self.name, format!("{object}: {e}")))?;
             if let Some(existing) = existing {
-                let ours = existing
-                    .metadata
-                    .managed_fields
-                    .iter()
-                    .flatten()
-                    .any(|f| f.manager.as_deref() == Some(FIELD_MANAGER));
-                if !ours {
+                let existing = serde_json::to_value(existing).unwrap_or_default();
+                if !crate::plan::managed_by_drover(&existing) {
                     return Err(ClusterError::NotOurs {
                         cluster: self.name.clone(),
                         object: object.to_string(),
@@ -289,16 +339,28 @@ impl Cluster {
                 }
             }
         }
-        let params = PatchParams::apply(FIELD_MANAGER).force();
-        api.patch(&object.name, &params, &Patch::Apply(manifest))
+        let mut params = PatchParams::apply(FIELD_MANAGER).force();
+        params.dry_run = dry_run;
+        let applied = api
+            .patch(&object.name, &params, &Patch::Apply(manifest))
             .await
             .map_err(|e| api_error(&self.name, format!("{object}: {e}")))?;
-        Ok(())
+        Ok(serde_json::to_value(applied).unwrap_or_default())
+    }
+
+    /// An object as the API server has it now (not as watched), if it exists.
+    pub async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, ClusterError> {
+        let api = self.api(object).await?;
+        let found = api
+            .get_opt(&object.name)
+            .await
+            .map_err(|e| api_error(&self.name, format!("{object}: {e}")))?;
+        Ok(found.and_then(|o| serde_json::to_value(o).ok()))
     }
 
     /// Deletes an object Drover made (already gone is fine).
     pub async fn delete(&self, object: &ObjectRef) -> Result<(), ClusterError> {
-        let api = self.api(object)?;
+        let api = self.api(object).await?;
         match api.delete(&object.name, &DeleteParams::background()).await {
             Ok(_) => Ok(()),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
@@ -309,7 +371,7 @@ impl Cluster {
     /// Restarts a workload's Pods as `kubectl rollout restart` does: a new template
     /// annotation, under a field manager of its own so it is never seen as drift.
     pub async fn restart(&self, object: &ObjectRef, at: &str) -> Result<(), ClusterError> {
-        let api = self.api(object)?;
+        let api = self.api(object).await?;
         let patch = serde_json::json!({"spec": {"template": {"metadata": {"annotations": {
             "drover.dev/restartedAt": at,
         }}}}});
@@ -320,24 +382,6 @@ impl Cluster {
     }
 }
 
-/// `autoscaling/v2` where the cluster serves it, else `autoscaling/v2beta2`.
-async fn discover(name: &str, client: &Client) -> Result<Apis, ClusterError> {
-    let groups = client
-        .list_api_groups()
-        .await
-        .map_err(|e| api_error(name, e))?;
-    let served = |group: &str, version: &str| {
-        groups
-            .groups
-            .iter()
-            .any(|g| g.name == group && g.versions.iter().any(|v| v.version == version))
-    };
-    let autoscaling = if served("autoscaling", "v2") {
-        "autoscaling/v2"
-    } else {
-        "autoscaling/v2beta2"
-    };
-    Ok(Apis {
-        autoscaling: autoscaling.to_owned(),
-    })
+fn managed_by() -> String {
+    format!("{}={}", MANAGED_BY.0, MANAGED_BY.1)
 }

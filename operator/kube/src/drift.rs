@@ -15,6 +15,58 @@ pub fn drifted(rendered: &Value, live: &Value) -> Option<String> {
     walk(&rendered, live, String::new())
 }
 
+/// One field a plan would change: where, what is live, what would be.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldChange {
+    pub path: String,
+    pub live: Value,
+    pub planned: Value,
+}
+
+/// Every field Drover renders whose value `planned` (a server-side dry run of the
+/// rendering) has and `live` does not: a plan's lines for one object.
+pub fn changes(rendered: &Value, live: &Value, planned: &Value) -> Vec<FieldChange> {
+    let mut out = Vec::new();
+    collect(rendered, live, planned, String::new(), &mut out);
+    out
+}
+
+fn collect(
+    rendered: &Value,
+    live: &Value,
+    planned: &Value,
+    path: String,
+    out: &mut Vec<FieldChange>,
+) {
+    match rendered {
+        Value::Object(fields) => {
+            for (k, v) in fields {
+                if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+                    continue;
+                }
+                let at = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                collect(v, &live[k], &planned[k], at, out);
+            }
+        }
+        // A list is one field: its items are shown whole when it changes.
+        _ => {
+            let same = walk(planned, live, String::new()).is_none()
+                || (live.is_null() && is_empty(planned));
+            if !same {
+                out.push(FieldChange {
+                    path,
+                    live: live.clone(),
+                    planned: planned.clone(),
+                });
+            }
+        }
+    }
+}
+
 fn walk(rendered: &Value, live: &Value, path: String) -> Option<String> {
     match (rendered, live) {
         (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(k, v)| {
@@ -113,6 +165,22 @@ mod tests {
         assert_eq!(drifted(&rendered, &live), None);
         let changed = json!({"probe": {"periodSeconds": 2}, "metrics": [{"type": "Pods"}, {"type": "Object"}]});
         assert!(drifted(&rendered, &changed).is_some());
+    }
+
+    #[test]
+    fn a_plan_lists_each_rendered_field_the_dry_run_changes() {
+        let rendered = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "spec": {"replicas": 3, "template": {"spec": {"containers": [{"image": "web:2"}]}}}});
+        let live = json!({"spec": {"replicas": 2, "paused": false,
+            "template": {"spec": {"containers": [{"image": "web:1", "imagePullPolicy": "Always"}]}}}});
+        let planned = json!({"spec": {"replicas": 3, "paused": false,
+            "template": {"spec": {"containers": [{"image": "web:2", "imagePullPolicy": "Always"}]}}}});
+        let found = changes(&rendered, &live, &planned);
+        let paths: Vec<&str> = found.iter().map(|c| c.path.as_str()).collect();
+        assert_eq!(paths, ["spec.replicas", "spec.template.spec.containers"]);
+        assert_eq!(found[0].live, json!(2));
+        assert_eq!(found[0].planned, json!(3));
+        assert!(changes(&rendered, &planned, &planned).is_empty());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, ClusterError};
-use crate::render::{self, ObjectRef, SERVICE_LABEL, Target};
+use crate::render::{self, ObjectRef, Target};
 
 impl From<ClusterError> for EngineError {
     fn from(e: ClusterError) -> EngineError {
@@ -37,6 +37,9 @@ impl From<ClusterError> for EngineError {
 fn store_error(e: drover_store::StoreError) -> EngineError {
     EngineError::Failed(e.to_string())
 }
+
+/// The engine's name in the state database's rows.
+pub(crate) const NAME: &str = "kubernetes";
 
 /// The Kubernetes engine.
 #[derive(Debug)]
@@ -61,7 +64,7 @@ impl KubeEngine {
         wake: Arc<Notify>,
     ) -> Result<Arc<KubeEngine>, EngineError> {
         Ok(Arc::new(KubeEngine {
-            applied: Mutex::new(Applied::open(database, "kubernetes").map_err(store_error)?),
+            applied: Mutex::new(Applied::open(database, NAME).map_err(store_error)?),
             clusters: tokio::sync::Mutex::new(BTreeMap::new()),
             wake,
         }))
@@ -83,8 +86,9 @@ impl KubeEngine {
         {
             return Ok(cluster.clone());
         }
-        let cluster =
-            Arc::new(Cluster::connect(name, spec.context.as_deref(), self.wake.clone()).await?);
+        let cluster = Arc::new(
+            Cluster::connect(name, spec.context.as_deref(), Some(self.wake.clone())).await?,
+        );
         clusters.insert(name.to_owned(), (spec.clone(), cluster.clone()));
         Ok(cluster)
     }
@@ -96,35 +100,9 @@ impl KubeEngine {
         env: &str,
         lookup: impl Fn(&ObjectKey) -> Option<Value>,
     ) -> Result<Place, EngineError> {
-        let find = |kind: Kind, environment: &str, name: &str| {
-            lookup(&ObjectKey {
-                environment: environment.to_owned(),
-                kind,
-                name: name.to_owned(),
-            })
-        };
-        let environment = find(Kind::Environment, env, env).ok_or_else(|| {
-            EngineError::NotFound(format!("environment {env} is not applied yet"))
-        })?;
-        let cluster_name = environment["spec"]["cluster"].as_str().unwrap_or_default();
-        let cluster = find(Kind::Cluster, "", cluster_name).ok_or_else(|| {
-            EngineError::NotFound(format!("cluster {cluster_name} is not applied yet"))
-        })?;
-        let spec: KubernetesCluster =
-            serde_json::from_value(cluster["spec"]["kubernetes"].clone()).unwrap_or_default();
-        let connected = self.cluster(cluster_name, &spec).await?;
-        let deadline: drover_model::Duration =
-            serde_json::from_value(environment["spec"]["rollback"]["progressDeadline"].clone())
-                .unwrap_or(drover_model::Duration::secs(600));
-        let target = Target {
-            namespace: render::namespace_of(
-                env,
-                environment["spec"]["namespace"].as_str(),
-                &spec.namespace_prefix,
-            ),
-            apis: connected.apis.clone(),
-            progress_deadline: deadline.0 / 1000,
-        };
+        let placement = render::Placement::of(env, lookup).map_err(EngineError::NotFound)?;
+        let connected = self.cluster(&placement.cluster, &placement.spec).await?;
+        let target = placement.target(connected.apis.clone());
         Ok(Place {
             cluster: connected,
             target,
@@ -174,6 +152,10 @@ impl KubeEngine {
             let r = ObjectRef::of(object);
             let ours = before.iter().any(|b| b.same_object(&r));
             place.cluster.apply(object, ours).await?;
+            if key.kind == Kind::Manifest {
+                // Seen live from now on: drift and health.
+                place.cluster.watch_kind(&r).await?;
+            }
             made.push(r);
         }
         for old in before
@@ -209,17 +191,70 @@ impl KubeEngine {
                 {
                     observed["spec"]["replicas"] = n.clone();
                 }
-                _ => observed["metadata"]["annotations"]["drover.dev/drift"] = Value::from(drift),
+                _ => {
+                    observed["metadata"]["annotations"][drover_diff::DRIFT_ANNOTATION] =
+                        Value::from(drift)
+                }
             }
         }
         observed
     }
 
-    /// A service's Pods, as last watched.
-    fn pods(place: &Place, key: &ObjectKey) -> Vec<Value> {
-        place
-            .cluster
-            .labelled("Pod", &place.target.namespace, SERVICE_LABEL, &key.name)
+    /// Watches the kinds of the plain manifests `state` holds, so that what they made
+    /// is seen live (a kind the cluster no longer serves is left to show as missing).
+    async fn watch_manifests(
+        &self,
+        state: &State,
+        places: &BTreeMap<String, Place>,
+    ) -> Result<(), EngineError> {
+        for key in state.keys().filter(|k| k.kind == Kind::Manifest) {
+            let Some(place) = places.get(&key.environment) else {
+                continue;
+            };
+            for object in self.made(key)? {
+                if let Err(e) = place.cluster.watch_kind(&object).await {
+                    tracing::debug!("{}: {object} not watched: {e}", key.environment);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every service's and plain manifest's progress, from one read of the Pods.
+    fn progress(
+        &self,
+        state: &State,
+        places: &BTreeMap<String, Place>,
+    ) -> Result<BTreeMap<ServiceKey, (ServiceProgress, Vec<Value>)>, EngineError> {
+        let mut pods: BTreeMap<String, BTreeMap<(String, String), Vec<Value>>> = BTreeMap::new();
+        let mut progress = BTreeMap::new();
+        for (key, value) in state {
+            let Some(place) = places.get(&key.environment) else {
+                continue;
+            };
+            let (p, service_pods) = match key.kind {
+                Kind::Service => {
+                    let by_service = pods
+                        .entry(place.cluster.name.clone())
+                        .or_insert_with(|| place.cluster.service_pods());
+                    let mine = by_service
+                        .remove(&(place.target.namespace.clone(), key.name.clone()))
+                        .unwrap_or_default();
+                    (progress_of(place, key, value, &mine), mine)
+                }
+                Kind::Manifest => {
+                    let made = self.made(key)?;
+                    let live = made.first().and_then(|r| place.cluster.live(r));
+                    (crate::health::object_progress(live.as_ref()), Vec::new())
+                }
+                _ => continue,
+            };
+            progress.insert(
+                (key.environment.clone(), key.name.clone()),
+                (p, service_pods),
+            );
+        }
+        Ok(progress)
     }
 }
 
@@ -298,6 +333,7 @@ impl Engine for KubeEngine {
     async fn observe(&self) -> Result<Observed, EngineError> {
         let mut observed = self.applied().observed().map_err(store_error)?;
         let places = self.places(&observed.objects).await?;
+        self.watch_manifests(&observed.objects, &places).await?;
         for (key, value) in observed.objects.iter_mut() {
             if let Some(place) = places.get(&key.environment) {
                 *value = self.observe_one(place, key, value);
@@ -351,44 +387,50 @@ impl Engine for KubeEngine {
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
         let state = self.applied().observed().map_err(store_error)?.objects;
         let places = self.places(&state).await?;
-        let mut progress = BTreeMap::new();
-        for (key, value) in state.iter().filter(|(k, _)| k.kind == Kind::Service) {
-            let place = &places[&key.environment];
-            let pods = Self::pods(place, key);
-            progress.insert(
-                (key.environment.clone(), key.name.clone()),
-                progress_of(place, key, value, &pods),
-            );
-        }
-        Ok(progress)
+        self.watch_manifests(&state, &places).await?;
+        Ok(self
+            .progress(&state, &places)?
+            .into_iter()
+            .map(|(key, (progress, _))| (key, progress))
+            .collect())
     }
 
     async fn status(&self) -> Result<EngineStatus, EngineError> {
         let state = self.applied().observed().map_err(store_error)?.objects;
         let places = self.places(&state).await?;
         let mut status = EngineStatus::default();
-        for (key, value) in state.iter().filter(|(k, _)| k.kind == Kind::Service) {
-            let place = &places[&key.environment];
-            let pods = Self::pods(place, key);
-            let progress = progress_of(place, key, value, &pods);
+        for ((env, name), (progress, pods)) in self.progress(&state, &places)? {
+            let key = ObjectKey {
+                kind: if drover_model::is_manifest_name(&name) {
+                    Kind::Manifest
+                } else {
+                    Kind::Service
+                },
+                environment: env,
+                name,
+            };
+            let value = &state[&key];
             let instances: Vec<InstanceView> = pods
                 .iter()
                 .map(|p| instance_view(&key.environment, &key.name, p))
                 .collect();
-            let ready = instances.iter().filter(|i| i.ready).count() as u32;
+            let ready = match key.kind {
+                Kind::Manifest => u32::from(progress.progress == Progress::Healthy),
+                _ => instances.iter().filter(|i| i.ready).count() as u32,
+            };
             let state = lifecycle(&progress.progress, ready);
             status.services.push(ServiceView {
-                environment: key.environment.clone(),
-                name: key.name.clone(),
                 version: value["spec"]["version"].as_str().map(str::to_owned),
                 state,
-                health: Health::of(state, instances.len()),
+                health: Health::of(state, instances.len().max(ready as usize)),
                 ready,
                 desired: value["spec"]["replicas"].as_u64().unwrap_or(1) as u32,
                 message: match &progress.progress {
                     Progress::Failed { why } => why.clone(),
                     _ => progress.detail.clone(),
                 },
+                environment: key.environment,
+                name: key.name,
             });
             status.instances.extend(instances);
         }

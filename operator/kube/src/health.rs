@@ -85,6 +85,92 @@ pub fn progress(workload: Option<&Value>, pods: &[&Value]) -> ServiceProgress {
     }
 }
 
+/// A plain Kubernetes object's progress, where a rule exists for its kind (as Argo CD
+/// assesses health): workloads by their rollout, a Job by its conditions, a
+/// PersistentVolumeClaim by being bound; any other kind is healthy once it exists.
+pub fn object_progress(live: Option<&Value>) -> ServiceProgress {
+    let Some(o) = live else {
+        return ServiceProgress::new(Progress::Rolling, "not created yet");
+    };
+    let group = o["apiVersion"]
+        .as_str()
+        .and_then(|v| v.rsplit_once('/'))
+        .map_or("", |(g, _)| g);
+    match (group, o["kind"].as_str().unwrap_or_default()) {
+        ("apps", "Deployment" | "DaemonSet") => progress(Some(o), &[]),
+        ("apps", "StatefulSet") => stateful_set(o),
+        ("batch", "Job") => job(o),
+        ("", "PersistentVolumeClaim") => match o["status"]["phase"].as_str() {
+            Some("Bound") => ServiceProgress::new(Progress::Healthy, "bound"),
+            Some("Lost") => ServiceProgress::new(
+                Progress::Failed {
+                    why: "its volume is lost (phase Lost)".to_owned(),
+                },
+                "lost",
+            ),
+            _ => ServiceProgress::new(Progress::Rolling, "waiting to be bound"),
+        },
+        _ => ServiceProgress::new(Progress::Healthy, "created"),
+    }
+}
+
+fn condition<'a>(o: &'a Value, kind: &str) -> Option<&'a Value> {
+    o["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == kind && c["status"] == "True")
+}
+
+fn job(o: &Value) -> ServiceProgress {
+    let status = &o["status"];
+    let detail = format!(
+        "{} succeeded, {} failed, {} running",
+        int(&status["succeeded"]),
+        int(&status["failed"]),
+        int(&status["active"])
+    );
+    if condition(o, "Complete").is_some() {
+        return ServiceProgress::new(Progress::Healthy, detail);
+    }
+    if let Some(failed) = condition(o, "Failed") {
+        let why = format!(
+            "the Job failed: {} {}",
+            failed["reason"].as_str().unwrap_or_default(),
+            failed["message"].as_str().unwrap_or_default()
+        );
+        return ServiceProgress::new(
+            Progress::Failed {
+                why: why.trim_end().to_owned(),
+            },
+            detail,
+        );
+    }
+    ServiceProgress::new(Progress::Rolling, detail)
+}
+
+fn stateful_set(o: &Value) -> ServiceProgress {
+    let status = &o["status"];
+    if int(&status["observedGeneration"]) < int(&o["metadata"]["generation"]) {
+        return ServiceProgress::new(
+            Progress::Rolling,
+            "the cluster has not taken up the new spec yet",
+        );
+    }
+    let desired = o["spec"]["replicas"].as_i64().unwrap_or(1);
+    let (updated, ready) = (
+        int(&status["updatedReplicas"]),
+        int(&status["readyReplicas"]),
+    );
+    let detail = format!("{updated}/{desired} updated, {ready}/{desired} ready");
+    let revision_done =
+        status["updateRevision"].is_null() || status["currentRevision"] == status["updateRevision"];
+    if updated >= desired && ready >= desired && revision_done {
+        ServiceProgress::new(Progress::Healthy, detail)
+    } else {
+        ServiceProgress::new(Progress::Rolling, detail)
+    }
+}
+
 /// The Pod runs the workload's current template (same images, commands and env).
 fn same_containers(pod: &Value, template: &Value) -> bool {
     let (Some(pod), Some(template)) = (pod.as_array(), template.as_array()) else {
@@ -164,6 +250,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(progress(Some(&d), &[&old]).progress, Progress::Rolling);
+    }
+
+    #[test]
+    fn a_job_is_healthy_once_complete_and_fails_with_its_reason() {
+        let job = |conditions: Value| json!({"apiVersion": "batch/v1", "kind": "Job", "status": {"conditions": conditions}});
+        let running = job(json!([]));
+        assert_eq!(object_progress(Some(&running)).progress, Progress::Rolling);
+        let done = job(json!([{"type": "Complete", "status": "True"}]));
+        assert_eq!(object_progress(Some(&done)).progress, Progress::Healthy);
+        let failed = job(json!([{"type": "Failed", "status": "True",
+            "reason": "BackoffLimitExceeded", "message": "Job has reached the specified backoff limit"}]));
+        match object_progress(Some(&failed)).progress {
+            Progress::Failed { why } => assert_eq!(
+                why,
+                "the Job failed: BackoffLimitExceeded Job has reached the specified backoff limit"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn plain_objects_without_a_rule_are_healthy_once_they_exist() {
+        let map = json!({"apiVersion": "v1", "kind": "ConfigMap", "data": {}});
+        assert_eq!(object_progress(Some(&map)).progress, Progress::Healthy);
+        assert_eq!(object_progress(None).progress, Progress::Rolling);
+        let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "status": {"phase": "Pending"}});
+        assert_eq!(object_progress(Some(&claim)).progress, Progress::Rolling);
+        let set = json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+            "metadata": {"generation": 1}, "spec": {"replicas": 2},
+            "status": {"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 1}});
+        assert_eq!(object_progress(Some(&set)).progress, Progress::Rolling);
     }
 
     #[test]

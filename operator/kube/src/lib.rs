@@ -2,9 +2,11 @@
 //! server-side apply, pruned by the inventory Drover recorded, judged from live status.
 
 pub mod cluster;
+mod discovery;
 pub mod drift;
 mod engine;
 pub mod health;
+pub mod plan;
 pub mod render;
 
 pub use cluster::{Cluster, ClusterError};

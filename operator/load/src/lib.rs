@@ -129,6 +129,26 @@ impl<S> Object<S> {
     }
 }
 
+/// A plain Kubernetes object of an environment (`apiVersion` outside `drover.dev`),
+/// kept as it is written: the Kubernetes engine applies it as it is.
+#[derive(Debug, Clone)]
+pub struct RawObject {
+    /// Its name in Drover: `Kind/name`, or `Kind.group/name` (see
+    /// [`drover_model::manifest_name`]).
+    pub name: String,
+    /// The document, as JSON.
+    pub value: Arc<serde_json::Value>,
+    /// Where each of its fields is, for diagnostics.
+    pub source: Arc<Source>,
+}
+
+impl RawObject {
+    /// Where the field at `path` (`metadata.namespace`) is, or its closest parent.
+    pub fn locate(&self, path: &str) -> Location {
+        self.source.locate(path)
+    }
+}
+
 /// One `environments/<name>/` folder.
 #[derive(Debug, Clone, Default)]
 pub struct EnvironmentDir {
@@ -142,6 +162,8 @@ pub struct EnvironmentDir {
     pub quotas: Vec<Object<QuotaSpec>>,
     /// Its secrets.
     pub secrets: Vec<Object<SecretSpec>>,
+    /// Its plain Kubernetes objects, in file order.
+    pub manifests: Vec<RawObject>,
 }
 
 /// Everything a config repo declares.
@@ -365,6 +387,7 @@ pub fn load_cached(files: &[SourceFile], cache: &mut DocumentCache) -> Loaded {
                         parse::Doc::Service(o) => dir.services.push(o),
                         parse::Doc::Quota(o) => dir.quotas.push(o),
                         parse::Doc::Secret(o) => dir.secrets.push(o),
+                        parse::Doc::Raw(o) => dir.manifests.push(o),
                         parse::Doc::Cluster(_) => unreachable!("handled above"),
                     }
                 }
@@ -536,12 +559,11 @@ fn parse_in_parallel(files: &[&SourceFile]) -> Vec<Parsed> {
 }
 
 fn misplaced(at: Location, kind: Kind, why: &str, fix: &str) -> Diagnostic {
-    Diagnostic::new(
-        Code::Misplaced,
-        at,
-        format!("a `{kind}` document cannot be here: {why}"),
-    )
-    .with_hint(fix)
+    let what = match kind {
+        Kind::Manifest => "a plain Kubernetes object".to_owned(),
+        kind => format!("a `{kind}` document"),
+    };
+    Diagnostic::new(Code::Misplaced, at, format!("{what} cannot be here: {why}")).with_hint(fix)
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use crate::de::{self, Problem};
 use crate::document::Chunk;
 use crate::limits::{Limits, bytes_in_words};
 use crate::yaml::{self, TreeError};
-use crate::{Object, Source, stream};
+use crate::{Object, RawObject, Source, stream};
 
 /// One parsed document of a known kind.
 #[derive(Debug, Clone)]
@@ -23,6 +23,7 @@ pub(crate) enum Doc {
     Service(Object<ServiceSpec>),
     Quota(Object<QuotaSpec>),
     Secret(Object<SecretSpec>),
+    Raw(RawObject),
 }
 
 impl Doc {
@@ -33,6 +34,7 @@ impl Doc {
             Doc::Service(_) => Kind::Service,
             Doc::Quota(_) => Kind::Quota,
             Doc::Secret(_) => Kind::Secret,
+            Doc::Raw(_) => Kind::Manifest,
         }
     }
 
@@ -43,6 +45,7 @@ impl Doc {
             Doc::Service(o) => o.name(),
             Doc::Quota(o) => o.name(),
             Doc::Secret(o) => o.name(),
+            Doc::Raw(o) => &o.name,
         }
     }
 
@@ -53,6 +56,7 @@ impl Doc {
             Doc::Service(o) => o.source.clone(),
             Doc::Quota(o) => o.source.clone(),
             Doc::Secret(o) => o.source.clone(),
+            Doc::Raw(o) => o.source.clone(),
         }
     }
 
@@ -63,6 +67,7 @@ impl Doc {
             Doc::Service(o) => &o.source,
             Doc::Quota(o) => &o.source,
             Doc::Secret(o) => &o.source,
+            Doc::Raw(o) => &o.source,
         }
     }
 }
@@ -121,6 +126,8 @@ pub(crate) fn fast(file: &Arc<str>, chunk: &Chunk<'_>) -> Option<Doc> {
         Kind::Service => Doc::Service(object(&mut events, kind, &source)?),
         Kind::Quota => Doc::Quota(object(&mut events, kind, &source)?),
         Kind::Secret => Doc::Secret(object(&mut events, kind, &source)?),
+        // Plain Kubernetes objects are read by the tree path.
+        Kind::Manifest => return None,
     })
 }
 
@@ -213,6 +220,8 @@ pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Do
     let root = source.tree().expect("built while parsing");
     match root.get("apiVersion").and_then(yaml::Node::as_str) {
         Some(API_VERSION) => {}
+        // Anything outside Drover's group is a plain Kubernetes object.
+        Some(other) if !other.starts_with(GROUP_PREFIX) => return raw(source).map(Some),
         Some(other) => {
             return Err(Failed::from(Box::new(
                 Diagnostic::new(
@@ -239,8 +248,8 @@ pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Do
                 "kind: Service",
             )));
         }
-        Some(text) => Kind::parse(text).ok_or_else(|| {
-            let names = Kind::ALL.map(Kind::as_str);
+        Some(text) => Kind::of_document(text).ok_or_else(|| {
+            let names = Kind::DOCUMENTS.map(Kind::as_str);
             let hint = match closest(text, names) {
                 Some(k) => format!("did you mean `{k}`?"),
                 None => format!("expected one of {}", list(&names)),
@@ -270,6 +279,61 @@ pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Do
         Kind::Service => Doc::Service(typed(source, kind).map_err(failed)?),
         Kind::Quota => Doc::Quota(typed(source, kind).map_err(failed)?),
         Kind::Secret => Doc::Secret(typed(source, kind).map_err(failed)?),
+        Kind::Manifest => unreachable!("not a document kind"),
+    }))
+}
+
+/// `drover.dev/` and anything after it: Drover's own documents.
+const GROUP_PREFIX: &str = "drover.dev/";
+
+/// A plain Kubernetes object: it needs a `kind` and a `metadata.name` (text), and is
+/// kept as written.
+fn raw(source: Arc<Source>) -> Result<Doc, Failed> {
+    let root = source.tree().expect("built while parsing");
+    let text = |path: &str| {
+        path.split('.')
+            .try_fold(root, |node, key| node.get(key))
+            .and_then(yaml::Node::as_str)
+            .filter(|t| !t.is_empty())
+    };
+    let api_version = text("apiVersion").unwrap_or_default();
+    let mut problems = Vec::new();
+    for (path, example) in [
+        ("kind", "kind: ConfigMap"),
+        ("metadata.name", "name: settings"),
+    ] {
+        if text(path).is_none() {
+            problems.push(
+                Diagnostic::new(
+                    Code::MissingField,
+                    source.locate(path),
+                    format!("this Kubernetes object (`apiVersion: {api_version}`) has no `{path}` text"),
+                )
+                .with_hint(format!(
+                    "plain Kubernetes objects need `kind` and `metadata.name`, e.g. `{example}`; a Drover document starts with `apiVersion: {API_VERSION}`"
+                )),
+            );
+        }
+    }
+    if !problems.is_empty() {
+        return Err(Failed {
+            diagnostics: problems,
+            identity: None,
+        });
+    }
+    let (kind, name) = (
+        text("kind").unwrap_or_default(),
+        text("metadata.name").unwrap_or_default(),
+    );
+    let name = drover_model::manifest_name(api_version, kind, name);
+    let value: serde_json::Value = de::from_node(root).map_err(|e| Failed {
+        diagnostics: vec![describe(e, &source, Kind::Manifest)],
+        identity: Some((Kind::Manifest, name.clone())),
+    })?;
+    Ok(Doc::Raw(RawObject {
+        name,
+        value: Arc::new(value),
+        source,
     }))
 }
 

@@ -183,7 +183,7 @@ pub(crate) fn header(events: &mut Events<'_>) -> Option<Kind> {
     if api_version.as_deref() != Some(API_VERSION) {
         return None;
     }
-    Kind::parse(kind.as_deref()?)
+    Kind::of_document(kind.as_deref()?)
 }
 
 /// Reads the rest of a document whose header [`header`] consumed, as a `Manifest<S>`.

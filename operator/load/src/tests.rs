@@ -427,3 +427,63 @@ fn links_in_a_directory_are_read_inside_the_repo_and_refused_out_of_it() {
             .is_some()
     );
 }
+
+#[test]
+fn a_plain_kubernetes_object_is_kept_as_written_under_its_kind_and_group() {
+    let loaded = load_with(
+        "environments/staging/jobs.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\nspec:\n  template:\n    spec:\n      containers: [{name: m, image: 'm:1'}]\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {level: debug}\n",
+    );
+    assert!(loaded.diagnostics.is_empty(), "{:?}", rendered(&loaded));
+    let manifests = &loaded.repo.environments[0].manifests;
+    let names: Vec<&str> = manifests.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["Job.batch/migrate", "ConfigMap/settings"]);
+    assert_eq!(manifests[1].value["data"]["level"], "debug");
+    assert_eq!(
+        manifests[1].locate("data.level").to_string(),
+        "environments/staging/jobs.yaml:13:8"
+    );
+}
+
+#[test]
+fn a_plain_object_without_kind_or_name_says_what_it_needs_and_drovers_group_stays_strict() {
+    let loaded = load_with(
+        "environments/staging/x.yaml",
+        "apiVersion: v1\nmetadata: {}\ndata: {}\n---\napiVersion: drover.dev/v2\nkind: Service\nmetadata: {name: a}\nspec: {}\n",
+    );
+    let lines = rendered(&loaded);
+    assert_eq!(lines.len(), 3, "{lines:#?}");
+    assert!(lines[0].contains("has no `kind` text"), "{}", lines[0]);
+    assert!(
+        lines[1].contains("has no `metadata.name` text"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines[2].contains("unsupported apiVersion `drover.dev/v2`"),
+        "{}",
+        lines[2]
+    );
+}
+
+#[test]
+fn plain_objects_belong_in_environments_not_clusters_and_are_unique() {
+    let map = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
+    let loaded = load(&[
+        file("clusters/local.yaml", &format!("{CLUSTER}---\n{map}")),
+        file("environments/staging/environment.yaml", ENV),
+        file("environments/staging/a.yaml", &format!("{map}---\n{map}")),
+    ]);
+    let lines = rendered(&loaded);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].contains("E007: a plain Kubernetes object cannot be here"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[1].contains("E008: Manifest `ConfigMap/a` is defined twice"),
+        "{}",
+        lines[1]
+    );
+}

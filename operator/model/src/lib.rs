@@ -28,7 +28,7 @@ pub fn short_id(id: &str) -> &str {
 
 pub use cluster::ClusterSpec;
 pub use environment::EnvironmentSpec;
-pub use meta::{API_VERSION, GROUP, Kind, Manifest, Metadata};
+pub use meta::{API_VERSION, GROUP, Kind, Manifest, Metadata, is_manifest_name, manifest_name};
 pub use quantity::{Amount, Cpu, Duration, Memory};
 pub use quota::QuotaSpec;
 pub use secret::SecretSpec;

@@ -19,11 +19,26 @@ pub enum Kind {
     Service,
     Quota,
     Secret,
+    /// A plain Kubernetes object (a ConfigMap, a Job, anything with an `apiVersion`
+    /// outside `drover.dev`) in an environment's folder, applied as it is written by
+    /// the Kubernetes engine. Its name is its [`manifest_name`].
+    Manifest,
 }
 
 impl Kind {
-    /// Every kind, in the order objects of one environment are applied.
-    pub const ALL: [Kind; 5] = [
+    /// Every kind, in the order objects of one environment are applied: what services
+    /// use (quotas, secrets, plain manifests such as ConfigMaps) before the services.
+    pub const ALL: [Kind; 6] = [
+        Kind::Cluster,
+        Kind::Environment,
+        Kind::Quota,
+        Kind::Secret,
+        Kind::Manifest,
+        Kind::Service,
+    ];
+
+    /// The kinds of Drover's own documents (`apiVersion: drover.dev/v1alpha1`).
+    pub const DOCUMENTS: [Kind; 5] = [
         Kind::Cluster,
         Kind::Environment,
         Kind::Quota,
@@ -39,18 +54,42 @@ impl Kind {
             Kind::Service => "Service",
             Kind::Quota => "Quota",
             Kind::Secret => "Secret",
+            Kind::Manifest => "Manifest",
         }
     }
 
-    /// Parses the `kind:` text (exact spelling, as Kubernetes does).
+    /// Parses a kind's text as [`Kind::as_str`] writes it (stored state, snapshots).
     pub fn parse(text: &str) -> Option<Kind> {
         Kind::ALL.into_iter().find(|k| k.as_str() == text)
+    }
+
+    /// Parses the `kind:` of a Drover document (exact spelling, as Kubernetes does):
+    /// `Manifest` is not one, a plain Kubernetes object is told by its `apiVersion`.
+    pub fn of_document(text: &str) -> Option<Kind> {
+        Kind::DOCUMENTS.into_iter().find(|k| k.as_str() == text)
     }
 
     /// Kinds that live inside an environment's folder (the rest live in `clusters/`).
     pub fn is_environment_scoped(self) -> bool {
         !matches!(self, Kind::Cluster)
     }
+}
+
+/// The name a plain Kubernetes object goes by in Drover (diffs, plans, releases,
+/// status): `Kind/name` for the core group, `Kind.group/name` otherwise, as kubectl
+/// writes resources (`ConfigMap/settings`, `Job.batch/migrate`). The version is left
+/// out: an object moved from `v1beta1` to `v1` is the same object.
+pub fn manifest_name(api_version: &str, kind: &str, name: &str) -> String {
+    match api_version.rsplit_once('/') {
+        Some((group, _)) => format!("{kind}.{group}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
+}
+
+/// Whether a release member's name (see `OpenRelease::services`) is a plain
+/// Kubernetes object's [`manifest_name`] rather than a service's: only those hold `/`.
+pub fn is_manifest_name(name: &str) -> bool {
+    name.contains('/')
 }
 
 impl fmt::Display for Kind {

@@ -23,7 +23,7 @@ pub fn reference_markdown() -> String {
          Fields marked **required** must be set; every other field has the default shown\n\
          (empty lists and maps, and unset optional values, are left out of the table).\n",
     );
-    for kind in Kind::ALL {
+    for kind in Kind::DOCUMENTS {
         let _ = write!(out, "\n## {kind}\n\n");
         let crd = crds()
             .into_iter()

@@ -111,7 +111,7 @@ pub fn editor_schema() -> Value {
         "required": ["apiVersion", "kind", "metadata", "spec"],
         "properties": {
             "apiVersion": { "const": crate::API_VERSION },
-            "kind": { "enum": Kind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>() }
+            "kind": { "enum": Kind::DOCUMENTS.iter().map(|k| k.as_str()).collect::<Vec<_>>() }
         },
         "allOf": all_of,
         "$defs": defs

@@ -55,7 +55,7 @@ impl Live {
                         live.quotas.entry(env).or_insert(s);
                     }
                 }
-                Kind::Secret => {}
+                Kind::Secret | Kind::Manifest => {}
             }
         }
         live

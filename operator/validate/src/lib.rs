@@ -8,12 +8,13 @@
 pub mod artifact;
 mod cluster;
 mod environment;
+mod manifest;
 mod names;
 mod quota;
 mod service;
 
 use drover_diagnostics::{Code, Diagnostic};
-use drover_load::{DocumentCache, Object, Repo, SourceFile};
+use drover_load::{DocumentCache, Object, RawObject, Repo, SourceFile};
 
 /// Collects diagnostics for one object, located by field path.
 pub(crate) struct Findings<'a> {
@@ -25,6 +26,19 @@ impl Findings<'_> {
     pub fn at<S>(
         &mut self,
         object: &Object<S>,
+        path: &str,
+        code: Code,
+        message: String,
+    ) -> &mut Diagnostic {
+        self.out
+            .push(Diagnostic::new(code, object.locate(path), message));
+        self.out.last_mut().expect("just pushed")
+    }
+
+    /// Reports `message` at `path` of a plain Kubernetes object.
+    pub fn at_raw(
+        &mut self,
+        object: &RawObject,
         path: &str,
         code: Code,
         message: String,
@@ -56,6 +70,7 @@ pub fn validate(repo: &Repo) -> Vec<Diagnostic> {
         for q in &dir.quotas {
             names::object(&mut findings, q);
         }
+        manifest::check(&mut findings, repo, dir);
         service::check_all(&mut findings, repo, dir);
         quota::check(&mut findings, repo, dir);
     }

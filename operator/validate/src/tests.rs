@@ -102,3 +102,21 @@ fn a_broken_document_is_reported_once_not_again_by_everything_that_refers_to_it(
     let codes: Vec<&str> = checked.diagnostics.iter().map(|d| d.code.id()).collect();
     assert_eq!(codes, ["E004"], "{:?}", checked.diagnostics);
 }
+
+#[test]
+fn plain_kubernetes_objects_need_a_kubernetes_cluster_no_namespace_and_no_plain_secret() {
+    let found = check(&[(
+        "k8s.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: other}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b}\ndata: {password: aHVudGVyMg==}\n".to_owned(),
+    )]);
+    assert_eq!(
+        found,
+        [
+            "environments/staging/k8s.yaml:1:1: E130: ConfigMap/a is a plain Kubernetes object, but environment `staging` runs on cluster `local`, whose engine runs Drover's own kinds only",
+            "environments/staging/k8s.yaml:3:21: E130: ConfigMap/a names a namespace: an environment's objects all go into its own namespace",
+            "environments/staging/k8s.yaml:5:1: E130: Secret/b is a plain Kubernetes object, but environment `staging` runs on cluster `local`, whose engine runs Drover's own kinds only",
+            "environments/staging/k8s.yaml:6:1: E130: Secret/b is a Kubernetes Secret: its values would be in Git for every reader of the repo, and in every diff",
+        ]
+    );
+    assert!(!found.iter().any(|l| l.contains("aHVudGVyMg")));
+}

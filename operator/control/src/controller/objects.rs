@@ -65,6 +65,20 @@ pub(crate) fn from_snapshot(text: &str) -> State {
         .collect()
 }
 
+/// The object a release member names: a service, or a plain Kubernetes object (whose
+/// name says its kind, `Job.batch/migrate`).
+pub(crate) fn member_key(env: &str, member: &str) -> ObjectKey {
+    ObjectKey {
+        environment: env.to_owned(),
+        kind: if drover_model::is_manifest_name(member) {
+            Kind::Manifest
+        } else {
+            Kind::Service
+        },
+        name: member.to_owned(),
+    }
+}
+
 /// The lines of a change set, for events: `service web: replicas 5 → 2`.
 fn describe(from: &State, to: &State) -> String {
     let set = drover_diff::diff(from, to, drover_diff::Options::default());
@@ -233,12 +247,8 @@ impl<E: Engine> Controller<E> {
             return Ok(None);
         };
         let bad = from_snapshot(&rollback.snapshot);
-        let carried = last.services.iter().any(|service| {
-            let key = ObjectKey {
-                environment: env.to_owned(),
-                kind: Kind::Service,
-                name: service.clone(),
-            };
+        let carried = last.services.iter().any(|member| {
+            let key = member_key(env, member);
             bad.get(&key)
                 .is_some_and(|spec| want.get(&key) == Some(spec))
         });
@@ -341,10 +351,12 @@ impl<E: Engine> Controller<E> {
             || (policy.mode == SyncMode::Automatic && (new_revision || policy.self_heal))
         {
             let changes = describe(&observed.objects, &wanted);
+            // A release's members: its services and plain Kubernetes objects (a Job,
+            // a StatefulSet), each judged by its health.
             let services: Vec<String> = plan
                 .actions
                 .iter()
-                .filter(|a| a.key().kind == Kind::Service)
+                .filter(|a| matches!(a.key().kind, Kind::Service | Kind::Manifest))
                 .map(|a| a.key().name.clone())
                 .collect();
             if new_revision && !env.is_empty() && !services.is_empty() {

@@ -8,12 +8,14 @@
 //! | `Service` | `Deployment` (`DaemonSet` in global mode), `Service` (by access mode), `HorizontalPodAutoscaler`, `Ingress` (routes) |
 //! | `Quota` | `ResourceQuota` + `LimitRange` |
 //! | `Secret` | `Secret` |
+//! | a plain Kubernetes object (`Manifest`) | itself, in the environment's namespace |
 //! | `Cluster` | nothing: it says where to connect |
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use drover_diff::ObjectKey;
 use drover_model::Kind;
+use drover_model::cluster::KubernetesCluster;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -37,17 +39,45 @@ pub const SERVICE_LABEL: &str = "drover.dev/service";
 /// The label naming an object's environment.
 pub const ENVIRONMENT_LABEL: &str = "drover.dev/environment";
 
-/// The API versions a cluster serves, where Drover has a choice (found by discovery).
+/// What discovery found that rendering depends on: API versions where Drover has a
+/// choice, and which kinds are cluster-scoped (they get no namespace).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Apis {
     /// `autoscaling/v2` where served (1.23+), else `autoscaling/v2beta2`.
     pub autoscaling: String,
+    /// Cluster-scoped kinds as `group/Kind` (`/Namespace`,
+    /// `rbac.authorization.k8s.io/ClusterRole`).
+    pub cluster_scoped: BTreeSet<String>,
+}
+
+impl Apis {
+    /// Whether objects of this kind live outside namespaces. A kind discovery did not
+    /// list (a CRD applied after Drover connected) counts as namespaced.
+    pub fn is_cluster_scoped(&self, api_version: &str, kind: &str) -> bool {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        self.cluster_scoped.contains(&format!("{group}/{kind}"))
+    }
 }
 
 impl Default for Apis {
+    /// What every cluster serves, for rendering without one (previews, goldens).
     fn default() -> Self {
+        let cluster_scoped = [
+            "/Namespace",
+            "/Node",
+            "/PersistentVolume",
+            "rbac.authorization.k8s.io/ClusterRole",
+            "rbac.authorization.k8s.io/ClusterRoleBinding",
+            "apiextensions.k8s.io/CustomResourceDefinition",
+            "storage.k8s.io/StorageClass",
+            "scheduling.k8s.io/PriorityClass",
+            "networking.k8s.io/IngressClass",
+            "admissionregistration.k8s.io/ValidatingWebhookConfiguration",
+            "admissionregistration.k8s.io/MutatingWebhookConfiguration",
+        ];
         Apis {
             autoscaling: "autoscaling/v2".to_owned(),
+            cluster_scoped: cluster_scoped.iter().map(|k| (*k).to_owned()).collect(),
         }
     }
 }
@@ -90,6 +120,18 @@ impl ObjectRef {
         self.api_version
             .rsplit_once('/')
             .map_or("", |(group, _)| group)
+    }
+
+    /// Its kind with its group, `apps/Deployment` (`/ConfigMap` for the core group):
+    /// what a watch is for.
+    pub fn kind_key(&self) -> String {
+        format!("{}/{}", self.group(), self.kind)
+    }
+
+    /// [`ObjectRef::kind_key`] of a kind.
+    pub fn key_of(api_version: &str, kind: &str) -> String {
+        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
+        format!("{group}/{kind}")
     }
 
     /// Same object, whatever its API version.
@@ -137,6 +179,66 @@ impl RenderError {
     }
 }
 
+/// Where an environment's objects go, read from its Environment and Cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The cluster's name in the repo.
+    pub cluster: String,
+    pub spec: KubernetesCluster,
+    pub namespace: String,
+    /// The environment's progress deadline, in seconds.
+    pub progress_deadline: u64,
+}
+
+impl Placement {
+    /// Where `env`'s objects go, from its Environment and Cluster as `lookup` finds them
+    /// (applied, about to be, or desired); the error says which is missing.
+    pub fn of(
+        env: &str,
+        lookup: impl Fn(&ObjectKey) -> Option<Value>,
+    ) -> Result<Placement, String> {
+        let find = |kind: Kind, environment: &str, name: &str| {
+            lookup(&ObjectKey {
+                environment: environment.to_owned(),
+                kind,
+                name: name.to_owned(),
+            })
+        };
+        let environment = find(Kind::Environment, env, env)
+            .ok_or_else(|| format!("environment {env} is not applied yet"))?;
+        let cluster = environment["spec"]["cluster"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let cluster_value = find(Kind::Cluster, "", &cluster)
+            .ok_or_else(|| format!("cluster {cluster} is not applied yet"))?;
+        let spec: KubernetesCluster =
+            serde_json::from_value(cluster_value["spec"]["kubernetes"].clone()).unwrap_or_default();
+        let deadline: drover_model::Duration =
+            serde_json::from_value(environment["spec"]["rollback"]["progressDeadline"].clone())
+                .unwrap_or(drover_model::Duration::secs(600));
+        Ok(Placement {
+            namespace: namespace_of(
+                env,
+                environment["spec"]["namespace"].as_str(),
+                &spec.namespace_prefix,
+            ),
+            cluster,
+            spec,
+            progress_deadline: deadline.0 / 1000,
+        })
+    }
+
+    /// The rendering target on a cluster serving `apis`.
+    pub fn target(&self, apis: Apis) -> Target {
+        Target {
+            namespace: self.namespace.clone(),
+            apis,
+            progress_deadline: self.progress_deadline,
+        }
+    }
+}
+
 /// The namespace of an environment: its `namespace`, else the cluster's prefix and its
 /// name.
 pub fn namespace_of(environment: &str, spec_namespace: Option<&str>, prefix: &str) -> String {
@@ -154,6 +256,10 @@ pub fn render(key: &ObjectKey, value: &Value, target: &Target) -> Result<Rendere
         Kind::Service => workload::service(key, value, target)?,
         Kind::Quota => quota::quota(key, value, target)?,
         Kind::Secret => quota::secret(key, value, target),
+        Kind::Manifest => Rendered {
+            objects: vec![plain(value, target)],
+            warnings: Vec::new(),
+        },
     };
     for object in &mut rendered.objects {
         stamp(object, key);
@@ -169,7 +275,7 @@ pub fn render_environment(
 ) -> (Rendered, Vec<RenderError>) {
     let mut all = Rendered::default();
     let mut errors = Vec::new();
-    for kind in [Kind::Environment, Kind::Quota, Kind::Secret, Kind::Service] {
+    for kind in Kind::ALL.into_iter().filter(|k| *k != Kind::Cluster) {
         for (key, value) in objects.iter().filter(|(k, _)| k.kind == kind) {
             match render(key, value, target) {
                 Ok(r) => {
@@ -192,6 +298,20 @@ fn namespace(key: &ObjectKey, target: &Target) -> Value {
             "labels": {ENVIRONMENT_LABEL: key.environment},
         },
     })
+}
+
+/// A plain Kubernetes object as written, placed in the environment's namespace unless
+/// its kind is cluster-scoped.
+fn plain(value: &Value, target: &Target) -> Value {
+    let mut object = value.clone();
+    let (api_version, kind) = (
+        value["apiVersion"].as_str().unwrap_or_default(),
+        value["kind"].as_str().unwrap_or_default(),
+    );
+    if !target.apis.is_cluster_scoped(api_version, kind) {
+        object["metadata"]["namespace"] = Value::from(target.namespace.clone());
+    }
+    object
 }
 
 /// Labels and the owner annotation every rendered object carries.

@@ -38,6 +38,7 @@ fn target(namespace: &str, autoscaling: &str) -> Target {
         namespace: namespace.to_owned(),
         apis: Apis {
             autoscaling: autoscaling.to_owned(),
+            ..Apis::default()
         },
         progress_deadline: 120,
     }
