@@ -172,6 +172,20 @@ impl Kube {
         assert!(out.status.success(), "PATCH {path} failed");
     }
 
+    /// `cluster.sh apiserver-stop` / `apiserver-start`: an API server outage.
+    fn apiserver(&self, action: &str) {
+        let out = Command::new("bash")
+            .arg(support::repo_root().join("tests/k8s/cluster.sh"))
+            .args([action, self.state.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{action}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     fn stop(&self) {
         let _ = Command::new("bash")
             .arg(support::repo_root().join("tests/k8s/cluster.sh"))
@@ -410,7 +424,8 @@ fn staging_status(d: &Drover, check: impl Fn(&Value) -> bool) -> Value {
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),
-            "staging's status never matched: {status}"
+            "staging's status never matched: {status} {}",
+            String::from_utf8_lossy(&out.stderr)
         );
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -687,6 +702,78 @@ fn drover_plan_shows_the_servers_dry_run_and_what_would_be_pruned_and_changes_no
     );
 }
 
+fn an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied_twice(
+    kube: &Kube,
+) {
+    let d = Drover::up(kube, "outage");
+    first_release_healthy(kube, &d);
+    // The API server goes away; a release arrives meanwhile.
+    kube.apiserver("apiserver-stop");
+    d.repo
+        .edit(
+            "environments/staging/web.yaml",
+            "shop-web:v1.4.0",
+            "shop-web:v1.5.0",
+        )
+        .edit(
+            "environments/staging/web.yaml",
+            "version: v1.4.0",
+            "version: v1.5.0",
+        );
+    let revision = d.repo.commit("web v1.5.0 during an outage");
+    let short = &revision[..7];
+    let env = staging_status(&d, |e| e["sync"] == "Failed");
+    let message = env["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cluster kube"),
+        "says which cluster: {message}"
+    );
+    kube.apiserver("apiserver-start");
+    // It resumes by itself: applies the revision once, then judges its release.
+    deployment(kube, &d, "web", |w| {
+        w["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/example/shop-web:v1.5.0"
+    });
+    let start = Instant::now();
+    let history = loop {
+        kube.mark_ready("outage", |_| true);
+        let out = support::drover()
+            .args(["history", "staging", "-o", "json", "--state-dir"])
+            .arg(&d.state)
+            .output()
+            .unwrap();
+        let history: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let releases: Vec<Value> = history
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| r["revision"] == revision.as_str())
+            .cloned()
+            .collect();
+        if releases.iter().any(|r| r["result"] == "healthy") {
+            break releases;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the release of {short} is judged healthy: {history}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        history.len(),
+        1,
+        "one release for the revision: {history:?}"
+    );
+    let printed = d.up.printed();
+    let applied = printed
+        .lines()
+        .filter(|l| l.contains(&format!("revision {short} applied")))
+        .count();
+    assert_eq!(applied, 1, "applied once:\n{printed}");
+    // Said in Drover's words, not once per retry of the client underneath.
+    assert!(printed.lines().count() < 40, "a quiet outage:\n{printed}");
+    assert!(!printed.contains("eof in poll"), "{printed}");
+}
+
 fn a_wrong_token_is_a_clear_error_in_status(kube: &Kube) {
     let tmp = tempfile::tempdir().unwrap();
     let config = std::fs::read_to_string(&kube.kubeconfig).unwrap();
@@ -726,7 +813,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 8] = [
+    let tests: [(&str, Test); 9] = [
         (
             "a_wrong_token_is_a_clear_error_in_status",
             a_wrong_token_is_a_clear_error_in_status,
@@ -750,6 +837,10 @@ fn main() {
         (
             "ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back",
             ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back,
+        ),
+        (
+            "an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied_twice",
+            an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied_twice,
         ),
         (
             "drover_plan_shows_the_servers_dry_run_and_what_would_be_pruned_and_changes_nothing",

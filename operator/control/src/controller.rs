@@ -334,17 +334,19 @@ impl<E: Engine> Controller<E> {
             if live.cluster_of(env, E::KIND).is_none() {
                 continue;
             }
-            let next = drover_store::EnvironmentStatus {
-                name: env.clone(),
-                revision: Some(desired.revision.id.clone()),
-                summary: Some(desired.revision.summary.clone()),
-                status: drover_release::SyncStatus::Failed,
-                message: message.clone(),
-            };
             let before = store
                 .environments()
                 .ok()
                 .and_then(|all| all.into_iter().find(|s| &s.name == env));
+            // The revision stays the one applied: the next good pass applies the new
+            // one as a revision (its release goes on), not as drift.
+            let next = drover_store::EnvironmentStatus {
+                name: env.clone(),
+                revision: before.as_ref().and_then(|b| b.revision.clone()),
+                summary: before.as_ref().and_then(|b| b.summary.clone()),
+                status: drover_release::SyncStatus::Failed,
+                message: message.clone(),
+            };
             if before.as_ref() != Some(&next) {
                 let _ = store.set_environment(&next);
                 let _ = store.event(env, env, "Failed", &next.message);

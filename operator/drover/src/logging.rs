@@ -76,11 +76,13 @@ impl std::io::Write for Quiet {
 pub fn init(format: LogFormat, to_stderr: bool) {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    // kube's client warns on every connection of a kubeconfig that skips TLS
-    // verification (test clusters): said once by the engine's set-up is enough.
+    // kube's client logs every failed request and dropped connection itself (a line
+    // per retry while an API server is down), and warns on every connection of a
+    // kubeconfig that skips TLS verification. Each error also reaches Drover as a
+    // result, which it reports once, in its own words, in the log and the status.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::INFO)
-        .with_target("kube_client::client::tls", tracing::Level::ERROR);
+        .with_target("kube_client", tracing_subscriber::filter::LevelFilter::OFF);
     let writer = move || Quiet(to_stderr);
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)

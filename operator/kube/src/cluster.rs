@@ -248,6 +248,14 @@ impl Cluster {
         Ok(())
     }
 
+    /// What the watches last failed with, while they fail (an API server that went
+    /// away): what they show is stale until they recover.
+    pub fn trouble(&self) -> Option<ClusterError> {
+        lock(&self.trouble)
+            .clone()
+            .map(|why| api_error(&self.name, format!("its watches fail: {why}")))
+    }
+
     /// A live object as last watched, as JSON (a lookup by key, not a scan).
     pub fn live(&self, object: &ObjectRef) -> Option<Value> {
         let watched = lock(&self.watched).get(&object.kind_key()).cloned()?;

@@ -387,6 +387,13 @@ impl Engine for KubeEngine {
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
         let state = self.applied().observed().map_err(store_error)?.objects;
         let places = self.places(&state).await?;
+        // No release is judged from what failing watches last saw (an API server that
+        // went away); `drover status` still answers from it.
+        for place in places.values() {
+            if let Some(trouble) = place.cluster.trouble() {
+                return Err(trouble.into());
+            }
+        }
         self.watch_manifests(&state, &places).await?;
         Ok(self
             .progress(&state, &places)?
