@@ -112,6 +112,15 @@ impl Kube {
         }
     }
 
+    /// Waits until `kubectl get ARGS` finds nothing, or panics saying `what`.
+    fn until_gone(&self, args: &[&str], what: &str) {
+        let start = Instant::now();
+        while self.json(args).is_some() {
+            assert!(start.elapsed() < Duration::from_secs(30), "{what}");
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
     /// Plays the kubelet: every Pod of `namespace` whose image `ready` accepts is marked
     /// Running and Ready.
     fn mark_ready(&self, namespace: &str, ready: impl Fn(&str) -> bool) {
@@ -362,17 +371,10 @@ fn git_changes_move_the_deployment_and_removed_services_are_pruned(kube: &Kube) 
             && w["spec"]["template"]["spec"]["containers"][0]["image"]
                 == "ghcr.io/example/shop-web:v1.5.0"
     });
-    let start = Instant::now();
-    while kube
-        .json(&["get", "deployment", "worker", "-n", "changes"])
-        .is_some()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "worker is pruned"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    kube.until_gone(
+        &["get", "deployment", "worker", "-n", "changes"],
+        "worker is pruned",
+    );
     assert!(
         kube.json(&["get", "configmap", "not-drovers", "-n", "changes"])
             .is_some(),
@@ -456,8 +458,9 @@ fn drift_with_self_heal_off_is_out_of_sync_and_left_alone(kube: &Kube) {
     deployment(kube, &d, "web", |w| w["spec"]["replicas"] == 4);
 }
 
-/// Plays the kubelet for `d`'s namespace until its first release is judged healthy.
-fn first_release_healthy(kube: &Kube, d: &Drover) {
+/// Plays the kubelet for `d`'s namespace (every Pod ready but those of a `broken`
+/// image) until `check` holds for `drover history staging -o json`, which it returns.
+fn history_until(kube: &Kube, d: &Drover, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     let start = Instant::now();
     loop {
         kube.mark_ready(&d.namespace, |img| !img.contains("broken"));
@@ -466,16 +469,23 @@ fn first_release_healthy(kube: &Kube, d: &Drover) {
             .arg(&d.state)
             .output()
             .unwrap();
-        let text = support::stdout(&out);
-        if text.contains("\"healthy\"") {
-            return;
+        let history: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if check(&history) {
+            return history;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the first release is healthy: {text}"
+            start.elapsed() < Duration::from_secs(90),
+            "{what}: {history}"
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Plays the kubelet for `d`'s namespace until its first release is judged healthy.
+fn first_release_healthy(kube: &Kube, d: &Drover) {
+    history_until(kube, d, "the first release is healthy", |h| {
+        h.to_string().contains("\"healthy\"")
+    });
 }
 
 fn ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back(kube: &Kube) {
@@ -607,17 +617,10 @@ fn plain_manifests_are_applied_kept_from_drift_and_a_failed_job_rolls_the_releas
         Duration::from_secs(30),
         level("info"),
     );
-    let start = Instant::now();
-    while kube
-        .json(&["get", "job", "migrate", "-n", "plain"])
-        .is_some()
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the Job is removed with its release"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    kube.until_gone(
+        &["get", "job", "migrate", "-n", "plain"],
+        "the Job is removed with its release",
+    );
     let out = support::drover()
         .args(["history", "staging", "--state-dir"])
         .arg(&d.state)
@@ -733,31 +736,21 @@ fn an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied
     deployment(kube, &d, "web", |w| {
         w["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/example/shop-web:v1.5.0"
     });
-    let start = Instant::now();
-    let history = loop {
-        kube.mark_ready("outage", |_| true);
-        let out = support::drover()
-            .args(["history", "staging", "-o", "json", "--state-dir"])
-            .arg(&d.state)
-            .output()
-            .unwrap();
-        let history: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        let releases: Vec<Value> = history
+    let of_revision = |history: &Value| -> Vec<Value> {
+        history
             .as_array()
             .into_iter()
             .flatten()
             .filter(|r| r["revision"] == revision.as_str())
             .cloned()
-            .collect();
-        if releases.iter().any(|r| r["result"] == "healthy") {
-            break releases;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the release of {short} is judged healthy: {history}"
-        );
-        std::thread::sleep(Duration::from_millis(500));
+            .collect()
     };
+    let history = of_revision(&history_until(
+        kube,
+        &d,
+        &format!("the release of {short} is judged healthy"),
+        |h| of_revision(h).iter().any(|r| r["result"] == "healthy"),
+    ));
     assert_eq!(
         history.len(),
         1,
@@ -772,6 +765,34 @@ fn an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied
     // Said in Drover's words, not once per retry of the client underneath.
     assert!(printed.lines().count() < 40, "a quiet outage:\n{printed}");
     assert!(!printed.contains("eof in poll"), "{printed}");
+}
+
+fn a_failed_first_release_fails_without_a_revert_and_a_new_commit_fixes_it(kube: &Kube) {
+    let d = Drover::up_with(kube, "first", &[("shop-web:v1.4.0", "shop-web:broken")]);
+    let first = last_subject(&d);
+    let history = history_until(kube, &d, "the first release fails", |h| {
+        h[0]["result"] == "failed"
+    });
+    let reason = history[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("first release: nothing ran before it"),
+        "{reason}"
+    );
+    assert_eq!(
+        history.as_array().map(Vec::len),
+        Some(1),
+        "no rollback: {history}"
+    );
+    assert_eq!(last_subject(&d), first, "nothing is reverted");
+    d.repo.edit(
+        "environments/staging/web.yaml",
+        "shop-web:broken",
+        "shop-web:v1.4.1",
+    );
+    d.repo.commit("web: a working image");
+    history_until(kube, &d, "the fix is healthy", |h| {
+        h[0]["result"] == "healthy"
+    });
 }
 
 fn a_wrong_token_is_a_clear_error_in_status(kube: &Kube) {
@@ -813,7 +834,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 9] = [
+    let tests: [(&str, Test); 10] = [
         (
             "a_wrong_token_is_a_clear_error_in_status",
             a_wrong_token_is_a_clear_error_in_status,
@@ -837,6 +858,10 @@ fn main() {
         (
             "ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back",
             ready_pods_make_the_release_healthy_and_unready_ones_roll_it_back,
+        ),
+        (
+            "a_failed_first_release_fails_without_a_revert_and_a_new_commit_fixes_it",
+            a_failed_first_release_fails_without_a_revert_and_a_new_commit_fixes_it,
         ),
         (
             "an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied_twice",

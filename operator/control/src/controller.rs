@@ -48,6 +48,9 @@ mod tests;
 const RESYNC: Duration = Duration::from_secs(10);
 /// The shortest wait between two passes asked for by a deadline.
 const MIN_WAIT: Duration = Duration::from_millis(20);
+/// The first and the longest wait before a failed pass is tried again.
+const RETRY_MIN: Duration = Duration::from_millis(500);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// Why the controller failed, or refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -297,15 +300,45 @@ impl<E: Engine> Controller<E> {
     /// Runs passes until `shutdown` completes: on every change (a revision, an API
     /// write, the engine's news), at the earliest deadline a decision or the engine
     /// asked for, and a full resync every [`RESYNC`] whatever happens.
+    ///
+    /// A failed pass is retried with exponential back-off (jittered, up to
+    /// [`RETRY_MAX`]), not at every wake-up: a cluster that refuses what Drover asks
+    /// while its watches report a stream of changes is not asked again each time. Its
+    /// error is logged when it first appears or changes, not at every retry.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        use backon::BackoffBuilder;
         tokio::pin!(shutdown);
+        let retry = backon::ExponentialBuilder::new()
+            .with_min_delay(RETRY_MIN)
+            .with_max_delay(RETRY_MAX)
+            .with_jitter()
+            .without_max_times();
+        let mut backoff = retry.build();
+        let mut failing: Option<(String, usize)> = None;
         loop {
             let next = match self.pass().await {
-                Ok(next) => next,
+                Ok(next) => {
+                    if let Some((_, failures)) = failing.take() {
+                        tracing::info!("reconcile recovered after {failures} failed passes");
+                        backoff = retry.build();
+                    }
+                    next
+                }
                 Err(error) => {
-                    tracing::error!("reconcile failed: {error}");
+                    let text = error.to_string();
+                    match &mut failing {
+                        Some((last, failures)) if *last == text => *failures += 1,
+                        _ => {
+                            tracing::error!("reconcile failed: {text}");
+                            failing = Some((text, 1));
+                        }
+                    }
                     self.record_failure(&error).await;
-                    None
+                    let delay = backoff.next().unwrap_or(RETRY_MAX);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => continue,
+                        _ = &mut shutdown => break,
+                    }
                 }
             };
             let now = Instant::now();

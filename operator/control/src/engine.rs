@@ -42,6 +42,9 @@ pub struct Capabilities {
     pub own_rolling_update: bool,
     /// Nodes' availability (active / pause / drain) can be set outside Git.
     pub node_availability: bool,
+    /// How many actions of one kind it applies at once (0 and 1: one at a time), for
+    /// engines whose applies wait on a remote API.
+    pub concurrent_applies: usize,
 }
 
 /// What the controller tells an engine for one pass: the open releases (so a service

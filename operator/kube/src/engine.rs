@@ -327,6 +327,9 @@ impl Engine for KubeEngine {
         Capabilities {
             own_rolling_update: true,
             node_availability: false,
+            // Each apply waits on the API server (and etcd's fsync): a few at once
+            // keep it busy without flooding it.
+            concurrent_applies: 8,
         }
     }
 

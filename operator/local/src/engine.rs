@@ -376,6 +376,8 @@ impl Engine for LocalEngine {
         Capabilities {
             own_rolling_update: false,
             node_availability: true,
+            // Applies change its own state, one at a time.
+            concurrent_applies: 1,
         }
     }
 

@@ -73,6 +73,11 @@ impl OpenRelease {
         }
     }
 
+    /// Whether nothing of the environment ran before it (its snapshot is empty).
+    pub fn is_first(&self) -> bool {
+        serde_json::from_str::<Vec<serde_json::Value>>(&self.snapshot).is_ok_and(|s| s.is_empty())
+    }
+
     /// Whether it is the rollback of another release.
     pub fn is_rollback(&self) -> bool {
         self.trigger == Trigger::Rollback
@@ -191,6 +196,14 @@ pub fn judge(
     };
     if release.is_rollback() || !release.automatic_rollback {
         Verdict::Failed { reason }
+    } else if release.is_first() {
+        // Rolling back would remove the environment, and reverting would revert the
+        // commit that created it: it fails, and a new commit fixes it.
+        Verdict::Failed {
+            reason: format!(
+                "{reason}; it is the environment's first release: nothing ran before it, so there is nothing to roll back to (fix it with a new commit)"
+            ),
+        }
     } else {
         Verdict::RollBack { reason }
     }

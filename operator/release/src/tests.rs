@@ -13,12 +13,15 @@ use crate::waves::{Dependencies, waits_for};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// What ran before the releases of these tests.
+const BEFORE: &str = r#"[{"environment":"staging","kind":"Service","name":"web","value":{}}]"#;
+
 fn release(services: &[&str], trigger: Trigger, automatic: bool, start: Instant) -> OpenRelease {
     OpenRelease::start(
         7,
         "3f2a1c0d9e8b7a6f",
         services.iter().map(|s| (*s).to_owned()).collect(),
-        "[]".into(),
+        BEFORE.into(),
         trigger,
         Policy {
             deadline: DEADLINE,
@@ -55,6 +58,29 @@ type VerdictCase = (
     Vec<(&'static str, Progress, &'static str)>,
     Expect,
 );
+
+#[test]
+fn the_first_release_of_an_environment_fails_with_nothing_to_roll_back_to() {
+    let start = Instant::now();
+    let mut first = release(&["web"], Trigger::Git, true, start);
+    first.snapshot = "[]".into();
+    let progress = BTreeMap::from([(
+        "web".to_owned(),
+        ServiceProgress::new(failed("crash loop"), ""),
+    )]);
+    match judge(&first, &progress, start) {
+        Verdict::Failed { reason } => assert!(
+            reason.starts_with("web: crash loop; it is the environment's first release"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    let later = release(&["web"], Trigger::Git, true, start);
+    assert!(matches!(
+        judge(&later, &progress, start),
+        Verdict::RollBack { .. }
+    ));
+}
 
 #[test]
 fn every_verdict_follows_from_the_services_progress() {

@@ -30,9 +30,7 @@ impl Findings<'_> {
         code: Code,
         message: String,
     ) -> &mut Diagnostic {
-        self.out
-            .push(Diagnostic::new(code, object.locate(path), message));
-        self.out.last_mut().expect("just pushed")
+        self.push(Diagnostic::new(code, object.locate(path), message))
     }
 
     /// Reports `message` at `path` of a plain Kubernetes object.
@@ -43,8 +41,11 @@ impl Findings<'_> {
         code: Code,
         message: String,
     ) -> &mut Diagnostic {
-        self.out
-            .push(Diagnostic::new(code, object.locate(path), message));
+        self.push(Diagnostic::new(code, object.locate(path), message))
+    }
+
+    fn push(&mut self, diagnostic: Diagnostic) -> &mut Diagnostic {
+        self.out.push(diagnostic);
         self.out.last_mut().expect("just pushed")
     }
 }

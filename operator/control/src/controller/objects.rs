@@ -135,6 +135,34 @@ struct Pass<'a> {
 }
 
 impl<E: Engine> Controller<E> {
+    /// Applies a plan's actions in its order. Consecutive actions of one kind and one
+    /// direction (creating or updating; deleting) go together, as many at once as the
+    /// engine takes; each group finishes whole (nothing is cut off mid-apply) before
+    /// the next starts, and the first error is returned after it.
+    async fn apply_all(&self, actions: &[drover_plan::Action]) -> Result<(), ControlError> {
+        use drover_plan::Action;
+        use futures::StreamExt;
+        let width = self.engine.capabilities().concurrent_applies.max(1);
+        let deleting = |a: &Action| matches!(a, Action::Delete { .. });
+        for group in
+            actions.chunk_by(|a, b| a.key().kind == b.key().kind && deleting(a) == deleting(b))
+        {
+            // The futures are made first (they start when polled): a stream that maps
+            // with a closure would not be provably `Send`.
+            let applies: Vec<_> = group
+                .iter()
+                .map(|action| self.engine.apply(action))
+                .collect();
+            let results: Vec<Result<(), crate::engine::EngineError>> =
+                futures::stream::iter(applies)
+                    .buffer_unordered(width)
+                    .collect()
+                    .await;
+            results.into_iter().collect::<Result<(), _>>()?;
+        }
+        Ok(())
+    }
+
     /// Step 1: apply new revisions, revert (or report) drift. Returns whether anything
     /// was applied.
     pub(super) async fn sync_objects(
@@ -277,9 +305,7 @@ impl<E: Engine> Controller<E> {
         let apply = !back.is_empty() && (rolling || sync_policy(&before, env).self_heal);
         if apply {
             let changes = describe(&applied.objects, &before);
-            for action in &back.actions {
-                self.engine.apply(action).await?;
-            }
+            self.apply_all(&back.actions).await?;
             if !rolling {
                 let text = format!("drift reverted to the held revision: {changes}");
                 self.store().event(env, env, "DriftReverted", &text)?;
@@ -362,9 +388,7 @@ impl<E: Engine> Controller<E> {
             if new_revision && !env.is_empty() && !services.is_empty() {
                 self.open_release(inner, pass, env, services, &observed.objects)?;
             }
-            for action in &plan.actions {
-                self.engine.apply(action).await?;
-            }
+            self.apply_all(&plan.actions).await?;
             applied = true;
             let (reason, text) = if new_revision {
                 (

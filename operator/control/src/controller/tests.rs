@@ -28,6 +28,8 @@ struct InMemoryEngine {
     progress: Mutex<BTreeMap<ServiceKey, Progress>>,
     applied: Mutex<Vec<Action>>,
     orders: Mutex<Option<Orders>>,
+    /// Refuse every apply (a cluster that says no), counting the attempts.
+    refuse: Mutex<Option<usize>>,
 }
 
 impl Engine for InMemoryEngine {
@@ -42,6 +44,10 @@ impl Engine for InMemoryEngine {
     }
 
     async fn apply(&self, action: &Action) -> Result<(), EngineError> {
+        if let Some(attempts) = self.refuse.lock().unwrap().as_mut() {
+            *attempts += 1;
+            return Err(EngineError::Failed("the cluster refuses".into()));
+        }
         let mut observed = self.observed.lock().unwrap();
         match action {
             Action::Create { key, value } | Action::Update { key, value, .. } => {
@@ -191,6 +197,32 @@ async fn a_first_revision_is_applied_and_synced_without_a_release_to_judge_twice
         1,
         "nothing is opened twice"
     );
+}
+
+#[tokio::test]
+async fn a_failing_pass_is_retried_with_back_off_not_at_every_wake_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(InMemoryEngine::default());
+    *engine.refuse.lock().unwrap() = Some(0);
+    let control = controller(dir.path(), engine.clone());
+    control.set_desired(revision("a")).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(control.clone().run(async move {
+        let _ = stopped.await;
+    }));
+    // A cluster's watches wake the controller all the time.
+    for _ in 0..150 {
+        control.wake();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(());
+    running.await.unwrap();
+    let attempts = engine.refuse.lock().unwrap().unwrap();
+    assert!(
+        (1..=4).contains(&attempts),
+        "{attempts} attempts in 1.5 s of wake-ups"
+    );
+    assert_eq!(staging_status(&control).status, SyncStatus::Failed);
 }
 
 #[tokio::test]
