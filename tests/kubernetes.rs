@@ -269,6 +269,21 @@ impl Drover {
     }
 }
 
+/// Moves web from v1.4.0 to v1.5.0 (image and version) in `d`'s files, uncommitted.
+fn web_v1_5_0(d: &Drover) -> &TestRepo {
+    d.repo
+        .edit(
+            "environments/staging/web.yaml",
+            "shop-web:v1.4.0",
+            "shop-web:v1.5.0",
+        )
+        .edit(
+            "environments/staging/web.yaml",
+            "version: v1.4.0",
+            "version: v1.5.0",
+        )
+}
+
 fn deployment(kube: &Kube, d: &Drover, name: &str, check: impl Fn(&Value) -> bool) -> Value {
     kube.until(
         &["get", "deployment", name, "-n", &d.namespace],
@@ -342,22 +357,11 @@ fn git_changes_move_the_deployment_and_removed_services_are_pruned(kube: &Kube) 
     let d = Drover::up(kube, "changes");
     deployment(kube, &d, "worker", |_| true);
     kube.kubectl(&["create", "configmap", "not-drovers", "-n", "changes"]);
-    d.repo
-        .edit(
-            "environments/staging/web.yaml",
-            "replicas: 2",
-            "replicas: 3",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "shop-web:v1.4.0",
-            "shop-web:v1.5.0",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1.4.0",
-            "version: v1.5.0",
-        );
+    web_v1_5_0(&d).edit(
+        "environments/staging/web.yaml",
+        "replicas: 2",
+        "replicas: 3",
+    );
     std::fs::remove_file(
         d.repo
             .dir
@@ -712,17 +716,7 @@ fn an_api_server_outage_mid_release_is_shown_then_resumed_and_nothing_is_applied
     first_release_healthy(kube, &d);
     // The API server goes away; a release arrives meanwhile.
     kube.apiserver("apiserver-stop");
-    d.repo
-        .edit(
-            "environments/staging/web.yaml",
-            "shop-web:v1.4.0",
-            "shop-web:v1.5.0",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1.4.0",
-            "version: v1.5.0",
-        );
+    web_v1_5_0(&d);
     let revision = d.repo.commit("web v1.5.0 during an outage");
     let short = &revision[..7];
     let env = staging_status(&d, |e| e["sync"] == "Failed");

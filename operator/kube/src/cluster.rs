@@ -157,7 +157,7 @@ impl Cluster {
             };
             let resolved = discovery::rendered(api_version, kind).expect("a rendered kind");
             let key = ObjectRef::key_of(api_version, kind);
-            cluster.watch(key, resolved, &managed_by());
+            cluster.watch(key, resolved, &managed_by(), trim);
         }
         let pods = Resolved {
             resource: ApiResource::from_gvk_with_plural(
@@ -166,11 +166,17 @@ impl Cluster {
             ),
             namespaced: true,
         };
-        cluster.watch(SERVICE_PODS.to_owned(), pods, SERVICE_LABEL);
+        cluster.watch(SERVICE_PODS.to_owned(), pods, SERVICE_LABEL, trim_pod);
         Ok(cluster)
     }
 
-    fn watch(&self, key: String, resolved: Resolved, selector: &str) {
+    fn watch(
+        &self,
+        key: String,
+        resolved: Resolved,
+        selector: &str,
+        trim: fn(&mut DynamicObject),
+    ) {
         let ar = resolved.resource.clone();
         let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
@@ -178,7 +184,8 @@ impl Cluster {
         let config = watcher::Config::default().labels(selector);
         let trouble = self.trouble.clone();
         let wake = self.wake.clone();
-        let stream = reflector::reflector(writer, watcher(api, config)).default_backoff();
+        let stream =
+            reflector::reflector(writer, watcher(api, config).modify(trim)).default_backoff();
         lock(&self.tasks).push(tokio::spawn(async move {
             futures::pin_mut!(stream);
             while let Some(event) = stream.next().await {
@@ -210,7 +217,7 @@ impl Cluster {
             Some(w) => w,
             None => {
                 let resolved = self.resolve(object).await?;
-                self.watch(key.clone(), resolved, &managed_by());
+                self.watch(key.clone(), resolved, &managed_by(), trim);
                 lock(&self.watched)[&key].clone()
             }
         };
@@ -388,6 +395,48 @@ impl Cluster {
             .map_err(|e| api_error(&self.name, format!("{object}: {e}")))?;
         Ok(())
     }
+}
+
+/// What a watch keeps of an object: everything but what Drover never reads from a
+/// watch — who applied which field, and kubectl's copy of the last applied object —
+/// which is most of an object's size (a Pod's managed fields alone are a third of it).
+/// Ownership is read from the API server itself, never from a watch.
+fn trim(object: &mut DynamicObject) {
+    object.metadata.managed_fields = None;
+    if let Some(annotations) = &mut object.metadata.annotations {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// What a watch keeps of a service's Pod: what health and `drover status` read (its
+/// containers' identity, its node, its phase and its containers' statuses), not the
+/// rest of a Pod (volumes, tolerations, conditions…): with a thousand services, Pods
+/// are most of what Drover holds.
+fn trim_pod(pod: &mut DynamicObject) {
+    trim(pod);
+    pod.metadata.owner_references = None;
+    let data = &mut pod.data;
+    let containers: Vec<serde_json::Value> = data["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let mut kept = serde_json::Map::new();
+            for field in ["name", "image", "command", "args", "env"] {
+                if let Some(v) = c.get(field) {
+                    kept.insert(field.to_owned(), v.clone());
+                }
+            }
+            Value::Object(kept)
+        })
+        .collect();
+    let node = data["spec"]["nodeName"].take();
+    let phase = data["status"]["phase"].take();
+    let statuses = data["status"]["containerStatuses"].take();
+    *data = serde_json::json!({
+        "spec": {"containers": containers, "nodeName": node},
+        "status": {"phase": phase, "containerStatuses": statuses},
+    });
 }
 
 fn managed_by() -> String {

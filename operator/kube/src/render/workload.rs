@@ -19,6 +19,24 @@ use super::{RenderError, Rendered, SERVICE_LABEL, Target, labels_of, metadata, n
 pub const DEFAULT_TARGET_PORT: u16 = 8080;
 
 /// A service's workload and, beside it, its network objects.
+/// What a service asks that the Kubernetes engine does not do yet: said at every
+/// apply, never dropped in silence.
+fn not_built_here(key: &ObjectKey, service: &ServiceSpec, warnings: &mut Vec<String>) {
+    if !service.depends_on.is_empty() {
+        warnings.push(format!(
+            "service {}: dependsOn ({}) is not honoured on Kubernetes yet: it rolls out together with the services it depends on",
+            key.name,
+            service.depends_on.join(", ")
+        ));
+    }
+    if service.rollback != drover_model::service::UpdateConfig::default() {
+        warnings.push(format!(
+            "service {}: its rollback settings are not used on Kubernetes yet: a rollback rolls out with its update settings",
+            key.name
+        ));
+    }
+}
+
 pub(super) fn service(
     key: &ObjectKey,
     value: &Value,
@@ -29,6 +47,7 @@ pub(super) fn service(
     labels.insert(SERVICE_LABEL.to_owned(), key.name.clone());
     let mut warnings = Vec::new();
     let pod = pod_template(key, &service, &labels, &mut warnings)?;
+    not_built_here(key, &service, &mut warnings);
     let selector = json!({"matchLabels": {SERVICE_LABEL: key.name}});
     let workload = match service.mode {
         Mode::Replicated => {
