@@ -170,13 +170,7 @@ impl Cluster {
         Ok(cluster)
     }
 
-    fn watch(
-        &self,
-        key: String,
-        resolved: Resolved,
-        selector: &str,
-        trim: fn(&mut DynamicObject),
-    ) {
+    fn watch(&self, key: String, resolved: Resolved, selector: &str, trim: fn(&mut DynamicObject)) {
         let ar = resolved.resource.clone();
         let writer = Writer::new(ar.clone());
         let store = writer.as_reader();
