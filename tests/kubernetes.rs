@@ -284,6 +284,16 @@ fn web_v1_5_0(d: &Drover) -> &TestRepo {
         )
 }
 
+/// Removes worker's file from `d`'s repo, uncommitted.
+fn remove_worker(d: &Drover) {
+    let file = d
+        .repo
+        .dir
+        .as_path()
+        .join("environments/staging/worker.yaml");
+    std::fs::remove_file(file).unwrap();
+}
+
 fn deployment(kube: &Kube, d: &Drover, name: &str, check: impl Fn(&Value) -> bool) -> Value {
     kube.until(
         &["get", "deployment", name, "-n", &d.namespace],
@@ -362,13 +372,7 @@ fn git_changes_move_the_deployment_and_removed_services_are_pruned(kube: &Kube) 
         "replicas: 2",
         "replicas: 3",
     );
-    std::fs::remove_file(
-        d.repo
-            .dir
-            .as_path()
-            .join("environments/staging/worker.yaml"),
-    )
-    .unwrap();
+    remove_worker(&d);
     d.repo.commit("web v1.5.0 with 3 replicas; no worker");
     deployment(kube, &d, "web", |w| {
         w["spec"]["replicas"] == 3
@@ -644,13 +648,7 @@ fn drover_plan_shows_the_servers_dry_run_and_what_would_be_pruned_and_changes_no
         "replicas: 2",
         "replicas: 3",
     );
-    std::fs::remove_file(
-        d.repo
-            .dir
-            .as_path()
-            .join("environments/staging/worker.yaml"),
-    )
-    .unwrap();
+    remove_worker(&d);
     let plan = |extra: &[&str]| {
         let out = support::drover()
             .arg("plan")

@@ -8,7 +8,7 @@ use kube::api::{ApiResource, GroupVersionKind};
 use kube::discovery::Scope;
 
 use crate::cluster::{ClusterError, api_error};
-use crate::render::{Apis, ObjectRef};
+use crate::render::{Apis, ObjectRef, group_of};
 
 /// The kinds Drover renders and always watches, with their resource names.
 pub(crate) const RENDERED: [(&str, &str, &str); 9] = [
@@ -51,10 +51,6 @@ pub(crate) fn rendered(api_version: &str, kind: &str) -> Option<Resolved> {
         resource: ApiResource::from_gvk_with_plural(&gvk, plural),
         namespaced: kind != "Namespace",
     })
-}
-
-fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map_or("", |(g, _)| g)
 }
 
 /// Any kind, as the cluster serves it (a plain manifest's ConfigMap, Job or custom

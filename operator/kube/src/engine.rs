@@ -225,7 +225,7 @@ impl KubeEngine {
         &self,
         state: &State,
         places: &BTreeMap<String, Place>,
-    ) -> Result<BTreeMap<ServiceKey, (ServiceProgress, Vec<Value>)>, EngineError> {
+    ) -> Result<BTreeMap<ObjectKey, (ServiceProgress, Vec<Value>)>, EngineError> {
         let mut pods: BTreeMap<String, BTreeMap<(String, String), Vec<Value>>> = BTreeMap::new();
         let mut progress = BTreeMap::new();
         for (key, value) in state {
@@ -249,10 +249,7 @@ impl KubeEngine {
                 }
                 _ => continue,
             };
-            progress.insert(
-                (key.environment.clone(), key.name.clone()),
-                (p, service_pods),
-            );
+            progress.insert(key.clone(), (p, service_pods));
         }
         Ok(progress)
     }
@@ -397,11 +394,12 @@ impl Engine for KubeEngine {
                 return Err(trouble.into());
             }
         }
-        self.watch_manifests(&state, &places).await?;
+        // Plain manifests' kinds are watched already: by this pass's `observe`, and by
+        // `apply` for a kind first applied since.
         Ok(self
             .progress(&state, &places)?
             .into_iter()
-            .map(|(key, (progress, _))| (key, progress))
+            .map(|(key, (progress, _))| ((key.environment, key.name), progress))
             .collect())
     }
 
@@ -409,16 +407,7 @@ impl Engine for KubeEngine {
         let state = self.applied().observed().map_err(store_error)?.objects;
         let places = self.places(&state).await?;
         let mut status = EngineStatus::default();
-        for ((env, name), (progress, pods)) in self.progress(&state, &places)? {
-            let key = ObjectKey {
-                kind: if drover_model::is_manifest_name(&name) {
-                    Kind::Manifest
-                } else {
-                    Kind::Service
-                },
-                environment: env,
-                name,
-            };
+        for (key, (progress, pods)) in self.progress(&state, &places)? {
             let value = &state[&key];
             let instances: Vec<InstanceView> = pods
                 .iter()

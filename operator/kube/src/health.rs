@@ -92,10 +92,7 @@ pub fn object_progress(live: Option<&Value>) -> ServiceProgress {
     let Some(o) = live else {
         return ServiceProgress::new(Progress::Rolling, "not created yet");
     };
-    let group = o["apiVersion"]
-        .as_str()
-        .and_then(|v| v.rsplit_once('/'))
-        .map_or("", |(g, _)| g);
+    let group = crate::render::group_of(o["apiVersion"].as_str().unwrap_or_default());
     match (group, o["kind"].as_str().unwrap_or_default()) {
         ("apps", "Deployment" | "DaemonSet") => progress(Some(o), &[]),
         ("apps", "StatefulSet") => stateful_set(o),

@@ -54,8 +54,8 @@ impl Apis {
     /// Whether objects of this kind live outside namespaces. A kind discovery did not
     /// list (a CRD applied after Drover connected) counts as namespaced.
     pub fn is_cluster_scoped(&self, api_version: &str, kind: &str) -> bool {
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        self.cluster_scoped.contains(&format!("{group}/{kind}"))
+        self.cluster_scoped
+            .contains(&ObjectRef::key_of(api_version, kind))
     }
 }
 
@@ -92,6 +92,12 @@ pub struct Target {
     pub progress_deadline: u64,
 }
 
+/// The API group of an `apiVersion` (`apps` of `apps/v1`; empty for the core group's
+/// `v1`).
+pub fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(group, _)| group)
+}
+
 /// A Kubernetes object by identity: the API group (not its version, which discovery
 /// may change), kind, namespace and name.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -117,9 +123,7 @@ impl ObjectRef {
 
     /// The API group (`apps`, `` for the core group).
     pub fn group(&self) -> &str {
-        self.api_version
-            .rsplit_once('/')
-            .map_or("", |(group, _)| group)
+        group_of(&self.api_version)
     }
 
     /// Its kind with its group, `apps/Deployment` (`/ConfigMap` for the core group):
@@ -130,8 +134,7 @@ impl ObjectRef {
 
     /// [`ObjectRef::kind_key`] of a kind.
     pub fn key_of(api_version: &str, kind: &str) -> String {
-        let group = api_version.rsplit_once('/').map_or("", |(g, _)| g);
-        format!("{group}/{kind}")
+        format!("{}/{kind}", group_of(api_version))
     }
 
     /// Same object, whatever its API version.
