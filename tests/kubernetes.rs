@@ -11,6 +11,13 @@
 #[allow(dead_code)]
 mod support;
 
+#[path = "platform.rs"]
+#[allow(dead_code)]
+mod platform;
+
+#[path = "k8s/mixed.rs"]
+mod mixed;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -826,7 +833,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 10] = [
+    let tests: [(&str, Test); 11] = [
+        (
+            "one_up_drives_a_local_cluster_and_a_kubernetes_one_from_one_repo",
+            mixed::one_up_drives_a_local_cluster_and_a_kubernetes_one_from_one_repo,
+        ),
         (
             "a_wrong_token_is_a_clear_error_in_status",
             a_wrong_token_is_a_clear_error_in_status,

@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use drover_diff::{ObjectKey, State};
+use drover_model::cluster::Engine as EngineKind;
 use drover_model::{Kind, short_id};
 use drover_plan::{Live, Observed};
 use drover_release::{OpenRelease, ReleaseResult, ServiceProgress, Trigger, WriteKind, WriteState};
@@ -69,6 +70,12 @@ pub enum ControlError {
     /// A promotion's gate is closed now.
     #[error("gate not met: {0}")]
     Gate(drover_release::gate::Closed),
+    /// Clusters of these engines failed in a pass; the others' work went on.
+    #[error("{error}")]
+    Clusters {
+        kinds: Vec<EngineKind>,
+        error: Box<ControlError>,
+    },
 }
 
 impl From<EngineError> for ControlError {
@@ -353,18 +360,23 @@ impl<E: Engine> Controller<E> {
         }
     }
 
-    /// A failed pass shows in the status of every environment this engine drives, so
-    /// `drover status` says why nothing moves; the next good pass sets it right.
+    /// A failed pass shows in the status of every environment on the clusters that
+    /// failed (all of them, unless the error names which), so `drover status` says
+    /// why nothing moves; the next good pass sets it right.
     async fn record_failure(&self, error: &ControlError) {
         let inner = self.inner.lock().await;
         let Some(desired) = &inner.desired else {
             return;
         };
+        let failed = match error {
+            ControlError::Clusters { kinds, .. } => kinds.as_slice(),
+            _ => self.engine.kinds(),
+        };
         let live = Live::from_state(&desired.state);
         let message = crate::one_line(&error.to_string());
         let store = self.store();
         for env in live.environments.keys() {
-            if live.cluster_of(env, E::KIND).is_none() {
+            if !live.engine_of(env).is_some_and(|k| failed.contains(&k)) {
                 continue;
             }
             let before = store
@@ -387,20 +399,39 @@ impl<E: Engine> Controller<E> {
         }
     }
 
+    /// Whether this controller's engine runs `env` (as `live` places it).
+    fn runs(&self, live: &Live, env: &str) -> bool {
+        live.engine_of(env)
+            .is_some_and(|k| self.engine.kinds().contains(&k))
+    }
+
     /// Whether a pass has synced the engine to a desired revision yet (after a start,
     /// what depends on live state, such as a gate, waits for it).
     pub async fn has_synced(&self) -> bool {
         self.inner.lock().await.synced_passes > 0
     }
 
-    /// One pass; returns when the next one is due at the latest.
+    /// One pass; returns when the next one is due at the latest. Each kind of
+    /// cluster is synced and converged on its own: one failing (an API server down)
+    /// stops neither the others' work nor the judging of their releases, and the
+    /// pass then fails naming it.
     pub async fn pass(&self) -> Result<Option<Instant>, ControlError> {
         let mut inner = self.inner.lock().await;
         let observed = self.engine.observe().await?;
         self.resume_releases(&mut inner, &Live::from_state(&observed.objects))?;
+        let kinds = self.engine.kinds().to_vec();
+        let mut failed: Vec<(EngineKind, ControlError)> = Vec::new();
         let mut applied_any = false;
         if let Some(desired) = inner.desired.clone() {
-            applied_any = self.sync_objects(&mut inner, &desired, &observed).await?;
+            for &kind in &kinds {
+                match self
+                    .sync_kind(&mut inner, &desired, kind, &kinds, &observed)
+                    .await
+                {
+                    Ok(applied) => applied_any |= applied,
+                    Err(error) => failed.push((kind, error)),
+                }
+            }
             inner.synced_passes += 1;
         }
         // What the engine runs now: read again only when the objects step changed it.
@@ -418,7 +449,7 @@ impl<E: Engine> Controller<E> {
         inner.autoscaled = live
             .services
             .iter()
-            .filter(|((env, _), _)| live.cluster_of(env, E::KIND).is_some())
+            .filter(|((env, _), _)| self.runs(&live, env))
             .filter_map(|((env, name), spec)| {
                 Some((env.clone(), name.clone(), spec.autoscaling.clone()?))
             })
@@ -427,15 +458,61 @@ impl<E: Engine> Controller<E> {
             releases: inner.releases.clone(),
             rolling_back: inner.rolling_back.clone(),
         };
-        inner.progress = self.engine.converge(&orders).await?;
-        let release_due = self.judge(&mut inner, &live).await?;
+        let mut progress = BTreeMap::new();
+        for &kind in &kinds {
+            if failed.iter().any(|(k, _)| *k == kind) {
+                continue;
+            }
+            match self.engine.converge(kind, &orders).await {
+                Ok(more) => progress.extend(more),
+                Err(error) => failed.push((kind, error.into())),
+            }
+        }
+        inner.progress = progress;
+        // A failing cluster's releases wait: its progress is not known this pass.
+        let unknown: BTreeSet<String> = live
+            .environments
+            .keys()
+            .filter(|env| {
+                live.engine_of(env)
+                    .is_some_and(|k| failed.iter().any(|(f, _)| *f == k))
+            })
+            .cloned()
+            .collect();
+        let release_due = self.judge(&mut inner, &live, &unknown).await?;
         let autoscale_due = self.autoscale(&mut inner).await?;
         drop(inner);
         self.after_pass().await?;
+        if !failed.is_empty() {
+            let kinds = failed.iter().map(|(k, _)| *k).collect();
+            let (_, error) = failed.swap_remove(0);
+            return Err(ControlError::Clusters {
+                kinds,
+                error: Box::new(error),
+            });
+        }
         Ok([self.engine.due(), release_due, autoscale_due]
             .into_iter()
             .flatten()
             .min())
+    }
+
+    /// Step 1 for the clusters of one `kind`: what the engine runs there against
+    /// what Git wants there.
+    async fn sync_kind(
+        &self,
+        inner: &mut Inner,
+        desired: &DesiredRevision,
+        kind: EngineKind,
+        kinds: &[EngineKind],
+        observed: &Observed,
+    ) -> Result<bool, ControlError> {
+        if let [only] = kinds {
+            debug_assert_eq!(*only, kind);
+            return self.sync_objects(inner, desired, kind, observed).await;
+        }
+        let own = self.engine.observe_kind(kind).await?;
+        self.sync_objects(inner, desired, kind, &own).await
     }
 
     /// Records a commit to write in the Git outbox (part of the caller's batch, when
@@ -493,16 +570,31 @@ impl<E: Engine> Controller<E> {
         reason: &str,
         message: &str,
     ) -> Result<(), ControlError> {
+        let kind = self.kind_of(&key.environment).await?;
         self.engine
-            .apply(&drover_plan::Action::Update {
-                key: key.clone(),
-                value,
-                patch: json_patch::Patch(Vec::new()),
-            })
+            .apply(
+                kind,
+                &drover_plan::Action::Update {
+                    key: key.clone(),
+                    value,
+                    patch: json_patch::Patch(Vec::new()),
+                },
+            )
             .await?;
         self.store()
             .event(&key.environment, &key.name, reason, message)?;
         Ok(())
+    }
+
+    /// The kind of cluster `env` runs on, as the engine runs it now.
+    async fn kind_of(&self, env: &str) -> Result<EngineKind, ControlError> {
+        if let [only] = self.engine.kinds() {
+            return Ok(*only);
+        }
+        let observed = self.engine.observe().await?;
+        Live::from_state(&observed.objects)
+            .engine_of(env)
+            .ok_or_else(|| ControlError::NotFound(format!("no environment `{env}` runs here")))
     }
 
     /// `drover scale`: an out-of-band change of the applied replicas, which self-heal
@@ -588,7 +680,12 @@ impl<E: Engine> Controller<E> {
                 )));
             }
         };
-        if !self.engine.capabilities().node_availability {
+        let engine = &self.engine;
+        if !engine
+            .kinds()
+            .iter()
+            .any(|k| engine.capabilities(*k).node_availability)
+        {
             return Err(ControlError::Refused(
                 "this engine does not set node availability".into(),
             ));

@@ -79,22 +79,43 @@ pub struct Usage {
 /// An engine. Every method must be idempotent: after a crash, the controller asks
 /// again from what it observes.
 pub trait Engine: Send + Sync + 'static {
-    /// The `engine:` of the clusters it runs; the controller gives it only those
-    /// clusters and their environments.
-    const KIND: EngineKind;
+    /// The `engine:` values of the clusters it runs (one, or several for [`Both`]);
+    /// the controller gives it only those clusters and their environments.
+    ///
+    /// [`Both`]: crate::both::Both
+    fn kinds(&self) -> &[EngineKind];
 
-    fn capabilities(&self) -> Capabilities;
+    /// What it can do on clusters of `kind`.
+    fn capabilities(&self, kind: EngineKind) -> Capabilities;
 
-    /// The live objects and which of them Drover created (the inventory).
+    /// The live objects and which of them Drover created (the inventory), on every
+    /// cluster it runs.
     fn observe(&self) -> impl Future<Output = Result<Observed, EngineError>> + Send;
 
-    /// Carries out one action of a plan.
-    fn apply(&self, action: &Action) -> impl Future<Output = Result<(), EngineError>> + Send;
+    /// What it runs on clusters of `kind` alone: the side of the plan for that kind
+    /// (an environment moving from one engine to another is deleted from the one it
+    /// leaves and created on the other, not "updated" in place).
+    fn observe_kind(
+        &self,
+        kind: EngineKind,
+    ) -> impl Future<Output = Result<Observed, EngineError>> + Send {
+        let _ = kind;
+        self.observe()
+    }
 
-    /// One pass of the engine's own work towards what is applied (placing, updating,
-    /// routing), steered by `orders`; returns every service's progress.
+    /// Carries out one action of a plan for clusters of `kind`.
+    fn apply(
+        &self,
+        kind: EngineKind,
+        action: &Action,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+
+    /// One pass of the engine's own work towards what is applied on clusters of
+    /// `kind` (placing, updating, routing), steered by `orders`; returns the progress
+    /// of every service there.
     fn converge(
         &self,
+        kind: EngineKind,
         orders: &Orders,
     ) -> impl Future<Output = Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError>> + Send;
 

@@ -5,7 +5,8 @@
 //! their gate, runs the autoscaler, and serves the API ([`server`]). It names no
 //! engine: the binary gives it one.
 //!
-//! - [`engine`]: the trait, and what the controller and an engine exchange;
+//! - [`engine`]: the trait, and what the controller and an engine exchange; [`both`]:
+//!   two engines as one, for a repo whose clusters use both;
 //! - [`controller`]: the loop and its steps (objects, releases, promotions, the
 //!   autoscaler, status);
 //! - [`server`]: the HTTP API (tokens and scopes, the audit trail); [`client`] the CLI's
@@ -14,6 +15,7 @@
 //!   restores; [`notify`]: signed webhooks;
 //! - [`files`]: the state directory.
 
+pub mod both;
 pub mod client;
 pub mod controller;
 pub mod engine;

@@ -95,7 +95,6 @@ codes! {
     InvalidManifest = "E130", Error, "A plain Kubernetes object Drover cannot apply as written (its own namespace, a Kubernetes Secret, or an environment on a cluster that is not Kubernetes).";
     MemoryRequestNotLimit = "W001", Warning, "Memory request differs from its limit (memory cannot be throttled, only killed).";
     RoutedWithoutReadiness = "W002", Warning, "A routed service without a readiness probe gets traffic before it is ready.";
-    UnsupportedEngine = "W003", Warning, "A Kubernetes cluster beside local ones: one `drover up` drives one engine yet, so its environments are not deployed.";
 }
 
 impl Serialize for Code {

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use drover_api::ApiState;
+use drover_control::both::Both;
 use drover_control::promoter::Promoter;
 use drover_control::server::{ServerState, router};
 use drover_control::{Config, Controller, DesiredRevision};
@@ -128,16 +129,16 @@ impl AgentProcess {
     }
 }
 
-struct Agents {
+struct Agents<E: drover_control::engine::Engine> {
     state: StateDir,
     api: String,
-    control: Arc<Controller<LocalEngine>>,
+    control: Arc<Controller<E>>,
     drover: PathBuf,
     log_format: LogFormat,
     running: BTreeMap<String, AgentProcess>,
 }
 
-impl Agents {
+impl<E: drover_control::engine::Engine> Agents<E> {
     /// The node's agent token, registered with scope `node:NODE` alone.
     fn node_token(&self, node: &str) -> anyhow::Result<String> {
         let token = drover_local::files::ensure_agent_token(&self.state, node)?;
@@ -282,34 +283,6 @@ struct Started<E: drover_control::engine::Engine> {
     api: String,
 }
 
-/// Which engine drives the repo: Kubernetes when every cluster at the tracked
-/// revision is `engine: kubernetes`, else the local engine.
-fn engine_of(follower: &Mutex<Follower>) -> drover_model::cluster::Engine {
-    use drover_model::cluster::Engine as Kind;
-    let follower = follower.lock().expect("follower lock");
-    let source = follower.source();
-    let Ok(desired) = source.tracked().and_then(|r| source.desired_at(&r)) else {
-        return Kind::Local;
-    };
-    let kinds: Vec<Kind> = desired
-        .checked
-        .repo
-        .clusters
-        .iter()
-        .map(|c| c.spec().engine)
-        .collect();
-    if !kinds.is_empty() && kinds.iter().all(|k| *k == Kind::Kubernetes) {
-        Kind::Kubernetes
-    } else {
-        if kinds.contains(&Kind::Kubernetes) {
-            tracing::warn!(
-                "this repo mixes local and Kubernetes clusters: one `drover up` drives one engine yet, the local one; its Kubernetes environments show as Unsupported"
-            );
-        }
-        Kind::Local
-    }
-}
-
 async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let state = StateDir::new(
         args.state_dir
@@ -345,10 +318,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
         notifier,
         trigger: Arc::new(Notify::new()),
     };
-    match engine_of(&setup.follower) {
-        drover_model::cluster::Engine::Kubernetes => up_kubernetes(args, setup).await,
-        drover_model::cluster::Engine::Local => up_local(args, setup, log_format).await,
-    }
+    up_engines(args, setup, log_format).await
 }
 
 /// Starts the controller over `engine`, its API (with `extra` routes), the promoter,
@@ -480,25 +450,15 @@ impl<E: drover_control::engine::Engine> Started<E> {
     }
 }
 
-/// `drover up` on Kubernetes clusters: the controller and the API; the clusters run
-/// the workloads.
-async fn up_kubernetes(args: Args, setup: Setup) -> anyhow::Result<()> {
-    tracing::info!("engine: kubernetes");
-    let wake = Arc::new(Notify::new());
-    let engine = drover_kube::KubeEngine::open(&setup.state.database(), wake.clone())?;
-    let started = start(&args, &setup, engine, wake, axum::Router::new()).await?;
-    started.until_stopped(|| {}).await?;
-    tracing::info!("stopping (the workloads keep running in their clusters)");
-    started.stop(&setup.state).await;
-    Ok(())
-}
-
-/// `drover up` on local clusters: also the agents, one process per node.
-async fn up_local(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::Result<()> {
+/// `drover up`: the controller and its API over both engines, whatever the repo's
+/// clusters are now (a commit may add a Kubernetes cluster beside local ones, or the
+/// reverse), and the local clusters' agents, one process per node. Kubernetes
+/// clusters run their workloads themselves; an engine with no clusters does nothing.
+async fn up_engines(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::Result<()> {
     let drover = std::env::current_exe().context("cannot find this program's path")?;
     let state = setup.state.clone();
     let wake = Arc::new(Notify::new());
-    let engine = LocalEngine::open(
+    let local = LocalEngine::open(
         LocalConfig {
             state: state.clone(),
             drover: drover.clone(),
@@ -506,12 +466,14 @@ async fn up_local(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::Re
         },
         wake.clone(),
     )?;
+    let kube = drover_kube::KubeEngine::open(&state.database(), wake.clone())?;
+    let engine = Arc::new(Both::new(local.clone(), kube));
     let started = start(
         &args,
         &setup,
-        engine.clone(),
+        engine,
         wake,
-        drover_local::agents::routes(),
+        drover_local::agents::routes(local.clone()),
     )
     .await?;
     let mut agents = Agents {
@@ -538,15 +500,17 @@ async fn up_local(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::Re
     started
         .until_stopped(|| {
             if !args.no_agents {
-                agents.tend(&engine.nodes_wanted());
+                agents.tend(&local.nodes_wanted());
             }
         })
         .await?;
-    tracing::info!("stopping: agents stop their instances");
+    tracing::info!(
+        "stopping: agents stop their instances (workloads on Kubernetes clusters keep running)"
+    );
     if !args.no_agents {
         agents.stop_all().await;
     }
-    engine.stop_proxies();
+    local.stop_proxies();
     started.stop(&state).await;
     Ok(())
 }

@@ -318,9 +318,11 @@ fn instance_view(env: &str, service: &str, pod: &Value) -> InstanceView {
 }
 
 impl Engine for KubeEngine {
-    const KIND: EngineKind = EngineKind::Kubernetes;
+    fn kinds(&self) -> &[EngineKind] {
+        &[EngineKind::Kubernetes]
+    }
 
-    fn capabilities(&self) -> Capabilities {
+    fn capabilities(&self, _: EngineKind) -> Capabilities {
         Capabilities {
             own_rolling_update: true,
             node_availability: false,
@@ -342,7 +344,7 @@ impl Engine for KubeEngine {
         Ok(observed)
     }
 
-    async fn apply(&self, action: &Action) -> Result<(), EngineError> {
+    async fn apply(&self, _: EngineKind, action: &Action) -> Result<(), EngineError> {
         let key = action.key();
         // The action's own value stands in for what is applied: an Environment is
         // placed by the spec it is about to get.
@@ -383,6 +385,7 @@ impl Engine for KubeEngine {
 
     async fn converge(
         &self,
+        _: EngineKind,
         _orders: &Orders,
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
         let state = self.applied().observed().map_err(store_error)?.objects;

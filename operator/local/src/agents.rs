@@ -5,22 +5,28 @@
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::post;
+use drover_control::Engine;
 use drover_control::server::{Caller, Shared, error, json, parsed};
+use std::sync::Arc;
 
 use crate::engine::LocalEngine;
 use crate::protocol::Report;
 
-/// The agents' routes, for `drover_control::server::router`'s `extra`.
-pub fn routes() -> Router<Shared<LocalEngine>> {
-    Router::new().route("/api/v1/agents/{node}/report", post(report))
+/// The agents' routes, for `drover_control::server::router`'s `extra`: they report to
+/// `local`, whichever engine the controller holds it in (alone, or beside another).
+pub fn routes<E: Engine>(local: Arc<LocalEngine>) -> Router<Shared<E>> {
+    Router::new()
+        .route("/api/v1/agents/{node}/report", post(report::<E>))
+        .layer(Extension(local))
 }
 
-async fn report(
-    State(s): State<Shared<LocalEngine>>,
+async fn report<E: Engine>(
+    State(s): State<Shared<E>>,
+    Extension(engine): Extension<Arc<LocalEngine>>,
     Path(node): Path<String>,
     caller: Caller,
     body: Bytes,
@@ -28,7 +34,6 @@ async fn report(
     // A node's agent holds a token for that node alone; a refusal is audited.
     caller.require(&s, &format!("node:{node}"), Some(("report", &node)))?;
     let report: Report = parsed(&body)?;
-    let engine = s.control.engine();
     let (known, hold) = (report.generation, !report.urgent);
     if !engine.report(&node, report) {
         return Err(error(

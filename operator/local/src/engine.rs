@@ -370,9 +370,11 @@ impl LocalEngine {
 }
 
 impl Engine for LocalEngine {
-    const KIND: EngineKind = EngineKind::Local;
+    fn kinds(&self) -> &[EngineKind] {
+        &[EngineKind::Local]
+    }
 
-    fn capabilities(&self) -> Capabilities {
+    fn capabilities(&self, _: EngineKind) -> Capabilities {
         Capabilities {
             own_rolling_update: false,
             node_availability: true,
@@ -385,12 +387,13 @@ impl Engine for LocalEngine {
         Ok(self.lock().state.observed().map_err(LocalError::from)?)
     }
 
-    async fn apply(&self, action: &Action) -> Result<(), EngineError> {
+    async fn apply(&self, _: EngineKind, action: &Action) -> Result<(), EngineError> {
         Ok(self.lock().state.record(action).map_err(LocalError::from)?)
     }
 
     async fn converge(
         &self,
+        _: EngineKind,
         orders: &Orders,
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
         Ok(self.pass(orders)?)

@@ -45,6 +45,16 @@ pub enum Engine {
     Kubernetes,
 }
 
+impl Engine {
+    /// As `engine:` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Engine::Local => "local",
+            Engine::Kubernetes => "kubernetes",
+        }
+    }
+}
+
 /// A cluster on this machine, run by Drover itself.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]

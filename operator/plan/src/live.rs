@@ -61,6 +61,12 @@ impl Live {
         live
     }
 
+    /// The engine of the cluster an environment runs on.
+    pub fn engine_of(&self, environment: &str) -> Option<Engine> {
+        let cluster = &self.environments.get(environment)?.cluster;
+        Some(self.clusters.get(cluster)?.engine)
+    }
+
     /// The cluster an environment runs on, when an engine of `kind` runs it.
     pub fn cluster_of(&self, environment: &str, kind: Engine) -> Option<&str> {
         let cluster = &self.environments.get(environment)?.cluster;

@@ -13,9 +13,7 @@ use crate::{Findings, Hint, names};
 /// The smallest pool allowed has 64 addresses: a /26 for IPv4.
 const MIN_POOL_ADDRESSES_LOG2: u8 = 6;
 
-/// `beside_local`: the repo also has local clusters, and one `drover up` drives one
-/// engine.
-pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>, beside_local: bool) {
+pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
     let spec = cluster.spec();
     match spec.engine {
         Engine::Local => {
@@ -42,18 +40,6 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>, beside_
             if spec.kubernetes.is_none() {
                 f.at(cluster, "spec.engine", Code::EngineSettings, "a `kubernetes` cluster needs `spec.kubernetes`".into())
                     .hint("add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)");
-            } else if beside_local {
-                // Said loudly until one process drives both: valid, but not deployed.
-                f.at(
-                    cluster,
-                    "spec.engine",
-                    Code::UnsupportedEngine,
-                    format!(
-                        "this repo also has local clusters, and one `drover up` drives one engine yet (the local one): environments on cluster `{}` are checked but not deployed",
-                        cluster.name()
-                    ),
-                )
-                .hint("keep Kubernetes clusters in a repo of their own, or use `engine: local`; `drover status` reports them as not deployed");
             }
             if spec.local.is_some() {
                 f.at(

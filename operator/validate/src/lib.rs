@@ -54,13 +54,9 @@ impl Findings<'_> {
 pub fn validate(repo: &Repo) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut findings = Findings { out: &mut out };
-    let has_local = repo
-        .clusters
-        .iter()
-        .any(|c| c.spec().engine == drover_model::cluster::Engine::Local);
     for cluster in &repo.clusters {
         names::object(&mut findings, cluster);
-        cluster::check(&mut findings, cluster, has_local);
+        cluster::check(&mut findings, cluster);
     }
     for dir in &repo.environments {
         environment::check(&mut findings, repo, dir);

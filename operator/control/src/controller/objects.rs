@@ -10,6 +10,7 @@
 
 use drover_diff::{ObjectKey, State};
 use drover_model::Kind;
+use drover_model::cluster::Engine as EngineKind;
 use drover_model::environment::SyncMode;
 use drover_plan::{Live, Observed, plan};
 use drover_release::judge::{Policy, supersede};
@@ -92,7 +93,7 @@ fn describe(from: &State, to: &State) -> String {
 
 /// Of the desired state, what an engine of `kind` runs: its clusters and their
 /// environments.
-fn scope(desired: &State, kind: drover_model::cluster::Engine) -> State {
+fn scope(desired: &State, kind: EngineKind) -> State {
     let live = Live::from_state(desired);
     desired
         .iter()
@@ -128,6 +129,8 @@ fn keep_autoscaled(want: &mut State, observed: &State) {
 
 /// What every environment's step reads once per pass.
 struct Pass<'a> {
+    /// The kind of cluster this step is for.
+    kind: EngineKind,
     desired: &'a DesiredRevision,
     want: State,
     observed: &'a Observed,
@@ -139,10 +142,14 @@ impl<E: Engine> Controller<E> {
     /// direction (creating or updating; deleting) go together, as many at once as the
     /// engine takes; each group finishes whole (nothing is cut off mid-apply) before
     /// the next starts, and the first error is returned after it.
-    async fn apply_all(&self, actions: &[drover_plan::Action]) -> Result<(), ControlError> {
+    async fn apply_all(
+        &self,
+        kind: EngineKind,
+        actions: &[drover_plan::Action],
+    ) -> Result<(), ControlError> {
         use drover_plan::Action;
         use futures::StreamExt;
-        let width = self.engine.capabilities().concurrent_applies.max(1);
+        let width = self.engine.capabilities(kind).concurrent_applies.max(1);
         let deleting = |a: &Action| matches!(a, Action::Delete { .. });
         for group in
             actions.chunk_by(|a, b| a.key().kind == b.key().kind && deleting(a) == deleting(b))
@@ -151,7 +158,7 @@ impl<E: Engine> Controller<E> {
             // with a closure would not be provably `Send`.
             let applies: Vec<_> = group
                 .iter()
-                .map(|action| self.engine.apply(action))
+                .map(|action| self.engine.apply(kind, action))
                 .collect();
             let results: Vec<Result<(), crate::engine::EngineError>> =
                 futures::stream::iter(applies)
@@ -163,15 +170,16 @@ impl<E: Engine> Controller<E> {
         Ok(())
     }
 
-    /// Step 1: apply new revisions, revert (or report) drift. Returns whether anything
-    /// was applied.
+    /// Step 1 on the clusters of one `kind`, from what the engine runs there: apply
+    /// new revisions, revert (or report) drift. Returns whether anything was applied.
     pub(super) async fn sync_objects(
         &self,
         inner: &mut Inner,
         desired: &DesiredRevision,
+        kind: EngineKind,
         observed: &Observed,
     ) -> Result<bool, ControlError> {
-        let mut want = scope(&desired.state, E::KIND);
+        let mut want = scope(&desired.state, kind);
         keep_autoscaled(&mut want, &observed.objects);
         let environments: BTreeSet<String> = want
             .keys()
@@ -185,14 +193,23 @@ impl<E: Engine> Controller<E> {
             .map(|s| (s.name.clone(), s))
             .collect();
         let pass = Pass {
+            kind,
             desired,
             want,
             observed,
             statuses,
         };
         self.mark_unsupported(&pass)?;
+        let elsewhere = Live::from_state(&desired.state);
         let mut applied = false;
         for env in &environments {
+            if let Some(to) = elsewhere
+                .engine_of(env)
+                .filter(|to| *to != kind && self.engine.kinds().contains(to) && !env.is_empty())
+            {
+                applied |= self.leave(&pass, env, to).await?;
+                continue;
+            }
             applied |= match self.rolled_back_release(env, &desired.revision.id, &pass.want)? {
                 Some(failed) => self.hold(inner, &pass, env, &failed).await?,
                 None => self.sync_environment(inner, &pass, env).await?,
@@ -201,22 +218,51 @@ impl<E: Engine> Controller<E> {
         Ok(applied)
     }
 
+    /// An environment Git moved to a cluster of another engine (`to`, run here too)
+    /// leaves this one: what Drover made for it here is pruned, all of it at once —
+    /// the guard against deleting every service is for environments emptied, not
+    /// moved — unless its sync policy says not to prune. Its status is the other
+    /// engine's to say. Returns whether anything was deleted.
+    async fn leave(
+        &self,
+        pass: &Pass<'_>,
+        env: &str,
+        to: EngineKind,
+    ) -> Result<bool, ControlError> {
+        let mut leaving = observed_in(pass.observed, env);
+        for (key, value) in leaving.objects.iter_mut() {
+            if key.kind == Kind::Environment {
+                value["spec"]["sync"]["allowEmpty"] = Value::Bool(true);
+            }
+        }
+        let gone = plan(&State::new(), &leaving);
+        if gone.is_empty() {
+            return Ok(false);
+        }
+        self.apply_all(pass.kind, &gone.actions).await?;
+        let text = format!(
+            "moved to a {} cluster: {} object(s) Drover made for it on its {} cluster deleted",
+            to.as_str(),
+            gone.actions.len(),
+            pass.kind.as_str()
+        );
+        self.store().event(env, env, "Moved", &text)?;
+        tracing::info!("{env}: {text}");
+        Ok(true)
+    }
+
     /// Environments on clusters no engine here drives are recorded as `Unsupported`,
     /// loudly: they are valid, but nothing deploys them.
-    // When one process runs several engines (issue 12), this asks all of them.
     fn mark_unsupported(&self, pass: &Pass<'_>) -> Result<(), ControlError> {
         let live = Live::from_state(&pass.desired.state);
         for (env, spec) in &live.environments {
             let Some(cluster) = live.clusters.get(&spec.cluster) else {
                 continue;
             };
-            if cluster.engine == E::KIND {
+            if self.engine.kinds().contains(&cluster.engine) {
                 continue;
             }
-            let engine = serde_json::to_value(cluster.engine)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
+            let engine = cluster.engine.as_str();
             let next = EnvironmentStatus {
                 name: env.clone(),
                 revision: Some(pass.desired.revision.id.clone()),
@@ -305,7 +351,7 @@ impl<E: Engine> Controller<E> {
         let apply = !back.is_empty() && (rolling || sync_policy(&before, env).self_heal);
         if apply {
             let changes = describe(&applied.objects, &before);
-            self.apply_all(&back.actions).await?;
+            self.apply_all(pass.kind, &back.actions).await?;
             if !rolling {
                 let text = format!("drift reverted to the held revision: {changes}");
                 self.store().event(env, env, "DriftReverted", &text)?;
@@ -388,7 +434,7 @@ impl<E: Engine> Controller<E> {
             if new_revision && !env.is_empty() && !services.is_empty() {
                 self.open_release(inner, pass, env, services, &observed.objects)?;
             }
-            self.apply_all(&plan.actions).await?;
+            self.apply_all(pass.kind, &plan.actions).await?;
             applied = true;
             let (reason, text) = if new_revision {
                 (

@@ -4,7 +4,7 @@
 //! by the objects step, which holds the environment at what it ran before — with its
 //! revert asked of the Git writer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use drover_plan::Live;
@@ -18,18 +18,21 @@ use super::{ControlError, Controller, GitWrite, Inner, RevertRequest, subset};
 use crate::engine::Engine;
 
 impl<E: Engine> Controller<E> {
-    /// Step 3: judge each open release; returns the earliest deadline of those still
-    /// undecided.
+    /// Step 3: judge each open release, but for those of the environments in
+    /// `unknown` (their clusters failed this pass); returns the earliest deadline of
+    /// those still undecided.
     pub(super) async fn judge(
         &self,
         inner: &mut Inner,
         live: &Live,
+        unknown: &BTreeSet<String>,
     ) -> Result<Option<Instant>, ControlError> {
         let now = Instant::now();
         let mut earliest: Option<Instant> = None;
         let open: Vec<(String, OpenRelease)> = inner
             .releases
             .iter()
+            .filter(|(e, _)| !unknown.contains(*e))
             .map(|(e, r)| (e.clone(), r.clone()))
             .collect();
         for (env, release) in open {
@@ -95,7 +98,7 @@ impl<E: Engine> Controller<E> {
         live: &Live,
     ) -> Result<(), ControlError> {
         for (env, spec) in &live.environments {
-            if live.cluster_of(env, E::KIND).is_none()
+            if !self.runs(live, env)
                 || !inner.restored.insert(env.clone())
                 || inner.releases.contains_key(env)
             {

@@ -20,6 +20,8 @@ use super::{Config, Controller, DesiredRevision, GitWrite, QueuedWrite};
 use crate::engine::{Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage};
 use crate::files::StateDir;
 
+mod both;
+
 /// A stand-in engine: objects in memory, progress as the test says.
 #[derive(Debug, Default)]
 struct InMemoryEngine {
@@ -32,12 +34,20 @@ struct InMemoryEngine {
     refuse: Mutex<Option<usize>>,
     /// How many times the engine was observed: once per pass.
     observations: Mutex<usize>,
+    /// It runs Kubernetes clusters (not local ones), to stand beside another.
+    kubernetes: bool,
 }
 
 impl Engine for InMemoryEngine {
-    const KIND: EngineKind = EngineKind::Local;
+    fn kinds(&self) -> &[EngineKind] {
+        if self.kubernetes {
+            &[EngineKind::Kubernetes]
+        } else {
+            &[EngineKind::Local]
+        }
+    }
 
-    fn capabilities(&self) -> Capabilities {
+    fn capabilities(&self, _: EngineKind) -> Capabilities {
         Capabilities::default()
     }
 
@@ -46,7 +56,7 @@ impl Engine for InMemoryEngine {
         Ok(self.observed.lock().unwrap().clone())
     }
 
-    async fn apply(&self, action: &Action) -> Result<(), EngineError> {
+    async fn apply(&self, _: EngineKind, action: &Action) -> Result<(), EngineError> {
         if let Some(attempts) = self.refuse.lock().unwrap().as_mut() {
             *attempts += 1;
             return Err(EngineError::Failed("the cluster refuses".into()));
@@ -68,6 +78,7 @@ impl Engine for InMemoryEngine {
 
     async fn converge(
         &self,
+        _: EngineKind,
         orders: &Orders,
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
         *self.orders.lock().unwrap() = Some(orders.clone());
@@ -141,7 +152,7 @@ fn with_web_version(mut desired: DesiredRevision, version: &str) -> DesiredRevis
     desired
 }
 
-fn controller(dir: &Path, engine: Arc<InMemoryEngine>) -> Arc<Controller<InMemoryEngine>> {
+fn controller<E: Engine>(dir: &Path, engine: Arc<E>) -> Arc<Controller<E>> {
     Controller::open(
         engine,
         Config {
@@ -154,12 +165,17 @@ fn controller(dir: &Path, engine: Arc<InMemoryEngine>) -> Arc<Controller<InMemor
 }
 
 /// What the store records of staging's sync state.
-fn staging_status(control: &Controller<InMemoryEngine>) -> drover_store::EnvironmentStatus {
+fn staging_status<E: Engine>(control: &Controller<E>) -> drover_store::EnvironmentStatus {
+    status_of(control, "staging")
+}
+
+/// What the store records of an environment's sync state.
+fn status_of<E: Engine>(control: &Controller<E>, env: &str) -> drover_store::EnvironmentStatus {
     control
         .with_store(|s| s.environments())
         .unwrap()
         .into_iter()
-        .find(|e| e.name == "staging")
+        .find(|e| e.name == env)
         .unwrap()
 }
 
@@ -176,7 +192,7 @@ fn web_version(engine: &InMemoryEngine) -> serde_json::Value {
         .unwrap()
 }
 
-fn staging_releases(control: &Controller<InMemoryEngine>) -> Vec<drover_store::Release> {
+fn staging_releases<E: Engine>(control: &Controller<E>) -> Vec<drover_store::Release> {
     control.with_store(|s| s.releases("staging", 10)).unwrap()
 }
 
