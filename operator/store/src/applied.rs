@@ -72,8 +72,15 @@ pub(crate) fn record(db: &Connection, engine: &str, action: &Action, made: &str)
             db.execute(
                 "INSERT INTO objects (environment, kind, name, value, managed, engine, made)
                  VALUES (?1, ?2, ?3, ?4, 1, ?5, ?6)
-                 ON CONFLICT(environment, kind, name) DO UPDATE SET value = ?4, engine = ?5, made = ?6",
-                params![k.environment, k.kind.as_str(), k.name, value.to_string(), engine, made],
+                 ON CONFLICT(engine, environment, kind, name) DO UPDATE SET value = ?4, made = ?6",
+                params![
+                    k.environment,
+                    k.kind.as_str(),
+                    k.name,
+                    value.to_string(),
+                    engine,
+                    made
+                ],
             )?;
         }
         Action::Delete { .. } => {

@@ -245,6 +245,24 @@ CREATE TABLE git_writes (
 ALTER TABLE objects ADD COLUMN engine TEXT NOT NULL DEFAULT 'local';
 ALTER TABLE objects ADD COLUMN made TEXT NOT NULL DEFAULT '[]';
 "#,
+    // Keyed by engine too: one process runs several engines, and an environment
+    // moving from one to another is, for a pass, applied by both.
+    r#"
+CREATE TABLE objects_by_engine (
+    engine TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    managed INTEGER NOT NULL,
+    made TEXT NOT NULL DEFAULT '[]',
+    PRIMARY KEY (engine, environment, kind, name)
+);
+INSERT INTO objects_by_engine (engine, environment, kind, name, value, managed, made)
+    SELECT engine, environment, kind, name, value, managed, made FROM objects;
+DROP TABLE objects;
+ALTER TABLE objects_by_engine RENAME TO objects;
+"#,
 ];
 
 /// Events kept by default; older ones are dropped as new ones arrive.

@@ -66,6 +66,29 @@ fn applied_objects_feed_the_planner_and_survive_a_restart() {
 }
 
 #[test]
+fn two_engines_keep_their_own_record_of_one_object() {
+    // An environment moving from a local cluster to a Kubernetes one is, for a pass,
+    // applied by one engine and pruned by the other: neither takes the other's row.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("drover.db");
+    let local = LocalState::open(&path).unwrap();
+    let kube = drover_store::Applied::open(&path, "kubernetes").unwrap();
+    let desired = desired();
+    for action in plan(&desired, &local.observed().unwrap()).actions {
+        local.record(&action).unwrap();
+    }
+    for action in plan(&desired, &kube.observed().unwrap()).actions {
+        kube.record(&action, "[\"made\"]").unwrap();
+    }
+    let key = desired.keys().find(|k| k.name == "worker").unwrap().clone();
+    assert_eq!(local.observed().unwrap().inventory.len(), 14);
+    assert_eq!(kube.made(&key).unwrap().as_deref(), Some("[\"made\"]"));
+    local.record(&Action::Delete { key: key.clone() }).unwrap();
+    assert!(!local.observed().unwrap().objects.contains_key(&key));
+    assert!(kube.observed().unwrap().objects.contains_key(&key));
+}
+
+#[test]
 fn a_deletion_leaves_the_inventory() {
     let tmp = tempfile::tempdir().unwrap();
     let store = LocalState::open(&tmp.path().join("drover.db")).unwrap();
