@@ -169,7 +169,8 @@ pub struct QueuedWrite {
 /// What the controller keeps between passes.
 #[derive(Debug, Default)]
 struct Inner {
-    desired: Option<DesiredRevision>,
+    /// Shared, not copied, by each pass: with a thousand services it is megabytes.
+    desired: Option<Arc<DesiredRevision>>,
     rejected: Option<String>,
     /// The release each environment is judging now.
     releases: BTreeMap<String, OpenRelease>,
@@ -287,7 +288,7 @@ impl<E: Engine> Controller<E> {
     pub async fn set_desired(&self, desired: DesiredRevision) {
         let mut inner = self.inner.lock().await;
         inner.rejected = None;
-        inner.desired = Some(desired);
+        inner.desired = Some(Arc::new(desired));
         drop(inner);
         self.wake();
     }
@@ -418,7 +419,8 @@ impl<E: Engine> Controller<E> {
     pub async fn pass(&self) -> Result<Option<Instant>, ControlError> {
         let mut inner = self.inner.lock().await;
         let observed = self.engine.observe().await?;
-        self.resume_releases(&mut inner, &Live::from_state(&observed.objects))?;
+        let observed_live = Live::from_state(&observed.objects);
+        self.resume_releases(&mut inner, &observed_live)?;
         let kinds = self.engine.kinds().to_vec();
         let mut failed: Vec<(EngineKind, ControlError)> = Vec::new();
         let mut applied_any = false;
@@ -435,12 +437,12 @@ impl<E: Engine> Controller<E> {
             inner.synced_passes += 1;
         }
         // What the engine runs now: read again only when the objects step changed it.
-        let applied = if applied_any {
-            self.engine.observe().await?.objects
+        let live = if applied_any {
+            Live::from_state(&self.engine.observe().await?.objects)
         } else {
-            observed.objects
+            observed_live
         };
-        let live = Live::from_state(&applied);
+        drop(observed);
         inner.promotion_sources = live
             .environments
             .values()

@@ -1,6 +1,12 @@
 //! `drover`: the command-line entry point. Each subcommand lives in its own module;
 //! this file only parses arguments and maps results to exit codes.
 
+/// mimalloc, not the system's malloc: a controller's passes make and drop copies of
+/// large states, and glibc keeps most of what they freed (with 1,000 services on
+/// Kubernetes, RSS was twice the heap's peak); mimalloc gives it back.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod agent;
 mod crds;
 mod diff;

@@ -144,16 +144,27 @@ fn dependency_order(state: &State, environment: &str) -> Vec<String> {
 
 /// The plan that takes `observed` to `desired`.
 pub fn plan(desired: &State, observed: &Observed) -> Plan {
-    let mut actions = Vec::new();
-    let mut holds = Vec::new();
     let environments: BTreeSet<&str> = desired
         .keys()
         .chain(observed.objects.keys())
         .map(|k| k.environment.as_str())
         .collect();
+    plan_within(desired, observed, &environments)
+}
+
+/// The plan that takes environment `env` of `observed` to `env` of `desired`; the
+/// other environments in either are left out (not copied out first: a controller
+/// plans each environment on its own, over states of thousands of objects).
+pub fn plan_environment(env: &str, desired: &State, observed: &Observed) -> Plan {
+    plan_within(desired, observed, &BTreeSet::from([env]))
+}
+
+fn plan_within(desired: &State, observed: &Observed, environments: &BTreeSet<&str>) -> Plan {
+    let mut actions = Vec::new();
+    let mut holds = Vec::new();
 
     // Creations and updates: clusters (environment "") first, then each environment.
-    for env in &environments {
+    for env in environments {
         let mut keys: Vec<&ObjectKey> = desired
             .keys()
             .filter(|k| k.environment == *env && k.kind != Kind::Service)

@@ -170,3 +170,26 @@ fn deleting_every_service_of_an_environment_is_held_unless_allowed() {
         ]
     );
 }
+
+#[test]
+fn one_environments_plan_is_its_part_of_the_whole_plan() {
+    let before = desired();
+    let after = desired_with(|files| {
+        without(files, "environments/staging/worker.yaml");
+        without(files, "environments/production/api.yaml");
+    });
+    let whole = describe(&plan(&after, &live(&before)));
+    for env in ["", "staging", "production"] {
+        let part = describe(&plan_environment(env, &after, &live(&before)));
+        let expected: Vec<String> = whole
+            .iter()
+            .filter(|a| a.split(' ').nth(1).unwrap().split('/').next() == Some(env))
+            .cloned()
+            .collect();
+        assert_eq!(part, expected, "{env}");
+    }
+    assert_eq!(
+        describe(&plan_environment("staging", &after, &live(&before))),
+        ["delete staging/Service/worker"]
+    );
+}

@@ -17,8 +17,10 @@ pub struct OpenRelease {
     pub revision: String,
     /// The services it changed, in the order they were planned.
     pub services: Vec<String>,
-    /// The environment's objects before the release, which a rollback applies again.
-    pub snapshot: String,
+    /// Nothing of the environment ran before it (its snapshot, what a rollback would
+    /// apply again, is empty). The snapshot itself stays in the store: with a
+    /// thousand services it is megabytes, and every pass's orders copy this.
+    pub first: bool,
     /// When this controller started judging it.
     pub started: Instant,
     /// How long its services have to become healthy.
@@ -49,13 +51,19 @@ impl From<&drover_model::environment::RollbackPolicy> for Policy {
     }
 }
 
+/// Whether a release's snapshot (what ran before it, as JSON) holds nothing.
+pub fn empty_snapshot(snapshot: &str) -> bool {
+    snapshot.trim() == "[]"
+}
+
 impl OpenRelease {
-    /// A release that starts now.
+    /// A release that starts now; `first` when nothing of the environment ran before
+    /// it (see [`empty_snapshot`]).
     pub fn start(
         id: i64,
         revision: &str,
         services: Vec<String>,
-        snapshot: String,
+        first: bool,
         trigger: Trigger,
         policy: Policy,
         now: Instant,
@@ -64,7 +72,7 @@ impl OpenRelease {
             id,
             revision: revision.to_owned(),
             services,
-            snapshot,
+            first,
             started: now,
             deadline: policy.deadline,
             automatic_rollback: policy.automatic_rollback,
@@ -75,7 +83,7 @@ impl OpenRelease {
 
     /// Whether nothing of the environment ran before it (its snapshot is empty).
     pub fn is_first(&self) -> bool {
-        serde_json::from_str::<Vec<serde_json::Value>>(&self.snapshot).is_ok_and(|s| s.is_empty())
+        self.first
     }
 
     /// Whether it is the rollback of another release.

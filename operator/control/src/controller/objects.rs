@@ -11,8 +11,9 @@
 use drover_diff::{ObjectKey, State};
 use drover_model::Kind;
 use drover_model::cluster::Engine as EngineKind;
+use drover_model::environment::RollbackPolicy;
 use drover_model::environment::SyncMode;
-use drover_plan::{Live, Observed, plan};
+use drover_plan::{Observed, plan, plan_environment};
 use drover_release::judge::{Policy, supersede};
 use drover_release::{OpenRelease, ReleaseResult, SyncStatus, Trigger};
 use drover_store::{Database, EnvironmentStatus, Release};
@@ -31,20 +32,27 @@ pub(crate) fn sync_policy(state: &State, env: &str) -> drover_model::environment
         .unwrap_or_default()
 }
 
-/// An environment's objects as JSON, for a release's snapshot.
-pub(crate) fn snapshot(state: &State) -> String {
-    let items: Vec<Value> = state
-        .iter()
-        .map(|(k, v)| {
-            serde_json::json!({
-                "environment": k.environment,
-                "kind": k.kind.as_str(),
-                "name": k.name,
-                "value": v,
-            })
+/// One object of a snapshot, borrowed: a snapshot of a thousand services is written
+/// without copying them first.
+#[derive(serde::Serialize)]
+struct SnapshotItem<'a> {
+    environment: &'a str,
+    kind: &'a str,
+    name: &'a str,
+    value: &'a Value,
+}
+
+/// Objects as JSON, for a release's snapshot.
+pub(crate) fn snapshot<'a>(objects: impl Iterator<Item = (&'a ObjectKey, &'a Value)>) -> String {
+    let items: Vec<SnapshotItem<'a>> = objects
+        .map(|(k, v)| SnapshotItem {
+            environment: &k.environment,
+            kind: k.kind.as_str(),
+            name: &k.name,
+            value: v,
         })
         .collect();
-    Value::Array(items).to_string()
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_owned())
 }
 
 /// Reads a [`snapshot`] back.
@@ -91,18 +99,50 @@ fn describe(from: &State, to: &State) -> String {
     lines.join("; ")
 }
 
-/// Of the desired state, what an engine of `kind` runs: its clusters and their
-/// environments.
-fn scope(desired: &State, kind: EngineKind) -> State {
-    let live = Live::from_state(desired);
-    desired
-        .iter()
-        .filter(|(k, _)| match k.kind {
-            Kind::Cluster => live.clusters.get(&k.name).is_some_and(|c| c.engine == kind),
-            _ => live.cluster_of(&k.environment, kind).is_some(),
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+/// Where the desired state puts each environment: its cluster, and each cluster's
+/// engine, read from those objects alone (not every service parsed, as
+/// `Live::from_state` does).
+#[derive(Debug, Default)]
+pub(crate) struct Placements {
+    pub clusters: BTreeMap<String, EngineKind>,
+    pub environments: BTreeMap<String, String>,
+}
+
+impl Placements {
+    pub fn of(state: &State) -> Placements {
+        let mut placements = Placements::default();
+        for (key, value) in state {
+            match key.kind {
+                Kind::Cluster => {
+                    let engine =
+                        serde_json::from_value(value["spec"]["engine"].clone()).unwrap_or_default();
+                    placements.clusters.insert(key.name.clone(), engine);
+                }
+                Kind::Environment => {
+                    let cluster = value["spec"]["cluster"].as_str().unwrap_or_default();
+                    placements
+                        .environments
+                        .insert(key.environment.clone(), cluster.to_owned());
+                }
+                _ => {}
+            }
+        }
+        placements
+    }
+
+    /// The engine of the cluster `env` runs on.
+    pub fn engine_of(&self, env: &str) -> Option<EngineKind> {
+        self.clusters.get(self.environments.get(env)?).copied()
+    }
+
+    /// Whether an engine of `kind` runs the object `key`: a cluster of that engine,
+    /// or an object of an environment on one.
+    fn runs(&self, kind: EngineKind, key: &ObjectKey) -> bool {
+        match key.kind {
+            Kind::Cluster => self.clusters.get(&key.name) == Some(&kind),
+            _ => self.engine_of(&key.environment) == Some(kind),
+        }
+    }
 }
 
 /// Replicas an autoscaler owns stay as they are live (within its bounds): never drift.
@@ -132,9 +172,30 @@ struct Pass<'a> {
     /// The kind of cluster this step is for.
     kind: EngineKind,
     desired: &'a DesiredRevision,
-    want: State,
+    placements: Placements,
     observed: &'a Observed,
     statuses: BTreeMap<String, EnvironmentStatus>,
+}
+
+impl Pass<'_> {
+    /// What Git wants of `env` on this kind of cluster (nothing, for an environment
+    /// elsewhere), with the replicas autoscalers own as they are live.
+    fn wanted(&self, env: &str) -> State {
+        let mut wanted: State = self
+            .desired
+            .state
+            .iter()
+            .filter(|(k, _)| k.environment == env && self.placements.runs(self.kind, k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        keep_autoscaled(&mut wanted, &self.observed.objects);
+        wanted
+    }
+
+    /// Whether this kind's engine runs anything of `env` now.
+    fn observes(&self, env: &str) -> bool {
+        self.observed.objects.keys().any(|k| k.environment == env)
+    }
 }
 
 impl<E: Engine> Controller<E> {
@@ -179,10 +240,11 @@ impl<E: Engine> Controller<E> {
         kind: EngineKind,
         observed: &Observed,
     ) -> Result<bool, ControlError> {
-        let mut want = scope(&desired.state, kind);
-        keep_autoscaled(&mut want, &observed.objects);
-        let environments: BTreeSet<String> = want
+        let placements = Placements::of(&desired.state);
+        let environments: BTreeSet<String> = desired
+            .state
             .keys()
+            .filter(|k| placements.runs(kind, k))
             .chain(observed.objects.keys())
             .map(|k| k.environment.clone())
             .collect();
@@ -195,24 +257,25 @@ impl<E: Engine> Controller<E> {
         let pass = Pass {
             kind,
             desired,
-            want,
+            placements,
             observed,
             statuses,
         };
         self.mark_unsupported(&pass)?;
-        let elsewhere = Live::from_state(&desired.state);
         let mut applied = false;
         for env in &environments {
-            if let Some(to) = elsewhere
+            if let Some(to) = pass
+                .placements
                 .engine_of(env)
                 .filter(|to| *to != kind && self.engine.kinds().contains(to) && !env.is_empty())
             {
                 applied |= self.leave(&pass, env, to).await?;
                 continue;
             }
-            applied |= match self.rolled_back_release(env, &desired.revision.id, &pass.want)? {
+            let wanted = pass.wanted(env);
+            applied |= match self.rolled_back_release(env, &desired.revision.id, &wanted)? {
                 Some(failed) => self.hold(inner, &pass, env, &failed).await?,
-                None => self.sync_environment(inner, &pass, env).await?,
+                None => self.sync_environment(inner, &pass, env, wanted).await?,
             };
         }
         Ok(applied)
@@ -254,23 +317,21 @@ impl<E: Engine> Controller<E> {
     /// Environments on clusters no engine here drives are recorded as `Unsupported`,
     /// loudly: they are valid, but nothing deploys them.
     fn mark_unsupported(&self, pass: &Pass<'_>) -> Result<(), ControlError> {
-        let live = Live::from_state(&pass.desired.state);
-        for (env, spec) in &live.environments {
-            let Some(cluster) = live.clusters.get(&spec.cluster) else {
+        for (env, cluster) in &pass.placements.environments {
+            let Some(engine) = pass.placements.clusters.get(cluster) else {
                 continue;
             };
-            if self.engine.kinds().contains(&cluster.engine) {
+            if self.engine.kinds().contains(engine) {
                 continue;
             }
-            let engine = cluster.engine.as_str();
+            let engine = engine.as_str();
             let next = EnvironmentStatus {
                 name: env.clone(),
                 revision: Some(pass.desired.revision.id.clone()),
                 summary: Some(pass.desired.revision.summary.clone()),
                 status: SyncStatus::Unsupported,
                 message: format!(
-                    "not deployed: cluster `{}` uses the `{engine}` engine, which this build of Drover cannot drive yet",
-                    spec.cluster
+                    "not deployed: cluster `{cluster}` uses the `{engine}` engine, which this build of Drover cannot drive yet"
                 ),
             };
             if pass.statuses.get(env) != Some(&next) {
@@ -342,15 +403,14 @@ impl<E: Engine> Controller<E> {
         let revision = &pass.desired.revision;
         let mut before = subset(&from_snapshot(&failed.snapshot), env);
         keep_autoscaled(&mut before, &pass.observed.objects);
-        let applied = observed_in(pass.observed, env);
-        let back = plan(&before, &applied);
+        let back = plan_environment(env, &before, pass.observed);
         let rolling = inner
             .releases
             .get(env)
             .is_some_and(|r| r.is_rollback() && r.revision == failed.revision);
         let apply = !back.is_empty() && (rolling || sync_policy(&before, env).self_heal);
         if apply {
-            let changes = describe(&applied.objects, &before);
+            let changes = describe(&subset(&pass.observed.objects, env), &before);
             self.apply_all(pass.kind, &back.actions).await?;
             if !rolling {
                 let text = format!("drift reverted to the held revision: {changes}");
@@ -395,16 +455,15 @@ impl<E: Engine> Controller<E> {
         inner: &mut Inner,
         pass: &Pass<'_>,
         env: &str,
+        wanted: State,
     ) -> Result<bool, ControlError> {
         let revision = &pass.desired.revision;
-        let wanted = subset(&pass.want, env);
-        let observed = observed_in(pass.observed, env);
-        let plan = plan(&wanted, &observed);
+        let plan = plan_environment(env, &wanted, pass.observed);
         let before = pass.statuses.get(env);
         let new_revision = before.and_then(|s| s.revision.as_deref()) != Some(&revision.id);
         let policy = sync_policy(
             if wanted.is_empty() {
-                &observed.objects
+                &pass.observed.objects
             } else {
                 &wanted
             },
@@ -422,7 +481,7 @@ impl<E: Engine> Controller<E> {
         } else if env.is_empty()
             || (policy.mode == SyncMode::Automatic && (new_revision || policy.self_heal))
         {
-            let changes = describe(&observed.objects, &wanted);
+            let changes = describe(&subset(&pass.observed.objects, env), &wanted);
             // A release's members: its services and plain Kubernetes objects (a Job,
             // a StatefulSet), each judged by its health.
             let services: Vec<String> = plan
@@ -432,7 +491,7 @@ impl<E: Engine> Controller<E> {
                 .map(|a| a.key().name.clone())
                 .collect();
             if new_revision && !env.is_empty() && !services.is_empty() {
-                self.open_release(inner, pass, env, services, &observed.objects)?;
+                self.open_release(inner, pass, env, services, &wanted)?;
             }
             self.apply_all(pass.kind, &plan.actions).await?;
             applied = true;
@@ -448,7 +507,7 @@ impl<E: Engine> Controller<E> {
             tracing::info!("{label}: {text}");
             held()
         } else {
-            let changes = describe(&observed.objects, &wanted);
+            let changes = describe(&subset(&pass.observed.objects, env), &wanted);
             let why = if policy.mode == SyncMode::Manual {
                 "manual sync"
             } else {
@@ -456,7 +515,7 @@ impl<E: Engine> Controller<E> {
             };
             (SyncStatus::OutOfSync, format!("{why}: {changes}"))
         };
-        if wanted.is_empty() && observed.objects.is_empty() {
+        if wanted.is_empty() && !pass.observes(env) {
             return Ok(applied);
         }
         let next = EnvironmentStatus {
@@ -483,14 +542,14 @@ impl<E: Engine> Controller<E> {
 
     /// Opens the release of a new revision that changes `services`, superseding the
     /// one open; a release already open for this revision (recorded before a crash)
-    /// goes on as it is.
+    /// goes on as it is. Its snapshot is what `env` runs now.
     fn open_release(
         &self,
         inner: &mut Inner,
         pass: &Pass<'_>,
         env: &str,
         services: Vec<String>,
-        applied: &State,
+        wanted: &State,
     ) -> Result<(), ControlError> {
         let revision = &pass.desired.revision;
         if inner
@@ -500,12 +559,18 @@ impl<E: Engine> Controller<E> {
         {
             return Ok(());
         }
-        let policy = Live::from_state(&pass.want)
-            .environments
-            .get(env)
-            .map(|e| e.rollback.clone())
+        let policy: RollbackPolicy = wanted
+            .iter()
+            .find(|(k, _)| k.environment == env && k.kind == Kind::Environment)
+            .and_then(|(_, v)| serde_json::from_value(v["spec"]["rollback"].clone()).ok())
             .unwrap_or_default();
-        let snapshot = snapshot(applied);
+        let snapshot = snapshot(
+            pass.observed
+                .objects
+                .iter()
+                .filter(|(k, _)| k.environment == env),
+        );
+        let first = drover_release::judge::empty_snapshot(&snapshot);
         let trigger = if inner.manual_commits.get(env) == Some(&revision.id) {
             Trigger::Manual
         } else {
@@ -526,7 +591,7 @@ impl<E: Engine> Controller<E> {
                     previous,
                     trigger,
                     services: services.clone(),
-                    snapshot: snapshot.clone(),
+                    snapshot,
                 },
                 policy.history_limit as usize,
             )
@@ -552,7 +617,7 @@ impl<E: Engine> Controller<E> {
             id,
             &revision.id,
             services,
-            snapshot,
+            first,
             trigger,
             Policy::from(&policy),
             Instant::now(),

@@ -114,7 +114,7 @@ impl<E: Engine> Controller<E> {
                 r.id,
                 &r.revision,
                 r.services,
-                r.snapshot,
+                drover_release::judge::empty_snapshot(&r.snapshot),
                 r.trigger,
                 Policy::from(&spec.rollback),
                 Instant::now(),
@@ -159,7 +159,7 @@ impl<E: Engine> Controller<E> {
                     previous: Some(release.revision.clone()),
                     trigger: Trigger::Rollback,
                     services: release.services.clone(),
-                    snapshot: snapshot(&applied),
+                    snapshot: snapshot(applied.iter()),
                 },
                 keep,
             )?;
