@@ -418,16 +418,29 @@ impl<E: Engine> Controller<E> {
     /// pass then fails naming it.
     pub async fn pass(&self) -> Result<Option<Instant>, ControlError> {
         let mut inner = self.inner.lock().await;
-        let observed = self.engine.observe().await?;
-        let observed_live = Live::from_state(&observed.objects);
-        self.resume_releases(&mut inner, &observed_live)?;
+        // What each kind of cluster runs, observed once: with several kinds, each is
+        // its own (an environment moving between them is on both for a pass).
         let kinds = self.engine.kinds().to_vec();
         let mut failed: Vec<(EngineKind, ControlError)> = Vec::new();
+        let mut observed = Vec::with_capacity(kinds.len());
+        for &kind in &kinds {
+            match self.engine.observe_kind(kind).await {
+                Ok(o) => observed.push((kind, o)),
+                Err(error) => failed.push((kind, error.into())),
+            }
+        }
+        let observed_live = observed
+            .iter()
+            .map(|(_, o)| Live::from_state(&o.objects))
+            .reduce(Live::merge)
+            .unwrap_or_default();
+        self.resume_releases(&mut inner, &observed_live)?;
         let mut applied_any = false;
         if let Some(desired) = inner.desired.clone() {
-            for &kind in &kinds {
+            for (kind, observed) in &observed {
+                let kind = *kind;
                 match self
-                    .sync_kind(&mut inner, &desired, kind, &kinds, &observed)
+                    .sync_objects(&mut inner, &desired, kind, observed)
                     .await
                 {
                     Ok(applied) => applied_any |= applied,
@@ -437,12 +450,22 @@ impl<E: Engine> Controller<E> {
             inner.synced_passes += 1;
         }
         // What the engine runs now: read again only when the objects step changed it.
+        drop(observed);
         let live = if applied_any {
-            Live::from_state(&self.engine.observe().await?.objects)
+            let mut live = Live::default();
+            for &kind in &kinds {
+                if failed.iter().any(|(f, _)| *f == kind) {
+                    continue;
+                }
+                match self.engine.observe_kind(kind).await {
+                    Ok(o) => live = live.merge(Live::from_state(&o.objects)),
+                    Err(error) => failed.push((kind, error.into())),
+                }
+            }
+            live
         } else {
             observed_live
         };
-        drop(observed);
         inner.promotion_sources = live
             .environments
             .values()
@@ -472,12 +495,20 @@ impl<E: Engine> Controller<E> {
         }
         inner.progress = progress;
         // A failing cluster's releases wait: its progress is not known this pass.
-        let unknown: BTreeSet<String> = live
-            .environments
+        // (Where Git puts it, or where it runs: a failing kind may not be observed.)
+        let placed = inner
+            .desired
+            .as_ref()
+            .map(|d| objects::Placements::of(&d.state))
+            .unwrap_or_default();
+        let unknown: BTreeSet<String> = inner
+            .releases
             .keys()
             .filter(|env| {
-                live.engine_of(env)
-                    .is_some_and(|k| failed.iter().any(|(f, _)| *f == k))
+                [placed.engine_of(env), live.engine_of(env)]
+                    .into_iter()
+                    .flatten()
+                    .any(|k| failed.iter().any(|(f, _)| *f == k))
             })
             .cloned()
             .collect();
@@ -497,24 +528,6 @@ impl<E: Engine> Controller<E> {
             .into_iter()
             .flatten()
             .min())
-    }
-
-    /// Step 1 for the clusters of one `kind`: what the engine runs there against
-    /// what Git wants there.
-    async fn sync_kind(
-        &self,
-        inner: &mut Inner,
-        desired: &DesiredRevision,
-        kind: EngineKind,
-        kinds: &[EngineKind],
-        observed: &Observed,
-    ) -> Result<bool, ControlError> {
-        if let [only] = kinds {
-            debug_assert_eq!(*only, kind);
-            return self.sync_objects(inner, desired, kind, observed).await;
-        }
-        let own = self.engine.observe_kind(kind).await?;
-        self.sync_objects(inner, desired, kind, &own).await
     }
 
     /// Records a commit to write in the Git outbox (part of the caller's batch, when

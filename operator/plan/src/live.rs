@@ -28,6 +28,27 @@ fn spec<S: DeserializeOwned>(value: &serde_json::Value) -> Option<S> {
 }
 
 impl Live {
+    /// Both views as one (the first's entries win where both have one: an
+    /// environment moving from the first's engine to the second's, mid-move).
+    pub fn merge(mut self, other: Live) -> Live {
+        for (k, v) in other.clusters {
+            self.clusters.entry(k).or_insert(v);
+        }
+        for (k, v) in other.environments {
+            self.environments.entry(k).or_insert(v);
+        }
+        for (k, v) in other.services {
+            self.services.entry(k).or_insert(v);
+        }
+        for (k, v) in other.quotas {
+            self.quotas.entry(k).or_insert(v);
+        }
+        for (k, v) in other.redeploys {
+            self.redeploys.entry(k).or_insert(v);
+        }
+        self
+    }
+
     /// Reads the applied objects (normalized manifests) back into the model.
     pub fn from_state(state: &State) -> Live {
         let mut live = Live::default();

@@ -149,3 +149,42 @@ async fn a_failing_kubernetes_cluster_stops_neither_the_local_one_nor_its_releas
         .unwrap();
     assert_eq!(releases[0].result, ReleaseResult::Healthy, "{releases:?}");
 }
+
+#[tokio::test]
+async fn a_kubernetes_cluster_that_cannot_be_observed_leaves_the_local_one_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let (local, kube, both) = engines();
+    let control = controller(dir.path(), both);
+    control.set_desired(mixed("a")).await;
+    control.pass().await.unwrap();
+    let mut desired = mixed("b");
+    for (key, value) in desired.state.iter_mut() {
+        if key.kind == Kind::Service && key.name == "web" {
+            value["spec"]["version"] = "9.9.9".into();
+        }
+        if key.kind == Kind::Environment && key.environment == "production" {
+            value["spec"]["rollback"]["progressDeadline"] = "0s".into();
+        }
+    }
+    // Production's release opens, then its cluster goes away before it is judged.
+    *kube.refuse.lock().unwrap() = Some(0);
+    control.set_desired(desired).await;
+    assert!(control.pass().await.is_err());
+    *kube.refuse.lock().unwrap() = None;
+    *kube.unreachable.lock().unwrap() = true;
+    let error = control.pass().await.unwrap_err();
+    assert!(
+        matches!(&error, ControlError::Clusters { kinds, .. } if kinds == &[EngineKind::Kubernetes]),
+        "{error:?}"
+    );
+    control.record_failure(&error).await;
+    assert_eq!(web_version(&local), "9.9.9");
+    assert_eq!(staging_releases(&control)[0].result, ReleaseResult::Healthy);
+    let production = status_of(&control, "production");
+    assert_eq!(production.status, SyncStatus::Failed);
+    assert!(production.message.contains("unreachable"), "{production:?}");
+    let releases = control
+        .with_store(|s| s.releases("production", 10))
+        .unwrap();
+    assert!(releases[0].result.is_open(), "{releases:?}");
+}

@@ -36,6 +36,8 @@ struct InMemoryEngine {
     observations: Mutex<usize>,
     /// It runs Kubernetes clusters (not local ones), to stand beside another.
     kubernetes: bool,
+    /// Nothing can be observed (an API server that cannot be reached).
+    unreachable: Mutex<bool>,
 }
 
 impl Engine for InMemoryEngine {
@@ -53,6 +55,9 @@ impl Engine for InMemoryEngine {
 
     async fn observe(&self) -> Result<Observed, EngineError> {
         *self.observations.lock().unwrap() += 1;
+        if *self.unreachable.lock().unwrap() {
+            return Err(EngineError::Failed("the cluster is unreachable".into()));
+        }
         Ok(self.observed.lock().unwrap().clone())
     }
 
