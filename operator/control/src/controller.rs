@@ -373,11 +373,11 @@ impl<E: Engine> Controller<E> {
             ControlError::Clusters { kinds, .. } => kinds.as_slice(),
             _ => self.engine.kinds(),
         };
-        let live = Live::from_state(&desired.state);
+        let placed = objects::Placements::of(&desired.state);
         let message = crate::one_line(&error.to_string());
         let store = self.store();
-        for env in live.environments.keys() {
-            if !live.engine_of(env).is_some_and(|k| failed.contains(&k)) {
+        for env in placed.environments.keys() {
+            if !placed.engine_of(env).is_some_and(|k| failed.contains(&k)) {
                 continue;
             }
             let before = store
@@ -607,7 +607,7 @@ impl<E: Engine> Controller<E> {
             return Ok(*only);
         }
         let observed = self.engine.observe().await?;
-        Live::from_state(&observed.objects)
+        objects::Placements::of(&observed.objects)
             .engine_of(env)
             .ok_or_else(|| ControlError::NotFound(format!("no environment `{env}` runs here")))
     }

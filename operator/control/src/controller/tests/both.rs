@@ -44,6 +44,21 @@ fn clusters(engine: &InMemoryEngine) -> Vec<String> {
         .collect()
 }
 
+/// [`mixed`] with a new version of web everywhere, and production's release past its
+/// deadline at once: judged from what a failing cluster cannot say, it would fail.
+fn new_web_with_production_due_at_once(id: &str) -> DesiredRevision {
+    let mut desired = mixed(id);
+    for (key, value) in desired.state.iter_mut() {
+        if key.kind == Kind::Service && key.name == "web" {
+            value["spec"]["version"] = "9.9.9".into();
+        }
+        if key.kind == Kind::Environment && key.environment == "production" {
+            value["spec"]["rollback"]["progressDeadline"] = "0s".into();
+        }
+    }
+    desired
+}
+
 fn engines() -> (Arc<InMemoryEngine>, Arc<InMemoryEngine>, Arc<Pair>) {
     let local = Arc::new(InMemoryEngine::default());
     let kube = Arc::new(InMemoryEngine {
@@ -108,17 +123,7 @@ async fn a_failing_kubernetes_cluster_stops_neither_the_local_one_nor_its_releas
     let control = controller(dir.path(), both);
     control.set_desired(mixed("a")).await;
     control.pass().await.unwrap();
-    // A new version everywhere, and production's release past its deadline at once:
-    // judged from what a failing cluster cannot say, it would fail.
-    let mut desired = mixed("b");
-    for (key, value) in desired.state.iter_mut() {
-        if key.kind == Kind::Service && key.name == "web" {
-            value["spec"]["version"] = "9.9.9".into();
-        }
-        if key.kind == Kind::Environment && key.environment == "production" {
-            value["spec"]["rollback"]["progressDeadline"] = "0s".into();
-        }
-    }
+    let desired = new_web_with_production_due_at_once("b");
     *kube.refuse.lock().unwrap() = Some(0);
     control.set_desired(desired).await;
     let error = control.pass().await.unwrap_err();
@@ -157,15 +162,7 @@ async fn a_kubernetes_cluster_that_cannot_be_observed_leaves_the_local_one_worki
     let control = controller(dir.path(), both);
     control.set_desired(mixed("a")).await;
     control.pass().await.unwrap();
-    let mut desired = mixed("b");
-    for (key, value) in desired.state.iter_mut() {
-        if key.kind == Kind::Service && key.name == "web" {
-            value["spec"]["version"] = "9.9.9".into();
-        }
-        if key.kind == Kind::Environment && key.environment == "production" {
-            value["spec"]["rollback"]["progressDeadline"] = "0s".into();
-        }
-    }
+    let desired = new_web_with_production_due_at_once("b");
     // Production's release opens, then its cluster goes away before it is judged.
     *kube.refuse.lock().unwrap() = Some(0);
     control.set_desired(desired).await;
