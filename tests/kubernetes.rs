@@ -18,6 +18,9 @@ mod platform;
 #[path = "k8s/mixed.rs"]
 mod mixed;
 
+#[path = "k8s/operator.rs"]
+mod operator;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -833,7 +836,19 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 11] = [
+    let tests: [(&str, Test); 14] = [
+        (
+            "the_installed_operator_converges_staging_and_reports_in_fluxs_contract",
+            operator::the_installed_operator_converges_staging_and_reports_in_fluxs_contract,
+        ),
+        (
+            "killing_the_leader_hands_over_within_the_lease_and_nothing_is_applied_twice",
+            operator::killing_the_leader_hands_over_within_the_lease_and_nothing_is_applied_twice,
+        ),
+        (
+            "a_permission_taken_away_is_named_in_the_status",
+            operator::a_permission_taken_away_is_named_in_the_status,
+        ),
         (
             "one_up_drives_a_local_cluster_and_a_kubernetes_one_from_one_repo",
             mixed::one_up_drives_a_local_cluster_and_a_kubernetes_one_from_one_repo,

@@ -172,6 +172,8 @@ struct Inner {
     /// Shared, not copied, by each pass: with a thousand services it is megabytes.
     desired: Option<Arc<DesiredRevision>>,
     rejected: Option<String>,
+    /// The newest revision followed, accepted or rejected.
+    attempted: Option<String>,
     /// The release each environment is judging now.
     releases: BTreeMap<String, OpenRelease>,
     /// Environments whose open release, if any, has been read back from the store.
@@ -205,6 +207,19 @@ pub struct Controller<E: Engine> {
     git_writes: mpsc::UnboundedSender<QueuedWrite>,
     git_writes_rx: Mutex<Option<mpsc::UnboundedReceiver<QueuedWrite>>>,
     wake: Arc<Notify>,
+    /// Counts finished passes (good or failed), for whoever reports on them.
+    passes: tokio::sync::watch::Sender<u64>,
+}
+
+/// The revision a controller follows, as its status reports it.
+#[derive(Debug, Clone, Default)]
+pub struct Followed {
+    /// The valid revision in force (its desired state).
+    pub desired: Option<Arc<DesiredRevision>>,
+    /// The newest revision followed, accepted or rejected (full id).
+    pub attempted: Option<String>,
+    /// Why the newest revision was rejected, if it was.
+    pub rejected: Option<String>,
 }
 
 impl<E: Engine> std::fmt::Debug for Controller<E> {
@@ -213,6 +228,11 @@ impl<E: Engine> std::fmt::Debug for Controller<E> {
             .field("state", &self.config.state)
             .finish()
     }
+}
+
+/// How a release's snapshot (the objects before it) is kept in the store.
+pub fn snapshot_of(state: &State) -> String {
+    objects::snapshot(state.iter())
 }
 
 /// The objects of one environment.
@@ -259,6 +279,7 @@ impl<E: Engine> Controller<E> {
             git_writes,
             git_writes_rx: Mutex::new(Some(git_writes_rx)),
             wake,
+            passes: tokio::sync::watch::Sender::new(0),
         }))
     }
 
@@ -284,10 +305,26 @@ impl<E: Engine> Controller<E> {
         self.wake.notify_one();
     }
 
+    /// Ticks after every pass, good or failed.
+    pub fn passes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.passes.subscribe()
+    }
+
+    /// The revision followed now.
+    pub async fn followed(&self) -> Followed {
+        let inner = self.inner.lock().await;
+        Followed {
+            desired: inner.desired.clone(),
+            attempted: inner.attempted.clone(),
+            rejected: inner.rejected.clone(),
+        }
+    }
+
     /// A new valid revision.
     pub async fn set_desired(&self, desired: DesiredRevision) {
         let mut inner = self.inner.lock().await;
         inner.rejected = None;
+        inner.attempted = Some(desired.revision.id.clone());
         inner.desired = Some(Arc::new(desired));
         drop(inner);
         self.wake();
@@ -295,8 +332,11 @@ impl<E: Engine> Controller<E> {
 
     /// A revision that failed validation: recorded, nothing applied.
     pub async fn reject(&self, revision: &Revision, message: &str) {
-        self.inner.lock().await.rejected =
-            Some(format!("revision {} rejected: {message}", revision.short()));
+        let mut inner = self.inner.lock().await;
+        inner.rejected = Some(format!("revision {} rejected: {message}", revision.short()));
+        inner.attempted = Some(revision.id.clone());
+        drop(inner);
+        self.passes.send_modify(|n| *n += 1);
         let _ = self.store().event(
             "",
             &format!("revision/{}", revision.short()),
@@ -324,7 +364,9 @@ impl<E: Engine> Controller<E> {
         let mut backoff = retry.build();
         let mut failing: Option<(String, usize)> = None;
         loop {
-            let next = match self.pass().await {
+            let result = self.pass().await;
+            self.passes.send_modify(|n| *n += 1);
+            let next = match result {
                 Ok(next) => {
                     if let Some((_, failures)) = failing.take() {
                         tracing::info!("reconcile recovered after {failures} failed passes");

@@ -27,7 +27,7 @@ pub mod promoter;
 pub mod server;
 pub mod view;
 
-pub use controller::{Config, ControlError, Controller, DesiredRevision, GitWrite};
+pub use controller::{Config, ControlError, Controller, DesiredRevision, Followed, GitWrite};
 pub use engine::{Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage};
 
 /// `n` random bytes from the operating system, hex-encoded (tokens, keys).

@@ -43,12 +43,15 @@ fn with_lean_allocator() {
 mod agent;
 mod crds;
 mod diff;
+mod install;
 mod logging;
+mod operator;
 mod ops;
 mod plan;
 mod promote;
 mod proxy;
 mod repo_args;
+mod serve;
 mod up;
 mod validate;
 mod watch;
@@ -159,6 +162,14 @@ enum Command {
     /// Run the local engine for the config repo in DIR: follow its commits, and run
     /// the scheduler, one agent per node, the proxy and the API. Ctrl-C stops all.
     Up(up::Args),
+    /// Run Drover inside a Kubernetes cluster (or outside it, with a kubeconfig): follow
+    /// the config repo, drive the environments on Kubernetes clusters, and keep an
+    /// `Environment` resource with its status for each; replicas elect a leader.
+    Operator(operator::Args),
+    /// Print what installs the operator into a cluster: CRDs, namespace, ServiceAccount,
+    /// least-privilege RBAC, Deployment, Service, NetworkPolicy
+    /// (`drover install --print | kubectl apply --server-side -f -`).
+    Install(install::Args),
     /// Run one node's agent (`drover up` starts these itself).
     Agent(agent::Args),
     /// Run one proxy listener as its own process (`drover up` starts these itself).
@@ -289,13 +300,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if matches!(
         cli.command,
-        Command::Up(_) | Command::Agent(_) | Command::Proxy(_)
+        Command::Up(_) | Command::Operator(_) | Command::Agent(_) | Command::Proxy(_)
     ) {
         with_lean_allocator();
     }
     // `up` logs what it does on standard output; every other command keeps standard
     // output for its answer.
-    logging::init(cli.log_format, !matches!(cli.command, Command::Up(_)));
+    logging::init(
+        cli.log_format,
+        !matches!(cli.command, Command::Up(_) | Command::Operator(_)),
+    );
     // What a config repo may hold, read once: every command reads within the same
     // bounds (docs/limits.md).
     match drover_load::Limits::from_env() {
@@ -324,6 +338,8 @@ fn main() -> ExitCode {
         } => diff::preview(&repo, &base, &head, format),
         Command::Watch(args) => watch::run(args),
         Command::Up(args) => up::run(args, cli.log_format),
+        Command::Operator(args) => operator::run(args),
+        Command::Install(args) => install::run(args),
         Command::Agent(args) => agent::run(args),
         Command::Proxy(args) => proxy::run(args),
         Command::Status(args) => ops::status(args),

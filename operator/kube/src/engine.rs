@@ -126,6 +126,47 @@ impl KubeEngine {
         Ok(places)
     }
 
+    /// Every Kubernetes object Drover made for `env`'s objects (its inventory).
+    pub fn inventory(&self, env: &str) -> Result<Vec<ObjectRef>, EngineError> {
+        let observed = self.applied().observed().map_err(store_error)?;
+        let mut all = Vec::new();
+        for key in observed.objects.keys().filter(|k| k.environment == env) {
+            all.extend(self.made(key)?);
+        }
+        Ok(all)
+    }
+
+    /// Records `state` as applied without applying anything: what another replica
+    /// applied before this one took over (its objects as that revision renders them,
+    /// with what each rendering made). Clusters first, so each object finds its place.
+    pub async fn adopt(&self, state: &State) -> Result<(), EngineError> {
+        let mut keys: Vec<&ObjectKey> = state.keys().collect();
+        keys.sort_by_key(|k| k.kind != Kind::Cluster);
+        for key in keys {
+            let value = &state[key];
+            let made = if key.kind == Kind::Cluster {
+                Vec::new()
+            } else {
+                let place = self
+                    .place(&key.environment, |k| state.get(k).cloned())
+                    .await?;
+                render::render(key, value, &place.target)
+                    .map_err(|e| EngineError::Refused(e.to_string()))?
+                    .objects
+                    .iter()
+                    .map(ObjectRef::of)
+                    .collect()
+            };
+            let action = Action::Create {
+                key: key.clone(),
+                value: value.clone(),
+            };
+            let made = serde_json::to_string(&made).unwrap_or_else(|_| "[]".to_owned());
+            self.applied().record(&action, &made).map_err(store_error)?;
+        }
+        Ok(())
+    }
+
     fn made(&self, key: &ObjectKey) -> Result<Vec<ObjectRef>, EngineError> {
         let text = self.applied().made(key).map_err(store_error)?;
         Ok(text

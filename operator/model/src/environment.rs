@@ -6,6 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::defaults;
+pub use crate::environment_status::EnvironmentStatus;
 use crate::quantity::Duration;
 
 /// The desired state of one environment.
@@ -15,6 +16,11 @@ use crate::quantity::Duration;
     version = "v1alpha1",
     kind = "Environment",
     plural = "environments",
+    status = "EnvironmentStatus",
+    printcolumn = r#"{"name":"Revision","type":"string","jsonPath":".status.lastAppliedRevision"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].message"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     doc = "A named stage (staging, production, ...) that runs on a cluster, with its sync, rollback and promotion policies."
 )]
 #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]

@@ -8,6 +8,7 @@
 pub mod cluster;
 mod defaults;
 pub mod environment;
+pub mod environment_status;
 pub mod meta;
 pub mod placement;
 mod port_ref;

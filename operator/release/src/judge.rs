@@ -167,6 +167,16 @@ pub enum Verdict {
     RollBack { reason: String },
 }
 
+/// `text` followed by an engine's detail, whether or not the detail starts with its
+/// own `, ` (the local engine's does; the Kubernetes engine's reads on its own too).
+fn with_detail(text: String, detail: &str) -> String {
+    match detail {
+        "" => text,
+        d if d.starts_with(", ") => text + d,
+        d => format!("{text}, {d}"),
+    }
+}
+
 /// Judges `release` from its services' progress (a service missing from `progress`
 /// has not been seen yet and counts as rolling).
 pub fn judge(
@@ -182,7 +192,7 @@ pub fn judge(
             Some(ServiceProgress {
                 progress: Progress::Failed { why },
                 detail,
-            }) => Some(format!("{service}: {why}{detail}")),
+            }) => Some(with_detail(format!("{service}: {why}"), detail)),
             _ => None,
         });
     let pending = release
@@ -194,10 +204,12 @@ pub fn judge(
         (Some(reason), _) => reason,
         (None, None) => return Verdict::Healthy,
         (None, Some(slow)) if now.duration_since(release.started) > release.deadline => {
-            format!(
-                "{slow}: not healthy within the progress deadline ({}s){}",
-                release.deadline.as_secs(),
-                of(slow).map_or("", |p| p.detail.as_str())
+            with_detail(
+                format!(
+                    "{slow}: not healthy within the progress deadline ({}s)",
+                    release.deadline.as_secs()
+                ),
+                of(slow).map_or("", |p| p.detail.as_str()),
             )
         }
         (None, Some(_)) => return Verdict::Wait { until },

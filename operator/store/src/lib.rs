@@ -416,6 +416,16 @@ impl Store {
         Ok(())
     }
 
+    /// Sets when a release started and ended, as another record says (a release
+    /// carried over from another replica keeps its times).
+    pub fn set_release_times(&self, id: i64, started_ms: i64, ended_ms: Option<i64>) -> Result<()> {
+        self.db.execute(
+            "UPDATE releases SET started_at = ?2, ended_at = ?3 WHERE id = ?1",
+            params![id, started_ms, ended_ms],
+        )?;
+        Ok(())
+    }
+
     /// Records the revert commit of a rolled-back release.
     pub fn set_revert(&self, id: i64, commit: &str) -> Result<()> {
         self.db.execute(
@@ -486,17 +496,41 @@ impl Store {
 
     /// The newest events, newest first.
     pub fn events(&self, limit: usize) -> Result<Vec<Event>> {
-        let mut stmt = self.db.prepare(
-            "SELECT at, environment, object, reason, message FROM events ORDER BY id DESC LIMIT ?1",
-        )?;
-        let rows = stmt.query_map(params![limit as i64], |r| {
-            Ok(Event {
-                at_ms: r.get(0)?,
-                environment: r.get(1)?,
-                object: r.get(2)?,
-                reason: r.get(3)?,
-                message: r.get(4)?,
-            })
+        Ok(self
+            .events_where("1 ORDER BY id DESC LIMIT ?1", limit as i64)?
+            .into_iter()
+            .map(|(_, e)| e)
+            .collect())
+    }
+
+    /// The events recorded after the one numbered `after` (0: all kept), oldest first,
+    /// with their numbers: for whoever passes them on (Kubernetes Events).
+    pub fn events_after(&self, after: i64) -> Result<Vec<(i64, Event)>> {
+        self.events_where("id > ?1 ORDER BY id", after)
+    }
+
+    /// The number of the newest event (0 when there is none).
+    pub fn last_event_id(&self) -> Result<i64> {
+        Ok(self
+            .db
+            .query_row("SELECT COALESCE(MAX(id), 0) FROM events", [], |r| r.get(0))?)
+    }
+
+    fn events_where(&self, clause: &str, value: i64) -> Result<Vec<(i64, Event)>> {
+        let mut stmt = self.db.prepare(&format!(
+            "SELECT id, at, environment, object, reason, message FROM events WHERE {clause}"
+        ))?;
+        let rows = stmt.query_map(params![value], |r| {
+            Ok((
+                r.get(0)?,
+                Event {
+                    at_ms: r.get(1)?,
+                    environment: r.get(2)?,
+                    object: r.get(3)?,
+                    reason: r.get(4)?,
+                    message: r.get(5)?,
+                },
+            ))
         })?;
         Ok(rows.collect::<std::result::Result<_, _>>()?)
     }

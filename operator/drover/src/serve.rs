@@ -1,0 +1,281 @@
+//! The controller's process, shared by `drover up` and `drover operator`: the state
+//! directory's lock, the controller over an engine with its API, promoter, Git writer
+//! and revision checks, and how it stops.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use drover_api::ApiState;
+use drover_control::promoter::Promoter;
+use drover_control::server::{ServerState, router};
+use drover_control::{Config, Controller, DesiredRevision};
+use drover_diagnostics::{RenderOptions, render_human, summary};
+use drover_local::files::StateDir;
+use drover_source::{Follower, Redacted, Update, watch_refs};
+use tokio::sync::Notify;
+
+/// Where the API listens and how often a remote repo is fetched.
+#[derive(Debug, Clone, Copy)]
+pub struct Serve {
+    pub listen: SocketAddr,
+    pub poll: Duration,
+}
+
+/// Holds the state directory's lock while `up` runs: two control planes on one state
+/// would fight over every instance.
+pub fn lock(state: &StateDir) -> anyhow::Result<nix::fcntl::Flock<std::fs::File>> {
+    std::fs::create_dir_all(state.root())
+        .with_context(|| format!("cannot create {}", state.root().display()))?;
+    // The state directory holds the admin token, token hashes, the audit trail and
+    // instances' logs: its owner's alone.
+    std::fs::set_permissions(
+        state.root(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .with_context(|| format!("cannot make {} private", state.root().display()))?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state.lock_file())?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|_| {
+        anyhow::anyhow!(
+            "another `drover up` is running on {}; stop it first, or use --state-dir",
+            state.root().display()
+        )
+    })
+}
+
+/// Binds the API, on the previous address when it asked for any port, so that agents
+/// left running by a control plane that was killed find this one at once.
+async fn bind_api(state: &StateDir, listen: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    if listen.port() == 0
+        && let Some(previous) = state
+            .api_url()
+            .and_then(|u| u.strip_prefix("http://").map(str::to_owned))
+            .and_then(|a| a.parse::<SocketAddr>().ok())
+        && previous.ip() == listen.ip()
+        && let Ok(listener) = tokio::net::TcpListener::bind(previous).await
+    {
+        return Ok(listener);
+    }
+    tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))
+}
+
+/// What every engine's `up` shares, made before the engine is chosen.
+pub struct Setup {
+    pub state: StateDir,
+    pub token: String,
+    pub follower: Arc<Mutex<Follower>>,
+    pub git_dir: PathBuf,
+    pub remote: bool,
+    pub notifier: drover_control::notify::Notifier,
+    pub trigger: Arc<Notify>,
+    /// What signs Git push webhooks.
+    pub webhook_secret: Option<Redacted>,
+}
+
+/// A running controller with its API, promoter and Git writer.
+pub struct Started<E: drover_control::engine::Engine> {
+    pub control: Arc<Controller<E>>,
+    pub stop: tokio::sync::watch::Sender<bool>,
+    pub reconciler: tokio::task::JoinHandle<()>,
+    pub checker: tokio::task::JoinHandle<()>,
+    pub quit: Arc<AtomicBool>,
+    pub api: String,
+}
+
+/// Starts the controller over `engine`, its API (with `extra` routes), the promoter,
+/// the Git writer and the revision checks.
+pub async fn start<E: drover_control::engine::Engine>(
+    serve: &Serve,
+    setup: &Setup,
+    engine: Arc<E>,
+    wake: Arc<Notify>,
+    extra: axum::Router<drover_control::server::Shared<E>>,
+) -> anyhow::Result<Started<E>> {
+    let state = &setup.state;
+    let trigger = setup.trigger.clone();
+    let control = Controller::open(
+        engine,
+        Config {
+            state: state.clone(),
+            notifier: setup.notifier.clone(),
+        },
+        wake,
+    )?;
+    let listener = bind_api(state, serve.listen).await?;
+    let api = format!("http://{}", listener.local_addr()?);
+    drover_local::files::write_atomic(&state.api_file(), api.as_bytes())?;
+    tracing::info!(
+        "api: {api} (writes need the token in {})",
+        state.token_file().display()
+    );
+    let webhooks = drover_api::router(Arc::new(ApiState {
+        webhook_secret: setup.webhook_secret.clone(),
+        on_push: trigger.clone(),
+    }));
+    let promoter = Arc::new(Promoter::new(
+        control.clone(),
+        setup.follower.clone(),
+        drover_control::git_writer::author(),
+        trigger.clone(),
+    ));
+    // What a stop interrupted is carried on by itself, not left pending.
+    tokio::spawn({
+        let promoter = promoter.clone();
+        async move { promoter.resume().await }
+    });
+    tokio::spawn(drover_control::git_writer::run(
+        control.clone(),
+        setup.follower.clone(),
+        trigger.clone(),
+    ));
+    let app = router(
+        Arc::new(ServerState::new(
+            control.clone(),
+            &setup.token,
+            Some(promoter),
+        )),
+        extra,
+    )
+    .merge(webhooks);
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let reconciler = tokio::spawn(control.clone().run(async move {
+        let mut rx = stop_rx;
+        let _ = rx.wait_for(|s| *s).await;
+    }));
+    let quit = Arc::new(AtomicBool::new(false));
+    if setup.remote {
+        let (trigger, period) = (trigger.clone(), serve.poll);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(period).await;
+                trigger.notify_one();
+            }
+        });
+    } else {
+        let watch = watch_refs(&setup.git_dir)?;
+        let (trigger, quit) = (trigger.clone(), quit.clone());
+        tokio::task::spawn_blocking(move || {
+            while !quit.load(Ordering::Relaxed) {
+                if watch.wait(Duration::from_millis(250)) {
+                    trigger.notify_one();
+                }
+            }
+        });
+    }
+    // Revisions are checked in their own task: a big or slow revision never holds up
+    // the agents' tending or a signal.
+    let checker = tokio::spawn(follow(setup.follower.clone(), control.clone(), trigger));
+    Ok(Started {
+        control,
+        stop,
+        reconciler,
+        checker,
+        quit,
+        api,
+    })
+}
+
+impl<E: drover_control::engine::Engine> Started<E> {
+    /// Runs `tick` every half second until SIGINT or SIGTERM.
+    pub async fn until_stopped(&self, mut tick: impl FnMut()) -> anyhow::Result<()> {
+        // One stream per signal for the whole run: a signal arriving between two turns
+        // of the loop is kept for the next `select!`, never lost.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate = signal(SignalKind::terminate())?;
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut ticks = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => tick(),
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+            }
+        }
+        self.checker.abort();
+        self.quit.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub async fn stop(self, state: &StateDir) {
+        let _ = self.stop.send(true);
+        let _ = self.reconciler.await;
+        let _ = std::fs::remove_file(state.api_file());
+        tracing::info!("stopped");
+    }
+}
+
+/// Checks the tracked reference at start and each time `trigger` fires, off the main
+/// loop, and hands each new revision to the controller: accepted, or rejected with
+/// every diagnostic.
+pub async fn follow<E: drover_control::engine::Engine>(
+    follower: Arc<Mutex<Follower>>,
+    control: Arc<Controller<E>>,
+    trigger: Arc<Notify>,
+) {
+    loop {
+        let follower = follower.clone();
+        let update =
+            tokio::task::spawn_blocking(move || follower.lock().expect("follower lock").check())
+                .await;
+        match update {
+            Ok(Ok(Some(Update::Accepted(desired)))) => {
+                tracing::info!(
+                    "revision {} accepted: {} ({})",
+                    desired.revision.short(),
+                    desired.revision.summary,
+                    summary(&desired.checked.diagnostics)
+                );
+                control
+                    .set_desired(DesiredRevision {
+                        state: drover_diff::normalize(&desired.checked.repo),
+                        revision: desired.revision.clone(),
+                    })
+                    .await;
+            }
+            Ok(Ok(Some(Update::Rejected {
+                revision,
+                diagnostics,
+                in_force,
+            }))) => {
+                let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
+                    format!("{} stays in force", r.short())
+                });
+                let text = format!("{}; {kept}", summary(&diagnostics));
+                tracing::info!("revision {} rejected: {text}", revision.short());
+                // The first findings; `drover validate` shows them all.
+                const SHOWN: usize = 50;
+                let shown = &diagnostics[..diagnostics.len().min(SHOWN)];
+                for l in render_human(shown, RenderOptions::default()).lines() {
+                    tracing::info!("  {l}");
+                }
+                if diagnostics.len() > SHOWN {
+                    tracing::info!(
+                        "  … and {} more (drover validate lists them all)",
+                        diagnostics.len() - SHOWN
+                    );
+                }
+                control.reject(&revision, &text).await;
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(error)) => tracing::error!("error: {error}"),
+            Err(error) => tracing::error!("error: the revision check stopped: {error}"),
+        }
+        trigger.notified().await;
+    }
+}
