@@ -21,6 +21,9 @@ mod mixed;
 #[path = "k8s/operator.rs"]
 mod operator;
 
+#[path = "k8s/chart.rs"]
+mod chart;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -836,7 +839,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 14] = [
+    let tests: [(&str, Test); 15] = [
+        (
+            "the_helm_chart_renders_what_install_prints_and_the_cluster_takes_it",
+            chart::the_helm_chart_renders_what_install_prints_and_the_cluster_takes_it,
+        ),
         (
             "the_installed_operator_converges_staging_and_reports_in_fluxs_contract",
             operator::the_installed_operator_converges_staging_and_reports_in_fluxs_contract,

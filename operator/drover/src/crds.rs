@@ -30,9 +30,18 @@ pub fn run(write: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Rewrites `crds/`, `docs/reference.md` and `docs/errors.md` under `root`.
+/// Rewrites `crds/`, the Helm chart's `crds/`, `docs/reference.md` and
+/// `docs/errors.md` under `root`.
 pub fn generate(root: &Path) -> anyhow::Result<ExitCode> {
     run(Some(&root.join("crds")))?;
+    let chart = root.join(drover_model::schema::CHART_CRDS);
+    std::fs::create_dir_all(&chart).with_context(|| format!("creating {}", chart.display()))?;
+    for file in crd_files().iter().filter(|f| f.path.ends_with(".yaml")) {
+        let path = chart.join(&file.path);
+        std::fs::write(&path, &file.content)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
     let reference = root.join("docs/reference.md");
     std::fs::create_dir_all(root.join("docs")).context("creating docs/")?;
     std::fs::write(&reference, reference_markdown())

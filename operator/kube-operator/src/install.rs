@@ -201,14 +201,17 @@ fn deployment(s: &Settings) -> Value {
                     "containers": [{
                         "name": "operator",
                         "image": s.image,
+                        "imagePullPolicy": "IfNotPresent",
                         "args": args,
                         "env": [
                             {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
                         ],
                         "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
+                        // Only the leader serves: the Service sends the API and webhooks
+                        // to it alone. A standby is not restarted for waiting (no
+                        // liveness probe); a leader that loses the Lease exits.
                         "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 20},
                         "resources": {
                             "requests": {"cpu": s.cpu_request, "memory": s.memory_request},
                             "limits": {"memory": s.memory_limit},

@@ -18,6 +18,10 @@ pub struct GeneratedFile {
     pub content: String,
 }
 
+/// Where the Helm chart keeps its copy of the CRDs (Helm installs `crds/` first),
+/// relative to the repository's root: the `.yaml` files of [`crd_files`].
+pub const CHART_CRDS: &str = "charts/drover/crds";
+
 /// The CustomResourceDefinitions of every kind, in apply order.
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>

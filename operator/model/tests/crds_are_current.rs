@@ -43,6 +43,30 @@ fn checked_in_crds_match_the_model() {
 }
 
 #[test]
+fn the_helm_charts_crds_match_the_model() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let chart = root.join(drover_model::schema::CHART_CRDS);
+    let generated: Vec<_> = drover_model::schema::crd_files()
+        .into_iter()
+        .filter(|f| f.path.ends_with(".yaml"))
+        .collect();
+    let stale: Vec<&String> = generated
+        .iter()
+        .filter(|f| std::fs::read_to_string(chart.join(&f.path)).unwrap_or_default() != f.content)
+        .map(|f| &f.path)
+        .collect();
+    let mut present = BTreeSet::new();
+    files_under(&chart, &chart, &mut present);
+    let expected: BTreeSet<String> = generated.iter().map(|f| f.path.clone()).collect();
+    let extra: Vec<&String> = present.difference(&expected).collect();
+    assert!(
+        stale.is_empty() && extra.is_empty(),
+        "charts/drover/crds is out of date (changed: {stale:?}, not generated: {extra:?}).\n\
+         Regenerate with: cargo run -p drover -- generate"
+    );
+}
+
+#[test]
 fn the_field_reference_matches_the_model() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../docs/reference.md");
     let on_disk = std::fs::read_to_string(path).unwrap_or_default();
