@@ -24,6 +24,9 @@ mod operator;
 #[path = "k8s/chart.rs"]
 mod chart;
 
+#[path = "k8s/nodes.rs"]
+mod nodes;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -839,7 +842,11 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let tests: [(&str, Test); 15] = [
+    let tests: [(&str, Test); 16] = [
+        (
+            "node_availability_cordons_drains_within_the_budget_and_uncordons",
+            nodes::node_availability_cordons_drains_within_the_budget_and_uncordons,
+        ),
         (
             "the_helm_chart_renders_what_install_prints_and_the_cluster_takes_it",
             chart::the_helm_chart_renders_what_install_prints_and_the_cluster_takes_it,

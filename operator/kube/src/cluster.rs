@@ -60,6 +60,8 @@ impl std::fmt::Debug for Watched {
 pub struct Cluster {
     pub name: String,
     client: Client,
+    /// The same, without retries (see [`Cluster::connect`]).
+    evictions: Client,
     pub apis: Apis,
     /// By `group/Kind` (see [`ObjectRef::kind_key`]), and [`SERVICE_PODS`].
     watched: Mutex<BTreeMap<String, Watched>>,
@@ -106,6 +108,16 @@ pub(crate) fn api_error(cluster: &str, e: impl std::fmt::Display) -> ClusterErro
 }
 
 impl Cluster {
+    /// The client it talks through.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The client evictions go through: an answer of 429 comes back as it is.
+    pub(crate) fn evictions(&self) -> &Client {
+        &self.evictions
+    }
+
     /// Connects to the cluster of a kubeconfig `context` (the current one if `None`;
     /// in a Pod, the in-cluster config) and discovers what it serves; with `wake`, it
     /// watches what Drover makes and wakes the controller on every change (without,
@@ -134,11 +146,18 @@ impl Cluster {
                 .await
                 .map_err(|e| config_error(e.to_string()))?,
         };
+        // Evictions answer 429 while a PodDisruptionBudget holds: that is an answer,
+        // not a failure to retry (kube's default retries 429 for up to 1000 s), so
+        // they go through a client of their own that does not retry.
+        let mut once = config.clone();
+        once.default_retry = false;
+        let evictions = Client::try_from(once).map_err(|e| config_error(e.to_string()))?;
         let client = Client::try_from(config).map_err(|e| config_error(e.to_string()))?;
         let apis = discovery::discover(name, &client).await?;
         let cluster = Cluster {
             name: name.to_owned(),
             client,
+            evictions,
             apis,
             watched: Mutex::new(BTreeMap::new()),
             resolved: Mutex::new(BTreeMap::new()),

@@ -5,14 +5,14 @@
 //! shows as drift; applying is server-side apply, and pruning deletes only what the
 //! inventory says Drover made.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use drover_control::engine::{
     Capabilities, Engine, EngineError, EngineStatus, Orders, ServiceKey, Usage,
 };
-use drover_control::view::{InstanceView, ServiceView};
+use drover_control::view::{InstanceView, NodeView, ServiceView};
 use drover_diff::{ObjectKey, State};
 use drover_model::Kind;
 use drover_model::cluster::{Availability, Engine as EngineKind, KubernetesCluster};
@@ -23,6 +23,7 @@ use serde_json::Value;
 use tokio::sync::Notify;
 
 use crate::cluster::{Cluster, ClusterError};
+use crate::nodes::NodeState;
 use crate::render::{self, ObjectRef, Target};
 
 impl From<ClusterError> for EngineError {
@@ -47,6 +48,16 @@ pub struct KubeEngine {
     applied: Mutex<Applied>,
     clusters: tokio::sync::Mutex<BTreeMap<String, (KubernetesCluster, Arc<Cluster>)>>,
     wake: Arc<Notify>,
+    /// Each tended Node as the last pass found it, by (cluster, node).
+    nodes: Mutex<BTreeMap<(String, String), NodeState>>,
+    /// Nodes Git does not list that `drover node update` set: tended too.
+    overridden: Mutex<BTreeSet<(String, String)>>,
+    /// Nodes whose tending fails (said once).
+    failing: Mutex<BTreeSet<(String, String)>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Where one environment's objects go.
@@ -67,7 +78,51 @@ impl KubeEngine {
             applied: Mutex::new(Applied::open(database, NAME).map_err(store_error)?),
             clusters: tokio::sync::Mutex::new(BTreeMap::new()),
             wake,
+            nodes: Mutex::new(BTreeMap::new()),
+            overridden: Mutex::new(BTreeSet::new()),
+            failing: Mutex::new(BTreeSet::new()),
         }))
+    }
+
+    /// Keeps every Node Git lists (or `drover node update` set) as available as it
+    /// should be: cordoned, uncordoned, drained. A Node that cannot be tended is said
+    /// once, not at every pass; releases go on.
+    async fn tend_nodes(&self) {
+        let clusters: Vec<(String, KubernetesCluster, Arc<Cluster>)> = self
+            .clusters
+            .lock()
+            .await
+            .iter()
+            .map(|(name, (spec, cluster))| (name.clone(), spec.clone(), cluster.clone()))
+            .collect();
+        let extra = lock(&self.overridden).clone();
+        for (name, spec, cluster) in clusters {
+            let mut wanted: Vec<(String, Availability)> = spec
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.availability))
+                .collect();
+            for (_, node) in extra.iter().filter(|(c, _)| *c == name) {
+                if !wanted.iter().any(|(w, _)| w == node) {
+                    wanted.push((node.clone(), Availability::Active));
+                }
+            }
+            for (node, git) in wanted {
+                let key = (name.clone(), node.clone());
+                match cluster.tend_node(&node, git).await {
+                    Ok(state) => {
+                        lock(&self.failing).remove(&key);
+                        lock(&self.nodes).insert(key, state);
+                    }
+                    Err(error) => {
+                        lock(&self.nodes).remove(&key);
+                        if lock(&self.failing).insert(key) {
+                            tracing::warn!("{error}");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn applied(&self) -> MutexGuard<'_, Applied> {
@@ -81,9 +136,12 @@ impl KubeEngine {
         spec: &KubernetesCluster,
     ) -> Result<Arc<Cluster>, EngineError> {
         let mut clusters = self.clusters.lock().await;
-        if let Some((known, cluster)) = clusters.get(name)
-            && known == spec
+        // Only another context needs another connection: a namespace prefix or a
+        // node's availability is read from the spec kept here.
+        if let Some((known, cluster)) = clusters.get_mut(name)
+            && known.context == spec.context
         {
+            *known = spec.clone();
             return Ok(cluster.clone());
         }
         let cluster = Arc::new(
@@ -327,6 +385,27 @@ fn lifecycle(progress: &Progress, ready: u32) -> Lifecycle {
     }
 }
 
+fn node_view(cluster: &str, n: &NodeState) -> NodeView {
+    let mut state = if n.ready { "ready" } else { "not-ready" }.to_owned();
+    if let Some(waiting) = &n.waiting {
+        state = format!("{state}; draining: {waiting}");
+    }
+    NodeView {
+        name: n.name.clone(),
+        cluster: cluster.to_owned(),
+        role: "kubernetes".into(),
+        availability: crate::nodes::spelled(n.availability).into(),
+        availability_override: n.overridden.map(|a| crate::nodes::spelled(a).to_owned()),
+        status: state,
+        instances: n.pods,
+        agent_pid: None,
+        cpu: String::new(),
+        memory: String::new(),
+        cpu_used_millis: 0,
+        memory_used_bytes: 0,
+    }
+}
+
 fn instance_view(env: &str, service: &str, pod: &Value) -> InstanceView {
     let statuses = pod["status"]["containerStatuses"].as_array();
     let ready = statuses.is_some_and(|s| !s.is_empty() && s.iter().all(|c| c["ready"] == true));
@@ -366,7 +445,7 @@ impl Engine for KubeEngine {
     fn capabilities(&self, _: EngineKind) -> Capabilities {
         Capabilities {
             own_rolling_update: true,
-            node_availability: false,
+            node_availability: true,
             // Each apply waits on the API server (and etcd's fsync): a few at once
             // keep it busy without flooding it.
             concurrent_applies: 8,
@@ -438,6 +517,7 @@ impl Engine for KubeEngine {
                 return Err(trouble.into());
             }
         }
+        self.tend_nodes().await;
         // Plain manifests' kinds are watched already: by this pass's `observe`, and by
         // `apply` for a kind first applied since.
         Ok(self
@@ -477,6 +557,10 @@ impl Engine for KubeEngine {
             });
             status.instances.extend(instances);
         }
+        status.nodes = lock(&self.nodes)
+            .iter()
+            .map(|((cluster, _), n)| node_view(cluster, n))
+            .collect();
         Ok(status)
     }
 
@@ -506,13 +590,32 @@ impl Engine for KubeEngine {
 
     async fn set_availability(
         &self,
-        _node: &str,
-        _availability: Option<Availability>,
+        node: &str,
+        availability: Option<Availability>,
     ) -> Result<String, EngineError> {
-        Err(EngineError::Refused(
-            "node availability on Kubernetes is not built yet: use kubectl cordon / drain / uncordon"
-                .to_owned(),
-        ))
+        let clusters: Vec<(String, Arc<Cluster>)> = self
+            .clusters
+            .lock()
+            .await
+            .iter()
+            .map(|(name, (_, cluster))| (name.clone(), cluster.clone()))
+            .collect();
+        for (name, cluster) in clusters {
+            if cluster.override_node(node, availability).await? {
+                lock(&self.overridden).insert((name.clone(), node.to_owned()));
+                self.wake.notify_one();
+                return Ok(match availability {
+                    Some(a) => format!(
+                        "node {node} (cluster {name}): availability {} until cleared",
+                        crate::nodes::spelled(a)
+                    ),
+                    None => format!("node {node} (cluster {name}): back to what Git says"),
+                });
+            }
+        }
+        Err(EngineError::NotFound(format!(
+            "no Kubernetes cluster Drover drives has a node {node}"
+        )))
     }
 
     fn due(&self) -> Option<Instant> {

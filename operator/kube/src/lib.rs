@@ -6,6 +6,7 @@ mod discovery;
 pub mod drift;
 mod engine;
 pub mod health;
+pub mod nodes;
 pub mod plan;
 pub mod render;
 

@@ -204,6 +204,23 @@ pub struct KubernetesCluster {
     /// Prefix of the namespaces Drover creates (default none).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub namespace_prefix: String,
+    /// Nodes whose availability Drover keeps, as `docker node update --availability`
+    /// does: `pause` cordons, `drain` cordons and evicts (respecting
+    /// PodDisruptionBudgets), `active` uncordons. Nodes not listed are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<KubernetesNode>,
+}
+
+/// A node of a Kubernetes cluster whose availability Drover keeps.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KubernetesNode {
+    /// The Node's name.
+    pub name: String,
+    /// `active` (default), `pause` or `drain`.
+    #[serde(default)]
+    pub availability: Availability,
 }
 
 /// Reads `ADDRESS/PREFIX` (IPv4 or IPv6); the host bits must be zero.
