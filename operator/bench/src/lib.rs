@@ -48,3 +48,22 @@ pub fn stop_up(child: &mut std::process::Child, state: &std::path::Path) {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(state);
 }
+
+/// Resident and peak memory of a process, in MiB, and of the resident, how much is
+/// its own (anonymous: heap, stacks) and how much is mapped files (its code).
+pub fn memory(pid: u32) -> (f64, f64, f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (
+        kib("VmRSS:") / 1024.0,
+        kib("VmHWM:") / 1024.0,
+        kib("RssAnon:") / 1024.0,
+        kib("RssFile:") / 1024.0,
+    )
+}

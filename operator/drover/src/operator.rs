@@ -232,18 +232,26 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
             let _ = stopped.await;
         },
     ));
-    if let Some(leadership) = leadership {
-        tokio::spawn(async move {
-            leadership.lost().await;
+    let mut leadership = leadership;
+    tokio::select! {
+        stopped = started.until_stopped(|| {}) => stopped?,
+        () = async {
+            match &mut leadership {
+                Some(l) => l.lost().await,
+                None => std::future::pending().await,
+            }
+        } => {
             // Another replica may act from now on: this one must not, not even once.
             tracing::error!("the Lease is lost: stopping at once");
             std::process::exit(1);
-        });
+        }
     }
-    started.until_stopped(|| {}).await?;
     let _ = stop_status.send(());
     let _ = status.await;
     started.stop(&state).await;
+    if let Some(leadership) = leadership {
+        leadership.release().await;
+    }
     Ok(std::process::ExitCode::SUCCESS)
 }
 

@@ -23,16 +23,24 @@ pub struct Election {
 #[derive(Debug)]
 pub struct Leadership {
     state: tokio::sync::watch::Receiver<bool>,
+    manager: tokio::task::JoinHandle<Result<kube_lease_manager::LeaseManager, LeaseManagerError>>,
 }
 
 impl Leadership {
     /// Completes when this replica no longer holds the Lease (or cannot tell).
-    pub async fn lost(mut self) {
+    pub async fn lost(&mut self) {
         while *self.state.borrow_and_update() {
             if self.state.changed().await.is_err() {
                 return;
             }
         }
+    }
+
+    /// Gives the Lease back, so another replica takes over at once rather than when
+    /// it runs out (a stop, not a crash).
+    pub async fn release(self) {
+        drop(self.state);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.manager).await;
     }
 }
 
@@ -47,7 +55,7 @@ pub async fn lead(client: Client, election: &Election) -> Result<Leadership, Lea
         .with_grace((seconds / 3).max(1))
         .build()
         .await?;
-    let (mut state, _task) = manager.watch().await;
+    let (mut state, manager) = manager.watch().await;
     while !*state.borrow_and_update() {
         if state.changed().await.is_err() {
             return Err(LeaseManagerError::ControlChannelError(
@@ -55,5 +63,5 @@ pub async fn lead(client: Client, election: &Election) -> Result<Leadership, Lea
             ));
         }
     }
-    Ok(Leadership { state })
+    Ok(Leadership { state, manager })
 }

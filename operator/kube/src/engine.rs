@@ -186,12 +186,11 @@ impl KubeEngine {
 
     /// Every Kubernetes object Drover made for `env`'s objects (its inventory).
     pub fn inventory(&self, env: &str) -> Result<Vec<ObjectRef>, EngineError> {
-        let observed = self.applied().observed().map_err(store_error)?;
-        let mut all = Vec::new();
-        for key in observed.objects.keys().filter(|k| k.environment == env) {
-            all.extend(self.made(key)?);
-        }
-        Ok(all)
+        let made = self.applied().made_in(env).map_err(store_error)?;
+        Ok(made
+            .iter()
+            .flat_map(|t| serde_json::from_str::<Vec<ObjectRef>>(t).unwrap_or_default())
+            .collect())
     }
 
     /// Records `state` as applied without applying anything: what another replica

@@ -52,6 +52,15 @@ impl Applied {
             .transpose()
     }
 
+    /// What the engine made for each of `environment`'s objects, as recorded with them.
+    pub fn made_in(&self, environment: &str) -> Result<Vec<String>> {
+        let mut stmt = self.db.prepare(
+            "SELECT made FROM objects WHERE engine = ?1 AND environment = ?2 AND made IS NOT NULL",
+        )?;
+        let rows = stmt.query_map(params![self.engine, environment], |r| r.get(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// What the engine made for an object, as recorded with it.
     pub fn made(&self, key: &ObjectKey) -> Result<Option<String>> {
         Ok(self

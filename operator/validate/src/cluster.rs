@@ -13,6 +13,22 @@ use crate::{Findings, Hint, names};
 /// The smallest pool allowed has 64 addresses: a /26 for IPv4.
 const MIN_POOL_ADDRESSES_LOG2: u8 = 6;
 
+/// Why `name` is not a Kubernetes object name (a DNS subdomain), if it is not.
+fn kubernetes_name_problem(name: &str) -> Option<&'static str> {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 253 {
+        Some("is longer than 253 characters")
+    } else if !name.bytes().all(|b| alnum(b) || b == b'-' || b == b'.') {
+        Some("may only hold lowercase letters, digits, `-` and `.`")
+    } else if !alnum(name.as_bytes()[0]) || !alnum(name.as_bytes()[name.len() - 1]) {
+        Some("must start and end with a letter or digit")
+    } else {
+        None
+    }
+}
+
 pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
     let spec = cluster.spec();
     match spec.engine {
@@ -49,6 +65,30 @@ pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
                     "`spec.local` is set but the engine is `kubernetes`".into(),
                 )
                 .hint("remove it, or set `engine: local`");
+            }
+        }
+    }
+    if let Some(kube) = &spec.kubernetes {
+        let mut seen = BTreeSet::new();
+        for (i, node) in kube.nodes.iter().enumerate() {
+            let path = format!("spec.kubernetes.nodes[{i}].name");
+            if let Some(problem) = kubernetes_name_problem(&node.name) {
+                f.at(
+                    cluster,
+                    &path,
+                    Code::InvalidNode,
+                    format!("node name `{}` {problem}", node.name),
+                )
+                .hint("write the Node's name as `kubectl get nodes` shows it");
+            }
+            if !seen.insert(node.name.as_str()) {
+                f.at(
+                    cluster,
+                    &path,
+                    Code::InvalidNode,
+                    format!("node `{}` is listed twice", node.name),
+                )
+                .hint("list each Node once, with the availability it should have");
             }
         }
     }

@@ -120,3 +120,21 @@ fn plain_kubernetes_objects_need_a_kubernetes_cluster_no_namespace_and_no_plain_
     );
     assert!(!found.iter().any(|l| l.contains("aHVudGVyMg")));
 }
+
+#[test]
+fn kubernetes_node_names_are_kubernetes_names_and_listed_once() {
+    let cluster = "apiVersion: drover.dev/v1alpha1\nkind: Cluster\nmetadata:\n  name: kube\nspec:\n  engine: kubernetes\n  kubernetes:\n    nodes:\n      - name: ip-10-0-1-2.ec2.internal\n      - name: Bad_Node\n      - name: ip-10-0-1-2.ec2.internal\n        availability: pause\n";
+    let loaded = load(&[SourceFile::new("clusters/kube.yaml", cluster)]);
+    assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+    let found: Vec<String> = validate(&loaded.repo)
+        .iter()
+        .map(|d| format!("{}: {}", d.location, d.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            "clusters/kube.yaml:10:9: node name `Bad_Node` may only hold lowercase letters, digits, `-` and `.`",
+            "clusters/kube.yaml:11:9: node `ip-10-0-1-2.ec2.internal` is listed twice",
+        ]
+    );
+}

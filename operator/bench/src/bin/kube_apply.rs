@@ -43,25 +43,6 @@ fn wait_line(lines: &Receiver<String>, wanted: &str, timeout: Duration) -> anyho
     bail!("no line with {wanted:?} within {timeout:?}")
 }
 
-/// Resident and peak memory of a process, in MiB, and of the resident, how much is
-/// its own (anonymous: heap, stacks) and how much is mapped files (its code).
-fn memory(pid: u32) -> (f64, f64, f64, f64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |field: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(field))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    (
-        kib("VmRSS:") / 1024.0,
-        kib("VmHWM:") / 1024.0,
-        kib("RssAnon:") / 1024.0,
-        kib("RssFile:") / 1024.0,
-    )
-}
-
 fn drover(binary: &str, kubeconfig: &str, n: usize, commits: usize) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let repo = TestRepo::init(&work.path().join("repo"));
@@ -124,7 +105,7 @@ fn drover(binary: &str, kubeconfig: &str, n: usize, commits: usize) -> anyhow::R
             )
         );
         std::thread::sleep(Duration::from_secs(2));
-        let (rss, peak, anon, file) = memory(child.id());
+        let (rss, peak, anon, file) = drover_bench::memory(child.id());
         println!(
             "drover: memory with {n} services applied and watched: RSS {rss:.1} MiB ({anon:.1} MiB anonymous, {file:.1} MiB mapped files), peak {peak:.1} MiB"
         );
