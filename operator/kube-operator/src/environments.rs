@@ -27,8 +27,11 @@ use crate::status::{self, Facts, HISTORY_KEPT};
 
 /// The annotation `flux reconcile` sets to ask for a reconcile now.
 pub const REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
-/// The field manager of the resources' spec and status.
+/// The field manager of the resources' spec (Git's).
 const MANAGER: &str = "drover";
+/// The field manager of their status: its own, so that applying the spec never takes
+/// the status's fields away (API servers before 1.22 track both in one list).
+const STATUS_MANAGER: &str = "drover-status";
 
 /// What the operator's status writer failed at.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +157,7 @@ async fn reconcile(resource: Arc<Environment>, ctx: Arc<Context>) -> Result<Acti
         });
         api.patch_status(
             &name,
-            &PatchParams::apply(MANAGER).force(),
+            &PatchParams::apply(STATUS_MANAGER).force(),
             &Patch::Apply(&status),
         )
         .await?;

@@ -114,9 +114,9 @@ impl Publisher {
         }
     }
 
-    /// Passes on what was recorded since the last call. An event about the whole repo
-    /// (a rejected revision) goes to every environment's resource; one about an
-    /// environment without a resource (not on a Kubernetes cluster) to none.
+    /// Passes on what was recorded since the last call. A rejected revision goes to
+    /// every environment's resource; an event about an environment without a resource
+    /// (not on a Kubernetes cluster), or about a cluster or a node, to none.
     pub async fn publish_new(&mut self, control: &Controller<KubeEngine>) {
         let Ok(new) = control.with_store(|s| s.events_after(self.cursor)) else {
             return;
@@ -124,6 +124,11 @@ impl Publisher {
         let api: Api<Environment> = Api::all(self.reporter.client.clone());
         for (id, event) in new {
             self.cursor = id;
+            // Of the events about no one environment, a rejected revision concerns them
+            // all; a cluster's or a node's change none of their resources.
+            if event.environment.is_empty() && event.reason != "RevisionRejected" {
+                continue;
+            }
             let targets = if event.environment.is_empty() {
                 api.list(&Default::default())
                     .await
