@@ -162,18 +162,36 @@ pub(crate) fn the_helm_chart_renders_what_install_prints_and_the_cluster_takes_i
         deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"],
         "Helm"
     );
-    // The installer's own labels back, for the tests that follow.
+    // `drover install` applies the same by itself (and puts the installer's own labels
+    // back, for the tests that follow).
     let out = drover()
-        .args(["install", "--print", "--repo", REPO])
+        .args(["install", "--repo", REPO])
+        .env("KUBECONFIG", &kube.kubeconfig)
         .output()
         .unwrap();
-    std::fs::write(&file, &out.stdout).unwrap();
-    let (ok, text) = kube.kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    assert!(ok, "{text}");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "drover install: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("Deployment/drover applied"), "{said}");
+    let deployment = kube
+        .json(&[
+            "get",
+            "deployment",
+            "drover",
+            "-n",
+            "drover-system",
+            "--show-managed-fields",
+        ])
+        .unwrap();
+    assert!(
+        deployment["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["manager"] == "drover-install"),
+        "{deployment:#}"
+    );
 }

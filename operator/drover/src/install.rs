@@ -1,5 +1,6 @@
-//! `drover install --print`: the objects that install `drover operator` into a
-//! cluster, as one YAML stream for `kubectl apply` (charts/drover renders the same).
+//! `drover install`: the objects that install `drover operator` into a cluster —
+//! applied to the cluster of `$KUBECONFIG` by server-side apply, or with `--print` as
+//! one YAML stream for `kubectl apply` (charts/drover renders the same).
 
 use std::process::ExitCode;
 
@@ -8,7 +9,8 @@ use drover_kube_operator::install::{Settings, objects, yaml};
 /// Arguments of `drover install`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Print the objects (as YAML) instead of applying them.
+    /// Print the objects (as YAML) instead of applying them to the cluster of
+    /// `$KUBECONFIG` (its current context).
     #[arg(long)]
     print: bool,
     /// The config repo the operator follows.
@@ -38,11 +40,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if !args.print {
-        anyhow::bail!(
-            "applying from Drover itself is not built yet: run `drover install --print | kubectl apply --server-side -f -`, or use the Helm chart in charts/drover"
-        );
-    }
+    let print = args.print;
     let defaults = Settings::default();
     let settings = Settings {
         namespace: args.namespace,
@@ -55,6 +53,46 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         webhook_secret: args.webhook_secret,
         ..defaults
     };
-    print!("{}", yaml(&objects(&settings)));
+    let objects = objects(&settings);
+    if print {
+        print!("{}", yaml(&objects));
+        return Ok(ExitCode::SUCCESS);
+    }
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(apply(&objects))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Applies `objects` in order, server-side, as field manager `drover-install`.
+async fn apply(objects: &[serde_json::Value]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use kube::api::{Api, DynamicObject, Patch, PatchParams};
+    use kube::core::GroupVersionKind;
+    use kube::discovery::Scope;
+    let client = kube::Client::try_default()
+        .await
+        .context("cannot connect to Kubernetes ($KUBECONFIG or the in-cluster config)")?;
+    let params = PatchParams::apply("drover-install").force();
+    for object in objects {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_owned();
+        let (api_version, kind) = (text(&object["apiVersion"]), text(&object["kind"]));
+        let name = text(&object["metadata"]["name"]);
+        let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+        let gvk = GroupVersionKind::gvk(group, version, &kind);
+        let (resource, caps) = kube::discovery::pinned_kind(&client, &gvk)
+            .await
+            .with_context(|| format!("the cluster does not serve {api_version} {kind}"))?;
+        let api: Api<DynamicObject> = match (&caps.scope, object["metadata"]["namespace"].as_str())
+        {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client.clone(), ns, &resource),
+            _ => Api::all_with(client.clone(), &resource),
+        };
+        api.patch(&name, &params, &Patch::Apply(object))
+            .await
+            .with_context(|| format!("cannot apply {kind} {name}"))?;
+        println!("{kind}/{name} applied");
+    }
+    Ok(())
 }

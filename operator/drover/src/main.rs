@@ -166,9 +166,9 @@ enum Command {
     /// the config repo, drive the environments on Kubernetes clusters, and keep an
     /// `Environment` resource with its status for each; replicas elect a leader.
     Operator(operator::Args),
-    /// Print what installs the operator into a cluster: CRDs, namespace, ServiceAccount,
-    /// least-privilege RBAC, Deployment, Service, NetworkPolicy
-    /// (`drover install --print | kubectl apply --server-side -f -`).
+    /// Install the operator into the cluster of `$KUBECONFIG`: CRDs, namespace,
+    /// ServiceAccount, least-privilege RBAC, Deployment, Service, NetworkPolicy, applied
+    /// server-side; `--print` prints them instead (`| kubectl apply --server-side -f -`).
     Install(install::Args),
     /// Run one node's agent (`drover up` starts these itself).
     Agent(agent::Args),
