@@ -328,6 +328,30 @@ pub(crate) fn the_installed_operator_converges_staging_and_reports_in_fluxs_cont
         "involvedObject.kind=Environment,involvedObject.name=staging",
     ]);
     assert!(events.contains("ReleaseHealthy"), "{events}");
+    // An invalid commit is rejected: Stalled, with the last valid revision in force.
+    config.work.write(
+        "environments/staging/web.yaml",
+        "apiVersion: drover.dev/v1alpha1\nkind: Service\nmetadata:\n  name: web\nspec:\n  replicas: many\n",
+    );
+    let bad = config.work.commit("web: a typo");
+    config.push();
+    let resource = environment(kube, "staging", |r| {
+        r["status"]["lastAttemptedRevision"] == bad.as_str()
+    });
+    let (status, reason, message) = condition(&resource, "Ready").unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "RevisionRejected")
+    );
+    assert!(message.contains("replicas"), "{message}");
+    assert!(is(&resource, "Stalled", "True"), "{resource:#}");
+    assert_eq!(resource["status"]["lastAppliedRevision"], first.as_str());
+    git(&config.work.dir, &["revert", "--no-edit", "HEAD"]);
+    config.push();
+    // After the revert, Ready again and no longer Stalled (kstatus: the condition goes).
+    environment(kube, "staging", |r| {
+        is(r, "Ready", "True") && condition(r, "Stalled").is_none()
+    });
     // `flux reconcile`'s way of asking is honoured.
     let (ok, text) = kube.kubectl(&[
         "annotate",

@@ -202,8 +202,17 @@ fn render(status: &Status, wide: bool) -> String {
                 n.status.clone(),
                 availability,
                 n.instances.to_string(),
-                format!("{}/{}", Cpu(n.cpu_used_millis), n.cpu),
-                format!("{}/{}", mebibytes(n.memory_used_bytes), n.memory),
+                // A Kubernetes Node declares no capacity to Drover: nothing to show.
+                if n.cpu.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{}/{}", Cpu(n.cpu_used_millis), n.cpu)
+                },
+                if n.memory.is_empty() {
+                    "-".to_owned()
+                } else {
+                    format!("{}/{}", mebibytes(n.memory_used_bytes), n.memory)
+                },
             ]
         })
         .collect();

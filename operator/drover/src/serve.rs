@@ -270,7 +270,14 @@ pub async fn follow<E: drover_control::engine::Engine>(
                         diagnostics.len() - SHOWN
                     );
                 }
-                control.reject(&revision, &text).await;
+                // What `drover status` and an Environment's status say in one line:
+                // the count, and the first error itself.
+                let first = diagnostics
+                    .iter()
+                    .find(|d| d.severity == drover_diagnostics::Severity::Error)
+                    .map(|d| format!("; first: {}: {} {}", d.location, d.code.id(), d.message))
+                    .unwrap_or_default();
+                control.reject(&revision, &format!("{text}{first}")).await;
             }
             Ok(Ok(None)) => {}
             Ok(Err(error)) => tracing::error!("error: {error}"),
