@@ -110,6 +110,61 @@ pub struct ServiceSpec {
     pub depends_on: Vec<String>,
 }
 
+/// The port a container listens on when its service names none, and the first of
+/// those handed to unnumbered ports.
+pub const DEFAULT_TARGET_PORT: u16 = 8080;
+
+impl ServiceSpec {
+    /// The ports a container of this service declares (container engines: Kubernetes,
+    /// Swarm): its own, unnumbered ones numbered 8080, 8081, … in order (as the local
+    /// engine gives each a port of its own), or one `default` port 8080.
+    pub fn container_ports(&self) -> Vec<Port> {
+        if self.ports.is_empty() {
+            return vec![Port {
+                name: "default".to_owned(),
+                target: Some(DEFAULT_TARGET_PORT),
+                published: None,
+                protocol: Protocol::Tcp,
+            }];
+        }
+        let mut next = DEFAULT_TARGET_PORT;
+        self.ports
+            .iter()
+            .map(|p| {
+                let target = p.target.unwrap_or_else(|| {
+                    let n = next;
+                    next += 1;
+                    n
+                });
+                Port {
+                    target: Some(target),
+                    ..p.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// The variables the local engine sets for its ports (`PORT` for the first,
+    /// `PORT_NAME` for each), for `ports`, where the service does not set them itself:
+    /// one program runs on every engine.
+    pub fn port_variables(&self, ports: &[Port]) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, port) in ports.iter().enumerate() {
+            let number = port.target.unwrap_or(DEFAULT_TARGET_PORT).to_string();
+            let name = format!("PORT_{}", port.name.to_uppercase().replace('-', "_"));
+            for var in [(i == 0).then(|| "PORT".to_owned()), Some(name)]
+                .into_iter()
+                .flatten()
+            {
+                if !self.env.contains_key(&var) {
+                    out.push((var, number.clone()));
+                }
+            }
+        }
+        out
+    }
+}
+
 /// How many instances run and where.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]

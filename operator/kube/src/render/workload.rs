@@ -14,10 +14,6 @@ use serde_json::{Map, Value, json};
 
 use super::{RenderError, Rendered, SERVICE_LABEL, Target, labels_of, metadata, network, spec};
 
-/// The port a container listens on when the service names none: what most images and
-/// Drover's example app expect.
-pub const DEFAULT_TARGET_PORT: u16 = 8080;
-
 /// A service's workload and, beside it, its network objects.
 /// What a service asks that the Kubernetes engine does not do yet: said at every
 /// apply, never dropped in silence.
@@ -133,32 +129,7 @@ fn strategy(strategy: Strategy, update: &UpdateConfig) -> Value {
 
 /// The ports a container declares: the service's, or the default one.
 pub(super) fn container_ports(service: &ServiceSpec) -> Vec<Port> {
-    if service.ports.is_empty() {
-        return vec![Port {
-            name: "default".to_owned(),
-            target: Some(DEFAULT_TARGET_PORT),
-            published: None,
-            protocol: Protocol::Tcp,
-        }];
-    }
-    let mut next = DEFAULT_TARGET_PORT;
-    service
-        .ports
-        .iter()
-        .map(|p| {
-            let target = p.target.unwrap_or_else(|| {
-                // Unnumbered ports get 8080, 8081, … in order, as the local engine
-                // gives each a port of its own.
-                let n = next;
-                next += 1;
-                n
-            });
-            Port {
-                target: Some(target),
-                ..p.clone()
-            }
-        })
-        .collect()
+    service.container_ports()
 }
 
 fn pod_template(
@@ -190,17 +161,8 @@ fn pod_template(
         .map(|(name, value)| json!({"name": name, "value": value}))
         .collect();
     // The same variables the local engine sets, so one program runs on both.
-    for (i, port) in ports.iter().enumerate() {
-        let number = port.target.unwrap_or(DEFAULT_TARGET_PORT).to_string();
-        let name = format!("PORT_{}", port.name.to_uppercase().replace('-', "_"));
-        for var in [(i == 0).then(|| "PORT".to_owned()), Some(name)]
-            .into_iter()
-            .flatten()
-        {
-            if !service.env.contains_key(&var) {
-                env.push(json!({"name": var, "value": number}));
-            }
-        }
+    for (name, value) in service.port_variables(&ports) {
+        env.push(json!({"name": name, "value": value}));
     }
     let mut container = json!({
         "name": key.name,
