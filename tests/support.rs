@@ -34,7 +34,7 @@ pub fn stdout(output: &Output) -> String {
 
 /// True when golden files should be rewritten instead of compared.
 pub fn blessing() -> bool {
-    std::env::var_os("DROVER_BLESS").is_some()
+    drover_testkit::golden::blessing()
 }
 
 /// Compares `actual` with the golden file at `path`, or rewrites it when blessing.

@@ -2,6 +2,7 @@
 //! repositories and servers.
 
 pub mod git;
+pub mod golden;
 
 use std::fmt::Write as _;
 use std::path::Path;

@@ -49,32 +49,7 @@ fn golden(name: &str, text: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")
         .join(name);
-    if std::env::var_os("DROVER_BLESS").is_some() {
-        std::fs::write(&path, text).expect("the golden file is written");
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run DROVER_BLESS=1 cargo test -p drover-kube",
-            path.display()
-        )
-    });
-    assert!(
-        want == text,
-        "{name} differs from its golden file (DROVER_BLESS=1 regenerates it):\n{}",
-        similar_lines(&want, text)
-    );
-}
-
-fn similar_lines(want: &str, got: &str) -> String {
-    want.lines()
-        .zip(got.lines())
-        .enumerate()
-        .filter(|(_, (a, b))| a != b)
-        .take(10)
-        .map(|(i, (a, b))| format!("line {}: want `{a}`\n         got  `{b}`", i + 1))
-        .collect::<Vec<_>>()
-        .join("\n")
+    drover_testkit::golden::assert_golden(&path, text, "DROVER_BLESS=1 cargo test -p drover-kube");
 }
 
 fn as_yaml(rendered: &Rendered) -> String {

@@ -29,21 +29,7 @@ fn golden(name: &str, text: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("testdata")
         .join(name);
-    if std::env::var_os("DROVER_BLESS").is_some() {
-        std::fs::write(&path, text).expect("the golden file is written");
-        return;
-    }
-    let want = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-        panic!(
-            "{} is missing: run DROVER_BLESS=1 cargo test -p drover-swarm",
-            path.display()
-        )
-    });
-    assert!(
-        want == text,
-        "{} differs from the rendering; if the change is meant, run DROVER_BLESS=1 cargo test -p drover-swarm",
-        path.display()
-    );
+    drover_testkit::golden::assert_golden(&path, text, "DROVER_BLESS=1 cargo test -p drover-swarm");
 }
 
 #[test]
