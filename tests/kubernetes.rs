@@ -102,6 +102,32 @@ impl Kube {
         (out.status.success(), text)
     }
 
+    /// `kubectl apply --server-side --force-conflicts` of a YAML stream.
+    fn apply(&self, yaml: &[u8]) -> (bool, String) {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .args(["apply", "--server-side", "--force-conflicts", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(yaml)
+            .expect("kubectl reads the objects");
+        let out = child.wait_with_output().expect("kubectl finishes");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    }
+
     fn json(&self, args: &[&str]) -> Option<Value> {
         let mut all = args.to_vec();
         all.extend(["-o", "json"]);

@@ -139,21 +139,12 @@ pub(crate) fn the_helm_chart_renders_what_install_prints_and_the_cluster_takes_i
         );
     }
     // And the API server takes what Helm rendered.
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("chart.yaml");
     let stream: String = chart
         .iter()
         .map(|o| format!("---\n{}", serde_saphyr::to_string(o).unwrap()))
         .collect();
-    std::fs::write(&file, stream).unwrap();
     let _ = kube.kubectl(&["create", "namespace", "drover-system"]);
-    let (ok, text) = kube.kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let (ok, text) = kube.apply(stream.as_bytes());
     assert!(ok, "kubectl apply of the rendered chart: {text}");
     let deployment = kube
         .json(&["get", "deployment", "drover", "-n", "drover-system"])

@@ -6,7 +6,7 @@
 //! from a killed leader without applying anything twice, and names a permission taken
 //! away in the status.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,7 @@ struct Installed {
 impl Installed {
     fn new(kube: &Kube) -> Installed {
         let tmp = tempfile::tempdir().unwrap();
-        apply_install(kube, tmp.path());
+        apply_install(kube);
         let secret = kube.until(
             &["get", "serviceaccount", "drover", "-n", "drover-system"],
             SOON,
@@ -39,15 +39,21 @@ impl Installed {
             .as_str()
             .unwrap()
             .to_owned();
-        let token = kube.until(
+        kube.until(
             &["get", "secret", &secret, "-n", "drover-system"],
             SOON,
             |s| s["data"]["token"].is_string(),
-        )["data"]["token"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        let token = String::from_utf8(base64_decode(&token)).unwrap();
+        );
+        let (ok, token) = kube.kubectl(&[
+            "get",
+            "secret",
+            &secret,
+            "-n",
+            "drover-system",
+            "-o",
+            "go-template={{.data.token | base64decode}}",
+        ]);
+        assert!(ok, "{token}");
         let admin = std::fs::read_to_string(&kube.kubeconfig).unwrap();
         let server = crate::quoted(&admin, "server");
         let kubeconfig = tmp.path().join("operator.kubeconfig");
@@ -67,7 +73,7 @@ impl Installed {
 
 /// `drover install --print | kubectl apply --server-side -f -` (again: it is idempotent,
 /// and it puts back a rule a test took away).
-fn apply_install(kube: &Kube, dir: &Path) {
+fn apply_install(kube: &Kube) {
     let out = drover()
         .args([
             "install",
@@ -82,31 +88,8 @@ fn apply_install(kube: &Kube, dir: &Path) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let file = dir.join("install.yaml");
-    std::fs::write(&file, &out.stdout).unwrap();
-    let (ok, text) = kube.kubectl(&[
-        "apply",
-        "--server-side",
-        "--force-conflicts",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
+    let (ok, text) = kube.apply(&out.stdout);
     assert!(ok, "kubectl apply of the installation failed: {text}");
-}
-
-fn base64_decode(text: &str) -> Vec<u8> {
-    let out = Command::new("base64")
-        .arg("-d")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes())?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    out.stdout
 }
 
 /// examples/kubernetes' staging as environment `env`, in namespace `ns`, pushed to a
@@ -449,7 +432,7 @@ pub(crate) fn a_permission_taken_away_is_named_in_the_status(kube: &Kube) {
         "and who lacks it: {message}"
     );
     // Given back, the operator goes on by itself.
-    apply_install(kube, installed._tmp.path());
+    apply_install(kube);
     environment(kube, "rbac", |r| {
         r["status"]["lastAppliedRevision"] == git(&config.work.dir, &["rev-parse", "HEAD"]).as_str()
     });

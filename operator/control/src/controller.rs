@@ -39,6 +39,7 @@ mod releases;
 mod rules;
 mod status;
 
+pub use objects::Placements;
 pub use promote::Verified;
 pub use recorder::{Recorder, Transition};
 
@@ -236,7 +237,7 @@ pub fn snapshot_of(state: &State) -> String {
 }
 
 /// The objects of one environment.
-pub(crate) fn subset(state: &State, env: &str) -> State {
+pub fn subset(state: &State, env: &str) -> State {
     state
         .iter()
         .filter(|(k, _)| k.environment == env)

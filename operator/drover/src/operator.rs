@@ -195,9 +195,7 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
     let follower = Arc::new(Mutex::new(Follower::new(source)));
     let wake = Arc::new(Notify::new());
     let engine = KubeEngine::open(&state.database(), wake.clone())?;
-    take_over(&engine, &client, &follower, &state).await?;
-    // Events from now on: a replica that takes over does not repeat the last one's.
-    let events_after = drover_store::Store::open(&state.database())?.last_event_id()?;
+    let events_after = take_over(&engine, &client, &follower, &state).await?;
     let setup = Setup {
         state: state.clone(),
         token,
@@ -255,13 +253,15 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Reads where the previous leader stopped, from the Environment resources.
+/// Reads where the previous leader stopped, from the Environment resources; returns
+/// the number of the last event in the store then (events from there on are passed on:
+/// a replica that takes over does not repeat the last one's).
 async fn take_over(
     engine: &Arc<KubeEngine>,
     client: &Client,
     follower: &Arc<Mutex<Follower>>,
     state: &StateDir,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<i64> {
     let store = drover_store::Store::open(&state.database())?;
     let desired_at = |revision: &str| {
         let follower = follower.lock().ok()?;
@@ -274,7 +274,7 @@ async fn take_over(
     if !taken.is_empty() {
         tracing::info!("took over {}", taken.join(", "));
     }
-    Ok(())
+    Ok(store.last_event_id()?)
 }
 
 /// After each pass: the Environment resources made to say what Git says (when the

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use drover_control::Controller;
+use drover_control::controller::Placements;
 use drover_diff::State;
 use drover_kube::KubeEngine;
 use drover_kube::render::{ENVIRONMENT_LABEL, MANAGED_BY};
 use drover_model::Kind;
+use drover_model::cluster::Engine as EngineKind;
 use drover_model::environment::Environment;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -52,19 +54,11 @@ fn selector() -> String {
 
 /// The environments of `desired` whose cluster is a Kubernetes one, with their spec.
 pub fn on_kubernetes(desired: &State) -> Vec<(String, serde_json::Value)> {
-    let engine_of = |cluster: &str| {
-        desired
-            .iter()
-            .find(|(k, _)| k.kind == Kind::Cluster && k.name == cluster)
-            .and_then(|(_, v)| v["spec"]["engine"].as_str().map(str::to_owned))
-    };
+    let placements = Placements::of(desired);
     desired
         .iter()
         .filter(|(k, _)| k.kind == Kind::Environment)
-        .filter(|(_, v)| {
-            let cluster = v["spec"]["cluster"].as_str().unwrap_or_default();
-            engine_of(cluster).as_deref() == Some("kubernetes")
-        })
+        .filter(|(k, _)| placements.engine_of(&k.environment) == Some(EngineKind::Kubernetes))
         .map(|(k, v)| (k.environment.clone(), v["spec"].clone()))
         .collect()
 }
@@ -122,7 +116,7 @@ async fn reconcile(resource: Arc<Environment>, ctx: Arc<Context>) -> Result<Acti
     }
     let followed = ctx.control.followed().await;
     let (record, releases) = ctx.control.with_store(|s| {
-        let record = s.environments()?.into_iter().find(|e| e.name == name);
+        let record = s.environment(&name)?;
         Ok((record, s.releases(&name, HISTORY_KEPT + 1)?))
     })?;
     let inventory = ctx

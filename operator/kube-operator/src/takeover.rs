@@ -5,6 +5,7 @@
 //! Its first pass then finds nothing to do where nothing changed: nothing is applied
 //! twice, no release is opened twice, and the history goes on.
 
+use drover_control::controller::{snapshot_of, subset};
 use drover_diff::State;
 use drover_kube::KubeEngine;
 use drover_model::environment::Environment;
@@ -61,7 +62,7 @@ pub async fn take_over(
                     .previous
                     .as_deref()
                     .and_then(&desired_at)
-                    .map(|s| drover_control::controller::snapshot_of(&only(&s, &name)))
+                    .map(|s| snapshot_of(&subset(&s, &name)))
                     .unwrap_or_else(|| String::from("[]"));
                 restore(store, &name, open, before, keep)?;
             }
@@ -88,14 +89,6 @@ fn sync_of(status: &EnvironmentStatus) -> SyncStatus {
         }
         _ => SyncStatus::Synced,
     }
-}
-
-fn only(state: &State, env: &str) -> State {
-    state
-        .iter()
-        .filter(|(k, _)| k.environment == env)
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
 }
 
 /// `env`'s objects and the clusters (which place them).

@@ -479,10 +479,21 @@ impl Store {
 
     /// Every environment's sync state, by name.
     pub fn environments(&self) -> Result<Vec<EnvironmentStatus>> {
+        self.environments_named(None)
+    }
+
+    /// The record of the environment `name`, if there is one.
+    pub fn environment(&self, name: &str) -> Result<Option<EnvironmentStatus>> {
+        Ok(self.environments_named(Some(name))?.pop())
+    }
+
+    /// Every environment's record, or `name`'s alone.
+    fn environments_named(&self, name: Option<&str>) -> Result<Vec<EnvironmentStatus>> {
         let mut stmt = self.db.prepare(
-            "SELECT name, revision, summary, status, message FROM environments ORDER BY name",
+            "SELECT name, revision, summary, status, message FROM environments
+             WHERE ?1 IS NULL OR name = ?1 ORDER BY name",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map(params![name], |r| {
             Ok(EnvironmentStatus {
                 name: r.get(0)?,
                 revision: r.get(1)?,

@@ -103,7 +103,7 @@ fn describe(from: &State, to: &State) -> String {
 /// engine, read from those objects alone (not every service parsed, as
 /// `Live::from_state` does).
 #[derive(Debug, Default)]
-pub(crate) struct Placements {
+pub struct Placements {
     pub clusters: BTreeMap<String, EngineKind>,
     pub environments: BTreeMap<String, String>,
 }
