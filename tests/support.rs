@@ -125,6 +125,13 @@ impl Running {
 }
 
 impl Running {
+    /// Kills the process now (what dropping it does), and waits for it.
+    #[allow(dead_code, reason = "used by tests/swarm.rs, not by every binary")]
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()

@@ -94,6 +94,14 @@ impl<A: Engine, B: Engine> Engine for Both<A, B> {
         }
     }
 
+    async fn roll_back(&self, kind: EngineKind, action: &Action) -> Result<(), EngineError> {
+        if self.a_runs(kind) {
+            self.a.roll_back(kind, action).await
+        } else {
+            self.b.roll_back(kind, action).await
+        }
+    }
+
     async fn converge(
         &self,
         kind: EngineKind,

@@ -110,6 +110,17 @@ pub trait Engine: Send + Sync + 'static {
         action: &Action,
     ) -> impl Future<Output = Result<(), EngineError>> + Send;
 
+    /// Carries out an update that returns a service to where it was before a failed
+    /// release, with its `rollback` settings where the engine has its own rollback
+    /// (`docker service rollback`). Default: [`Engine::apply`].
+    fn roll_back(
+        &self,
+        kind: EngineKind,
+        action: &Action,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send {
+        self.apply(kind, action)
+    }
+
     /// One pass of the engine's own work towards what is applied on clusters of
     /// `kind` (placing, updating, routing), steered by `orders`; returns the progress
     /// of every service there.

@@ -6,6 +6,7 @@
 //! normalization (see [`normalize`]), so an omitted default never shows as a change
 //! and secret values never show at all.
 
+pub mod drift;
 mod normalize;
 pub mod render;
 mod summary;

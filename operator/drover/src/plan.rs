@@ -45,6 +45,7 @@ fn applied(database: &std::path::Path, engine: Engine, env: &str) -> anyhow::Res
     }
     let observed = match engine {
         Engine::Kubernetes => drover_store::Applied::open(database, "kubernetes")?.observed()?,
+        Engine::Swarm => drover_store::Applied::open(database, "swarm")?.observed()?,
         _ => drover_store::LocalState::open(database)?.observed()?,
     };
     Ok(observed

@@ -256,10 +256,11 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     up_engines(args, setup, log_format).await
 }
 
-/// `drover up`: the controller and its API over both engines, whatever the repo's
-/// clusters are now (a commit may add a Kubernetes cluster beside local ones, or the
-/// reverse), and the local clusters' agents, one process per node. Kubernetes
-/// clusters run their workloads themselves; an engine with no clusters does nothing.
+/// `drover up`: the controller and its API over every engine, whatever the repo's
+/// clusters are now (a commit may add a Kubernetes cluster or a swarm beside local
+/// ones, or the reverse), and the local clusters' agents, one process per node.
+/// Kubernetes clusters and swarms run their workloads themselves; an engine with no
+/// clusters does nothing.
 async fn up_engines(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::Result<()> {
     let drover = std::env::current_exe().context("cannot find this program's path")?;
     let state = setup.state.clone();
@@ -273,7 +274,9 @@ async fn up_engines(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::
         wake.clone(),
     )?;
     let kube = drover_kube::KubeEngine::open(&state.database(), wake.clone())?;
-    let engine = Arc::new(Both::new(local.clone(), kube));
+    let swarm = drover_swarm::SwarmEngine::open(&state.database(), wake.clone())?;
+    let remote = Arc::new(Both::new(kube, swarm));
+    let engine = Arc::new(Both::new(local.clone(), remote));
     let serve = Serve {
         listen: args.listen,
         poll: args.poll,

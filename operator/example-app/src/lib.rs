@@ -20,8 +20,8 @@ use clap::builder::BoolishValueParser;
 /// Arguments of `drover example-app`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Args {
-    /// Address to listen on. Default: 127.0.0.1 and `$PORT` (set by the local
-    /// engine), or any free port.
+    /// Address to listen on. Default: `$HOST` (else 127.0.0.1; a container image sets
+    /// `0.0.0.0`) and `$PORT` (set by every engine), or any free port.
     #[arg(long, env = "EXAMPLE_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// The version reported (`$DROVER_VERSION` is set by the local engine).
@@ -150,7 +150,11 @@ pub fn run(args: Args) -> std::io::Result<u8> {
             .ok()
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
-        SocketAddr::from(([127, 0, 0, 1], port))
+        let host = std::env::var("HOST")
+            .ok()
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        SocketAddr::new(host, port)
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,6 +2,7 @@
 //! live. Fields Drover does not render (defaults the API server fills in, status,
 //! replicas an autoscaler owns) are never drift.
 
+use drover_diff::drift::{first_difference, is_empty};
 use serde_json::Value;
 
 /// The first path where `live` does not hold what `rendered` says, if any.
@@ -12,7 +13,7 @@ pub fn drifted(rendered: &Value, live: &Value) -> Option<String> {
         m.remove("apiVersion");
         m.remove("kind");
     }
-    walk(&rendered, live, String::new())
+    first_difference(&rendered, live)
 }
 
 /// One field a plan would change: where, what is live, what would be.
@@ -54,8 +55,8 @@ fn collect(
         }
         // A list is one field: its items are shown whole when it changes.
         _ => {
-            let same = walk(planned, live, String::new()).is_none()
-                || (live.is_null() && is_empty(planned));
+            let same =
+                first_difference(planned, live).is_none() || (live.is_null() && is_empty(planned));
             if !same {
                 out.push(FieldChange {
                     path,
@@ -64,66 +65,6 @@ fn collect(
                 });
             }
         }
-    }
-}
-
-fn walk(rendered: &Value, live: &Value, path: String) -> Option<String> {
-    match (rendered, live) {
-        (Value::Object(want), Value::Object(have)) => want.iter().find_map(|(k, v)| {
-            let at = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            match have.get(k) {
-                Some(h) => walk(v, h, at),
-                // An empty map or list rendered is the same as one left out live.
-                None if is_empty(v) => None,
-                None => Some(at),
-            }
-        }),
-        (Value::Array(want), Value::Array(have)) => {
-            if want.len() != have.len() {
-                return Some(path);
-            }
-            let in_order = want
-                .iter()
-                .zip(have)
-                .enumerate()
-                .find_map(|(i, (w, h))| walk(w, h, format!("{path}[{i}]")));
-            // Some lists come back reordered (an HPA's metrics, converted through its
-            // storage version): the same items in another order are not drift.
-            let reordered = in_order.is_some()
-                && want
-                    .iter()
-                    .all(|w| have.iter().any(|h| walk(w, h, String::new()).is_none()));
-            if reordered { None } else { in_order }
-        }
-        (want, have) if same_scalar(want, have) => None,
-        _ => Some(path),
-    }
-}
-
-/// What the API server leaves out when written back: zero, false, empty.
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        Value::String(s) => s.is_empty(),
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::Bool(b) => !b,
-        Value::Null => true,
-    }
-}
-
-/// Scalars compare as the API server writes them back: `8080` and `"8080"` differ in
-/// type only where Kubernetes keeps the type, so numbers and their text are the same.
-fn same_scalar(want: &Value, have: &Value) -> bool {
-    match (want, have) {
-        (Value::Number(a), Value::String(b)) | (Value::String(b), Value::Number(a)) => {
-            a.to_string() == *b
-        }
-        (a, b) => a == b,
     }
 }
 

@@ -375,15 +375,6 @@ fn progress_of(place: &Place, key: &ObjectKey, value: &Value, pods: &[Value]) ->
     crate::health::progress(live.as_ref(), &pods)
 }
 
-fn lifecycle(progress: &Progress, ready: u32) -> Lifecycle {
-    match progress {
-        Progress::Healthy | Progress::Absent => Lifecycle::Running,
-        Progress::Failed { .. } => Lifecycle::Abnormal,
-        Progress::Rolling | Progress::Waiting { .. } if ready == 0 => Lifecycle::Starting,
-        Progress::Rolling | Progress::Waiting { .. } => Lifecycle::Updating,
-    }
-}
-
 fn node_view(cluster: &str, n: &NodeState) -> NodeView {
     let mut state = if n.ready { "ready" } else { "not-ready" }.to_owned();
     if let Some(waiting) = &n.waiting {
@@ -393,8 +384,8 @@ fn node_view(cluster: &str, n: &NodeState) -> NodeView {
         name: n.name.clone(),
         cluster: cluster.to_owned(),
         role: "kubernetes".into(),
-        availability: crate::nodes::spelled(n.availability).into(),
-        availability_override: n.overridden.map(|a| crate::nodes::spelled(a).to_owned()),
+        availability: n.availability.as_str().into(),
+        availability_override: n.overridden.map(|a| a.as_str().to_owned()),
         status: state,
         instances: n.pods,
         agent_pid: None,
@@ -540,7 +531,7 @@ impl Engine for KubeEngine {
                 Kind::Manifest => u32::from(progress.progress == Progress::Healthy),
                 _ => instances.iter().filter(|i| i.ready).count() as u32,
             };
-            let state = lifecycle(&progress.progress, ready);
+            let state = Lifecycle::of(&progress.progress, ready);
             status.services.push(ServiceView {
                 version: value["spec"]["version"].as_str().map(str::to_owned),
                 state,
@@ -606,7 +597,7 @@ impl Engine for KubeEngine {
                 return Ok(match availability {
                     Some(a) => format!(
                         "node {node} (cluster {name}): availability {} until cleared",
-                        crate::nodes::spelled(a)
+                        a.as_str()
                     ),
                     None => format!("node {node} (cluster {name}): back to what Git says"),
                 });

@@ -33,24 +33,6 @@ pub struct NodeState {
     pub waiting: Option<String>,
 }
 
-fn parse(text: &str) -> Option<Availability> {
-    match text {
-        "active" => Some(Availability::Active),
-        "pause" => Some(Availability::Pause),
-        "drain" => Some(Availability::Drain),
-        _ => None,
-    }
-}
-
-/// The word `availability:` spells it with.
-pub fn spelled(a: Availability) -> &'static str {
-    match a {
-        Availability::Active => "active",
-        Availability::Pause => "pause",
-        Availability::Drain => "drain",
-    }
-}
-
 /// Whether a Pod is left where it is by a drain: a DaemonSet's (it would come back at
 /// once), a static Pod's mirror, or one that has finished.
 fn stays(pod: &Pod) -> bool {
@@ -91,7 +73,7 @@ impl Cluster {
             .annotations
             .as_ref()
             .and_then(|a| a.get(OVERRIDE))
-            .and_then(|v| parse(v));
+            .and_then(|v| Availability::parse(v));
         let availability = overridden.unwrap_or(git);
         let cordoned = node
             .spec
@@ -175,7 +157,7 @@ impl Cluster {
         if found.is_none() {
             return Ok(false);
         }
-        let patch = json!({"metadata": {"annotations": {OVERRIDE: availability.map(spelled)}}});
+        let patch = json!({"metadata": {"annotations": {OVERRIDE: availability.map(Availability::as_str)}}});
         nodes
             .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
             .await

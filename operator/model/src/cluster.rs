@@ -1,5 +1,5 @@
-//! `Cluster`: where environments run — the local engine's nodes and proxy, or a
-//! Kubernetes context.
+//! `Cluster`: where environments run — the local engine's nodes and proxy, a
+//! Kubernetes context, or a Docker swarm's Engine API.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -18,13 +18,13 @@ use crate::quantity::{Cpu, Duration, Memory};
     version = "v1alpha1",
     kind = "Cluster",
     plural = "clusters",
-    doc = "Where Drover environments run: the local engine's nodes and proxy, or a Kubernetes context."
+    doc = "Where Drover environments run: the local engine's nodes and proxy, a Kubernetes context, or a Docker swarm."
 )]
 #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSpec {
-    /// `local` (default: Drover's own scheduler, node agents and proxy on this machine)
-    /// or `kubernetes`.
+    /// `local` (default: Drover's own scheduler, node agents and proxy on this machine),
+    /// `kubernetes` or `swarm`.
     #[serde(default)]
     pub engine: Engine,
     /// Settings of the local engine; required when `engine: local`.
@@ -33,6 +33,9 @@ pub struct ClusterSpec {
     /// Settings of the Kubernetes engine; required when `engine: kubernetes`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<KubernetesCluster>,
+    /// Settings of the Docker Swarm engine; required when `engine: swarm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<SwarmCluster>,
 }
 
 /// Which engine drives a cluster.
@@ -43,6 +46,7 @@ pub enum Engine {
     #[default]
     Local,
     Kubernetes,
+    Swarm,
 }
 
 impl Engine {
@@ -51,6 +55,7 @@ impl Engine {
         match self {
             Engine::Local => "local",
             Engine::Kubernetes => "kubernetes",
+            Engine::Swarm => "swarm",
         }
     }
 }
@@ -127,6 +132,28 @@ pub enum Availability {
     Pause,
     /// Gets no new instances; its instances move to active nodes.
     Drain,
+}
+
+impl Availability {
+    /// As `availability:` (and `docker node update --availability`) spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+
+    /// Reads what [`Availability::as_str`] writes.
+    pub fn parse(text: &str) -> Option<Availability> {
+        [
+            Availability::Active,
+            Availability::Pause,
+            Availability::Drain,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == text)
+    }
 }
 
 /// The local engine's HTTP reverse proxy.
@@ -208,15 +235,32 @@ pub struct KubernetesCluster {
     /// does: `pause` cordons, `drain` cordons and evicts (respecting
     /// PodDisruptionBudgets), `active` uncordons. Nodes not listed are left alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub nodes: Vec<KubernetesNode>,
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub nodes: Vec<ManagedNode>,
 }
 
-/// A node of a Kubernetes cluster whose availability Drover keeps.
+/// A Docker swarm, driven through a manager's Engine API (1.41 or newer).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct KubernetesNode {
-    /// The Node's name.
+pub struct SwarmCluster {
+    /// The manager's Engine API: `unix:///var/run/docker.sock` or `tcp://HOST:2375`
+    /// (default: `$DOCKER_HOST` of the Drover process, else the local socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Nodes whose availability Drover keeps (`docker node update --availability`),
+    /// by hostname or node ID. Nodes not listed are left alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub nodes: Vec<ManagedNode>,
+}
+
+/// A node of a Kubernetes cluster or a swarm whose availability Drover keeps.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ManagedNode {
+    /// The node's name (a swarm node's hostname or ID).
     pub name: String,
     /// `active` (default), `pause` or `drain`.
     #[serde(default)]

@@ -259,6 +259,20 @@ text_state! {
     }
 }
 
+impl Lifecycle {
+    /// Where a service is, from its progress and how many of its instances are ready
+    /// (for engines that roll services out themselves).
+    pub fn of(progress: &crate::judge::Progress, ready: u32) -> Lifecycle {
+        use crate::judge::Progress;
+        match progress {
+            Progress::Healthy | Progress::Absent => Lifecycle::Running,
+            Progress::Failed { .. } => Lifecycle::Abnormal,
+            Progress::Rolling | Progress::Waiting { .. } if ready == 0 => Lifecycle::Starting,
+            Progress::Rolling | Progress::Waiting { .. } => Lifecycle::Updating,
+        }
+    }
+}
+
 impl Health {
     /// The health of a service in `lifecycle` with `instances` instances.
     pub fn of(lifecycle: Lifecycle, instances: usize) -> Health {

@@ -3,8 +3,15 @@
 //! constraints, labels, env, command and args, a health check from the readiness (else
 //! liveness) probe, the restart policy, the update and rollback config one to one,
 //! host-mode published ports with DNS round robin (the routing mesh needs IPVS, which
-//! not every host has), docker-flow-proxy's labels for routes, and the environment's
-//! overlay network.
+//! not every host has), docker-flow-proxy's labels for routes, secrets as files, and
+//! the environment's overlay network. A `Secret`'s keys become Swarm secrets named by
+//! their content (Swarm secrets are immutable): a changed value is a new secret, and
+//! the services that mount it are updated to it.
+//!
+//! Names follow `docker stack deploy`: the environment's namespace (its name unless
+//! `spec.namespace` says otherwise) is the stack, and every name starts `STACK_`.
+//! The engine puts the ids of networks and secrets in place of their names before it
+//! sends a spec; everything else is sent as rendered here.
 //!
 //! One decision: with the environment's automatic rollback on, a `failure_action:
 //! rollback` is rendered as `pause`. Swarm's own rollback would return one service and
@@ -33,14 +40,105 @@ pub struct Rendered {
     pub warnings: Vec<String>,
 }
 
-/// The Swarm service's name: `ENV_SERVICE`, as `docker stack deploy` names a stack's.
-pub fn service_name(env: &str, service: &str) -> String {
-    format!("{env}_{service}")
+/// Where an environment's objects go on a swarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub environment: String,
+    /// The stack namespace every name starts with: the environment's namespace.
+    pub stack: String,
+    /// The environment's `rollback.automatic`.
+    pub automatic_rollback: bool,
 }
 
-/// The environment's overlay network.
-pub fn network_name(env: &str) -> String {
-    format!("{env}_default")
+impl Target {
+    /// An environment's target from its normalized object.
+    pub fn of(environment: &str, value: &Value) -> Target {
+        let spec = &value["spec"];
+        Target {
+            environment: environment.to_owned(),
+            stack: spec["namespace"].as_str().unwrap_or(environment).to_owned(),
+            automatic_rollback: spec["rollback"]["automatic"].as_bool().unwrap_or(true),
+        }
+    }
+
+    /// The Swarm service's name: `STACK_SERVICE`, as `docker stack deploy` names a
+    /// stack's.
+    pub fn service_name(&self, service: &str) -> String {
+        format!("{}_{service}", self.stack)
+    }
+
+    /// The environment's overlay network.
+    pub fn network_name(&self) -> String {
+        format!("{}_default", self.stack)
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
+            (ENVIRONMENT_LABEL.to_owned(), self.environment.clone()),
+            (STACK_LABEL.to_owned(), self.stack.clone()),
+        ])
+    }
+}
+
+/// What `docker stack deploy` labels a stack's objects with.
+pub const STACK_LABEL: &str = "com.docker.stack.namespace";
+
+/// The Swarm secrets of one `Secret`, by key: the name of the version each key's
+/// current value is (`SECRET → KEY → STACK_SECRET_KEY-FINGERPRINT`).
+pub type SecretVersions = BTreeMap<String, BTreeMap<String, String>>;
+
+/// One key of a `Secret` as a Swarm secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretVersion {
+    pub key: String,
+    /// Named by the value's fingerprint, so a new value is a new name.
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Swarm's limit on a secret's name.
+const NAME_MAX: usize = 64;
+
+/// The Swarm secrets of `secret` (its normalized object: `encryptedData` holds each
+/// key's fingerprint, never a value).
+pub fn secret_versions(target: &Target, secret: &str, value: &Value) -> Vec<SecretVersion> {
+    let keys = value["spec"]["encryptedData"].as_object();
+    keys.into_iter()
+        .flatten()
+        .map(|(key, fingerprint)| {
+            let digits = fingerprint
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches("sha256:");
+            let mut base = format!("{}_{secret}_{key}", target.stack);
+            // Swarm refuses longer names; the fingerprint must survive.
+            base.truncate(NAME_MAX - digits.len() - 1);
+            let mut labels = target.labels();
+            labels.insert(SECRET_LABEL.into(), secret.to_owned());
+            labels.insert(KEY_LABEL.into(), key.clone());
+            SecretVersion {
+                key: key.clone(),
+                name: format!("{base}-{digits}"),
+                labels,
+            }
+        })
+        .collect()
+}
+
+pub const SECRET_LABEL: &str = "dev.drover.secret";
+pub const KEY_LABEL: &str = "dev.drover.key";
+
+/// The environment's overlay network (`POST /networks/create`), attachable so that a
+/// proxy or a one-off container can join it.
+pub fn network(target: &Target) -> Value {
+    json!({
+        "Name": target.network_name(),
+        "Driver": "overlay",
+        "Attachable": true,
+        "CheckDuplicate": true,
+        "Labels": target.labels(),
+    })
 }
 
 fn nanos(d: drover_model::quantity::Duration) -> u64 {
@@ -129,13 +227,9 @@ fn resources(list: &drover_model::service::ResourceList) -> Value {
     Value::Object(out)
 }
 
-fn labels(env: &str, name: &str, spec: &ServiceSpec) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
-        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
-        (ENVIRONMENT_LABEL.to_owned(), env.to_owned()),
-        (SERVICE_LABEL.to_owned(), name.to_owned()),
-        ("com.docker.stack.namespace".to_owned(), env.to_owned()),
-    ]);
+fn labels(target: &Target, name: &str, spec: &ServiceSpec) -> BTreeMap<String, String> {
+    let mut labels = target.labels();
+    labels.insert(SERVICE_LABEL.to_owned(), name.to_owned());
     if let Some(version) = &spec.version {
         labels.insert("dev.drover.version".into(), version.clone());
     }
@@ -166,20 +260,115 @@ fn labels(env: &str, name: &str, spec: &ServiceSpec) -> BTreeMap<String, String>
     labels
 }
 
-/// The service spec of `name` in `env`; `automatic_rollback` is the environment's.
-pub fn service(env: &str, name: &str, spec: &ServiceSpec, automatic_rollback: bool) -> Rendered {
-    let mut warnings = Vec::new();
+/// The container's environment: the service's own, the `PORT` variables, and what
+/// the local engine also tells each instance (`DROVER_*`; the instance by Swarm's
+/// task template).
+fn env_vars(target: &Target, name: &str, spec: &ServiceSpec) -> Vec<String> {
     let ports = spec.container_ports();
-    let mut env_vars: Vec<String> = spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    env_vars.extend(
-        spec.port_variables(&ports)
-            .into_iter()
-            .map(|(k, v)| format!("{k}={v}")),
-    );
+    let mut vars: BTreeMap<String, String> = spec.env.clone().into_iter().collect();
+    vars.extend(spec.port_variables(&ports));
+    vars.insert("DROVER_ENVIRONMENT".into(), target.environment.clone());
+    vars.insert("DROVER_SERVICE".into(), name.to_owned());
+    vars.insert("DROVER_INSTANCE".into(), "{{.Task.Name}}".into());
+    if let Some(version) = &spec.version {
+        vars.insert("DROVER_VERSION".into(), version.clone());
+    }
+    vars.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Volumes as named volumes of the stack (`STACK_NAME`), kept across tasks.
+fn mounts(target: &Target, name: &str, spec: &ServiceSpec, warnings: &mut Vec<String>) -> Value {
+    let mounts: Vec<Value> = spec
+        .volumes
+        .iter()
+        .map(|v| {
+            if v.kind != VolumeKind::HostPath {
+                warnings.push(format!(
+                    "service {name}: volume {} is mounted as a named volume on Swarm",
+                    v.name
+                ));
+            }
+            let source = format!("{}_{}", target.stack, v.name);
+            json!({"Type": "volume", "Source": source, "Target": v.target, "ReadOnly": v.read_only})
+        })
+        .collect();
+    Value::from(mounts)
+}
+
+/// Each key of each mounted secret as a file `TARGET/KEY` (default
+/// `/run/secrets/NAME/KEY`), readable by all in the container as Swarm's own are.
+fn secret_files(
+    name: &str,
+    spec: &ServiceSpec,
+    secrets: &SecretVersions,
+    warnings: &mut Vec<String>,
+) -> Value {
+    let mut files = Vec::new();
+    for mount in &spec.secrets {
+        let Some(keys) = secrets.get(&mount.name) else {
+            warnings.push(format!(
+                "service {name}: secret {} is not applied, so it is not mounted",
+                mount.name
+            ));
+            continue;
+        };
+        let dir = mount
+            .target
+            .clone()
+            .unwrap_or_else(|| format!("/run/secrets/{}", mount.name));
+        for (key, version) in keys {
+            files.push(json!({
+                "File": {"Name": format!("{}/{key}", dir.trim_end_matches('/')), "UID": "0", "GID": "0", "Mode": 0o444},
+                "SecretName": version,
+            }));
+        }
+    }
+    Value::from(files)
+}
+
+/// Placement constraints as Swarm writes them: a node's name is its hostname there.
+fn constraints(spec: &ServiceSpec) -> Vec<String> {
+    spec.placement
+        .constraints
+        .iter()
+        .map(|c| match c.trim().strip_prefix("node.name") {
+            Some(rest) => format!("node.hostname{rest}"),
+            None => c.clone(),
+        })
+        .collect()
+}
+
+fn published_ports(spec: &ServiceSpec) -> Vec<Value> {
+    if !matches!(spec.access, Access::Public | Access::Private) {
+        return Vec::new();
+    }
+    spec.container_ports()
+        .iter()
+        .map(|p| {
+            let mut port = json!({
+                "Protocol": match p.protocol { Protocol::Udp => "udp", _ => "tcp" },
+                "TargetPort": p.target,
+                "PublishMode": "host",
+            });
+            if let Some(published) = p.published {
+                port["PublishedPort"] = json!(published);
+            }
+            port
+        })
+        .collect()
+}
+
+fn container(
+    target: &Target,
+    name: &str,
+    spec: &ServiceSpec,
+    secrets: &SecretVersions,
+    warnings: &mut Vec<String>,
+) -> Value {
     let mut container = json!({
         "Image": spec.image.clone().unwrap_or_default(),
         "Labels": {SERVICE_LABEL: name},
-        "Env": env_vars,
+        "Env": env_vars(target, name, spec),
     });
     if !spec.command.is_empty() {
         container["Command"] = json!(spec.command);
@@ -195,50 +384,34 @@ pub fn service(env: &str, name: &str, spec: &ServiceSpec, automatic_rollback: bo
         .as_ref()
         .or(spec.liveness_probe.as_ref())
     {
-        container["Healthcheck"] = healthcheck(probe, spec, name, &mut warnings);
+        container["Healthcheck"] = healthcheck(probe, spec, name, warnings);
     }
-    let mounts: Vec<Value> = spec
-        .volumes
-        .iter()
-        .map(|v| {
-            let (kind, source) = match v.kind {
-                VolumeKind::HostPath => ("volume", format!("{env}_{}", v.name)),
-                VolumeKind::Nfs | VolumeKind::Config => {
-                    warnings.push(format!(
-                        "service {name}: volume {} is mounted as a named volume on Swarm",
-                        v.name
-                    ));
-                    ("volume", format!("{env}_{}", v.name))
-                }
-            };
-            json!({"Type": kind, "Source": source, "Target": v.target, "ReadOnly": v.read_only})
-        })
-        .collect();
-    if !mounts.is_empty() {
-        container["Mounts"] = json!(mounts);
+    let mounts = mounts(target, name, spec, warnings);
+    if mounts.as_array().is_some_and(|m| !m.is_empty()) {
+        container["Mounts"] = mounts;
     }
-    if !spec.secrets.is_empty() {
+    let files = secret_files(name, spec, secrets, warnings);
+    if files.as_array().is_some_and(|f| !f.is_empty()) {
+        container["Secrets"] = files;
+    }
+    container
+}
+
+/// The service spec of `name` in `target`'s environment; `secrets` names the current
+/// version of each secret it may mount.
+pub fn service(
+    target: &Target,
+    name: &str,
+    spec: &ServiceSpec,
+    secrets: &SecretVersions,
+) -> Rendered {
+    let mut warnings = Vec::new();
+    if spec.autoscaling.is_some() {
         warnings.push(format!(
-            "service {name}: its secrets are not rendered for Swarm yet (Swarm secrets named by their content's hash come with the engine)"
+            "service {name}: autoscaling is not built for Swarm: it keeps {} replicas",
+            spec.replicas.unwrap_or(1)
         ));
     }
-    let published: Vec<Value> = match spec.access {
-        Access::Public | Access::Private => ports
-            .iter()
-            .map(|p| {
-                let mut port = json!({
-                    "Protocol": match p.protocol { Protocol::Udp => "udp", _ => "tcp" },
-                    "TargetPort": p.target,
-                    "PublishMode": "host",
-                });
-                if let Some(published) = p.published {
-                    port["PublishedPort"] = json!(published);
-                }
-                port
-            })
-            .collect(),
-        _ => Vec::new(),
-    };
     let mode = match spec.mode {
         Mode::Global => json!({"Global": {}}),
         _ => json!({"Replicated": {"Replicas": spec.replicas.unwrap_or(1)}}),
@@ -249,22 +422,22 @@ pub fn service(env: &str, name: &str, spec: &ServiceSpec, automatic_rollback: bo
         RestartPolicy::Never => "none",
     };
     let service = json!({
-        "Name": service_name(env, name),
-        "Labels": labels(env, name, spec),
+        "Name": target.service_name(name),
+        "Labels": labels(target, name, spec),
         "TaskTemplate": {
-            "ContainerSpec": container,
+            "ContainerSpec": container(target, name, spec, secrets, &mut warnings),
             "Resources": {
                 "Limits": resources(&spec.resources.limits),
                 "Reservations": resources(&spec.resources.requests),
             },
             "RestartPolicy": {"Condition": restart},
-            "Placement": {"Constraints": spec.placement.constraints},
-            "Networks": [{"Target": network_name(env), "Aliases": [name]}],
+            "Placement": {"Constraints": constraints(spec)},
+            "Networks": [{"Target": target.network_name(), "Aliases": [name]}],
         },
         "Mode": mode,
-        "UpdateConfig": update_config(&spec.update, spec.strategy, automatic_rollback),
+        "UpdateConfig": update_config(&spec.update, spec.strategy, target.automatic_rollback),
         "RollbackConfig": update_config(&spec.rollback, spec.strategy, false),
-        "EndpointSpec": {"Mode": "dnsrr", "Ports": published},
+        "EndpointSpec": {"Mode": "dnsrr", "Ports": published_ports(spec)},
     });
     Rendered {
         spec: service,

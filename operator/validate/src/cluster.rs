@@ -29,67 +29,128 @@ fn kubernetes_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// Why `name` cannot be a swarm node's hostname or ID, if it cannot.
+fn swarm_node_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("is empty")
+    } else if name.len() > 253 {
+        Some("is longer than 253 characters")
+    } else if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    {
+        Some("may only hold letters, digits, `-`, `_` and `.`")
+    } else {
+        None
+    }
+}
+
+/// Why a swarm's `endpoint` is not an Engine API address Drover can reach, if it is not.
+fn endpoint_problem(endpoint: &str) -> Option<&'static str> {
+    let (scheme, rest) = endpoint.split_once("://")?;
+    match scheme {
+        "unix" if rest.starts_with('/') => None,
+        "unix" => Some("needs an absolute socket path after `unix://`"),
+        "tcp" | "http" if !rest.is_empty() && !rest.contains('/') => None,
+        "tcp" | "http" => Some("needs `HOST:PORT` after the scheme"),
+        _ => Some("has a scheme Drover does not speak (`unix://` or `tcp://`)"),
+    }
+}
+
+/// Nodes whose availability Drover keeps: well named, each listed once.
+fn managed_nodes(
+    f: &mut Findings<'_>,
+    cluster: &Object<ClusterSpec>,
+    engine: &str,
+    nodes: &[drover_model::cluster::ManagedNode],
+    problem: impl Fn(&str) -> Option<(&'static str, &'static str)>,
+) {
+    let mut seen = BTreeSet::new();
+    for (i, node) in nodes.iter().enumerate() {
+        let path = format!("spec.{engine}.nodes[{i}].name");
+        if let Some((problem, hint)) = problem(&node.name) {
+            f.at(
+                cluster,
+                &path,
+                Code::InvalidNode,
+                format!("node name `{}` {problem}", node.name),
+            )
+            .hint(hint);
+        }
+        if !seen.insert(node.name.as_str()) {
+            f.at(
+                cluster,
+                &path,
+                Code::InvalidNode,
+                format!("node `{}` is listed twice", node.name),
+            )
+            .hint("list each node once, with the availability it should have");
+        }
+    }
+}
+
 pub(crate) fn check(f: &mut Findings<'_>, cluster: &Object<ClusterSpec>) {
     let spec = cluster.spec();
-    match spec.engine {
-        Engine::Local => {
-            if spec.local.is_none() {
-                f.at(
-                    cluster,
-                    "spec.engine",
-                    Code::EngineSettings,
-                    "a `local` cluster needs `spec.local` with its nodes".into(),
-                )
-                .hint("add `local: {nodes: [{name: node-1, capacity: {cpu: 2, memory: 4Gi}}]}`");
-            }
-            if spec.kubernetes.is_some() {
-                f.at(
-                    cluster,
-                    "spec.kubernetes",
-                    Code::EngineSettings,
-                    "`spec.kubernetes` is set but the engine is `local`".into(),
-                )
-                .hint("remove it, or set `engine: kubernetes`");
-            }
-        }
-        Engine::Kubernetes => {
-            if spec.kubernetes.is_none() {
-                f.at(cluster, "spec.engine", Code::EngineSettings, "a `kubernetes` cluster needs `spec.kubernetes`".into())
-                    .hint("add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)");
-            }
-            if spec.local.is_some() {
-                f.at(
-                    cluster,
-                    "spec.local",
-                    Code::EngineSettings,
-                    "`spec.local` is set but the engine is `kubernetes`".into(),
-                )
-                .hint("remove it, or set `engine: local`");
-            }
+    let needs = match spec.engine {
+        Engine::Local => spec.local.is_none().then_some((
+            "a `local` cluster needs `spec.local` with its nodes",
+            "add `local: {nodes: [{name: node-1, capacity: {cpu: 2, memory: 4Gi}}]}`",
+        )),
+        Engine::Kubernetes => spec.kubernetes.is_none().then_some((
+            "a `kubernetes` cluster needs `spec.kubernetes`",
+            "add `kubernetes: {context: my-context}` (or `kubernetes: {}` for the current context)",
+        )),
+        Engine::Swarm => spec.swarm.is_none().then_some((
+            "a `swarm` cluster needs `spec.swarm`",
+            "add `swarm: {endpoint: unix:///var/run/docker.sock}` (or `swarm: {}` for `$DOCKER_HOST`)",
+        )),
+    };
+    if let Some((message, hint)) = needs {
+        f.at(cluster, "spec.engine", Code::EngineSettings, message.into())
+            .hint(hint);
+    }
+    let settings = [
+        (Engine::Local, spec.local.is_some()),
+        (Engine::Kubernetes, spec.kubernetes.is_some()),
+        (Engine::Swarm, spec.swarm.is_some()),
+    ];
+    for (other, set) in settings {
+        if set && other != spec.engine {
+            let (field, engine) = (other.as_str(), spec.engine.as_str());
+            f.at(
+                cluster,
+                &format!("spec.{field}"),
+                Code::EngineSettings,
+                format!("`spec.{field}` is set but the engine is `{engine}`"),
+            )
+            .hint(format!("remove it, or set `engine: {field}`"));
         }
     }
     if let Some(kube) = &spec.kubernetes {
-        let mut seen = BTreeSet::new();
-        for (i, node) in kube.nodes.iter().enumerate() {
-            let path = format!("spec.kubernetes.nodes[{i}].name");
-            if let Some(problem) = kubernetes_name_problem(&node.name) {
-                f.at(
-                    cluster,
-                    &path,
-                    Code::InvalidNode,
-                    format!("node name `{}` {problem}", node.name),
+        managed_nodes(f, cluster, "kubernetes", &kube.nodes, |name| {
+            kubernetes_name_problem(name)
+                .map(|p| (p, "write the Node's name as `kubectl get nodes` shows it"))
+        });
+    }
+    if let Some(swarm) = &spec.swarm {
+        managed_nodes(f, cluster, "swarm", &swarm.nodes, |name| {
+            swarm_node_problem(name).map(|p| {
+                (
+                    p,
+                    "write the node's hostname or ID as `docker node ls` shows it",
                 )
-                .hint("write the Node's name as `kubectl get nodes` shows it");
-            }
-            if !seen.insert(node.name.as_str()) {
-                f.at(
-                    cluster,
-                    &path,
-                    Code::InvalidNode,
-                    format!("node `{}` is listed twice", node.name),
-                )
-                .hint("list each Node once, with the availability it should have");
-            }
+            })
+        });
+        if let Some(endpoint) = &swarm.endpoint
+            && let Some(problem) = endpoint_problem(endpoint)
+        {
+            f.at(
+                cluster,
+                "spec.swarm.endpoint",
+                Code::EngineSettings,
+                format!("endpoint `{endpoint}` {problem}"),
+            )
+            .hint("write `unix:///var/run/docker.sock` or `tcp://HOST:2375`, as `DOCKER_HOST` takes it");
         }
     }
     let Some(local) = &spec.local else { return };

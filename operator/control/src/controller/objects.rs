@@ -202,11 +202,13 @@ impl<E: Engine> Controller<E> {
     /// Applies a plan's actions in its order. Consecutive actions of one kind and one
     /// direction (creating or updating; deleting) go together, as many at once as the
     /// engine takes; each group finishes whole (nothing is cut off mid-apply) before
-    /// the next starts, and the first error is returned after it.
+    /// the next starts, and the first error is returned after it. A release's
+    /// rollback (`back`) updates its services through [`Engine::roll_back`].
     async fn apply_all(
         &self,
         kind: EngineKind,
         actions: &[drover_plan::Action],
+        back: bool,
     ) -> Result<(), ControlError> {
         use drover_plan::Action;
         use futures::StreamExt;
@@ -219,7 +221,12 @@ impl<E: Engine> Controller<E> {
             // with a closure would not be provably `Send`.
             let applies: Vec<_> = group
                 .iter()
-                .map(|action| self.engine.apply(kind, action))
+                .map(|action| match action {
+                    Action::Update { key, .. } if back && key.kind == Kind::Service => {
+                        futures::future::Either::Left(self.engine.roll_back(kind, action))
+                    }
+                    _ => futures::future::Either::Right(self.engine.apply(kind, action)),
+                })
                 .collect();
             let results: Vec<Result<(), crate::engine::EngineError>> =
                 futures::stream::iter(applies)
@@ -302,7 +309,7 @@ impl<E: Engine> Controller<E> {
         if gone.is_empty() {
             return Ok(false);
         }
-        self.apply_all(pass.kind, &gone.actions).await?;
+        self.apply_all(pass.kind, &gone.actions, false).await?;
         let text = format!(
             "moved to a {} cluster: {} object(s) Drover made for it on its {} cluster deleted",
             to.as_str(),
@@ -411,7 +418,7 @@ impl<E: Engine> Controller<E> {
         let apply = !back.is_empty() && (rolling || sync_policy(&before, env).self_heal);
         if apply {
             let changes = describe(&subset(&pass.observed.objects, env), &before);
-            self.apply_all(pass.kind, &back.actions).await?;
+            self.apply_all(pass.kind, &back.actions, rolling).await?;
             if !rolling {
                 let text = format!("drift reverted to the held revision: {changes}");
                 self.store().event(env, env, "DriftReverted", &text)?;
@@ -493,7 +500,7 @@ impl<E: Engine> Controller<E> {
             if new_revision && !env.is_empty() && !services.is_empty() {
                 self.open_release(inner, pass, env, services, &wanted)?;
             }
-            self.apply_all(pass.kind, &plan.actions).await?;
+            self.apply_all(pass.kind, &plan.actions, false).await?;
             applied = true;
             let (reason, text) = if new_revision {
                 (
