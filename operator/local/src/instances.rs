@@ -210,6 +210,7 @@ pub fn instances(
                         .or(defaults.and_then(|d| d.memory))
                         .unwrap_or(Memory(0)),
                     constraints,
+                    spread: service.placement.spread_labels(),
                 });
                 specs.insert(scheduled_name(env, name), (env.clone(), name.clone(), run));
             }

@@ -560,12 +560,47 @@ pub struct Placement {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
     pub constraints: Vec<String>,
+    /// Spread instances evenly over the values of node labels, in order
+    /// (`docker service create --placement-pref spread=node.labels.zone`): among the
+    /// nodes the constraints allow, a new instance goes to the value with the fewest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub preferences: Vec<PlacementPreference>,
 }
 
 impl Placement {
-    /// No constraints.
+    /// No constraints and no preferences.
     pub fn is_empty(&self) -> bool {
-        self.constraints.is_empty()
+        self.constraints.is_empty() && self.preferences.is_empty()
+    }
+
+    /// The label keys instances spread over, in order (preferences that name no node
+    /// label are left out: validation reports them).
+    pub fn spread_labels(&self) -> Vec<String> {
+        self.preferences
+            .iter()
+            .filter_map(|p| p.label().map(str::to_owned))
+            .collect()
+    }
+}
+
+/// One placement preference.
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PlacementPreference {
+    /// `node.labels.KEY`: spread over the values of this node label (nodes without it
+    /// count as one more value).
+    pub spread: String,
+}
+
+impl PlacementPreference {
+    /// The label key `spread` names, if it names one.
+    pub fn label(&self) -> Option<&str> {
+        self.spread
+            .trim()
+            .strip_prefix("node.labels.")
+            .filter(|k| !k.is_empty())
     }
 }
 

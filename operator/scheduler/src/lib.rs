@@ -42,6 +42,8 @@ pub struct Demand {
     pub cpu: Cpu,
     pub memory: Memory,
     pub constraints: Vec<Constraint>,
+    /// Node labels its instances spread over, in order (placement preferences).
+    pub spread: Vec<String>,
 }
 
 /// One instance: which service, which slot (replica number, or node name for global
@@ -144,21 +146,36 @@ impl<'n> Ledger<'n> {
                 }
             }
         }
-        // Spread: fewest instances of this service, then the least reserved memory
-        // share, then the name — so the choice never depends on anything else.
+        // Spread: fewest instances of this service under each preferred label's value
+        // (Swarm's placement preferences), then on the node, then the least reserved
+        // memory share, then the name — so the choice never depends on anything else.
+        let count = |i: usize| {
+            self.count
+                .get(&(i, demand.service.clone()))
+                .copied()
+                .unwrap_or(0)
+        };
+        let grouped = |i: usize| -> Vec<u32> {
+            demand
+                .spread
+                .iter()
+                .map(|key| {
+                    let value = self.nodes[i].labels.get(key);
+                    (0..self.nodes.len())
+                        .filter(|&j| self.nodes[j].labels.get(key) == value)
+                        .map(count)
+                        .sum()
+                })
+                .collect()
+        };
         candidates
             .into_iter()
             .min_by(|&a, &b| {
-                let count = |i: usize| {
-                    self.count
-                        .get(&(i, demand.service.clone()))
-                        .copied()
-                        .unwrap_or(0)
-                };
                 let share =
                     |i: usize| self.memory[i] as f64 / self.nodes[i].memory.bytes().max(1) as f64;
-                count(a)
-                    .cmp(&count(b))
+                grouped(a)
+                    .cmp(&grouped(b))
+                    .then(count(a).cmp(&count(b)))
                     .then(share(a).total_cmp(&share(b)))
                     .then(self.nodes[a].name.cmp(&self.nodes[b].name))
             })

@@ -22,6 +22,7 @@ fn replicated(service: &str, replicas: u32, cpu_millis: u64, memory_mib: u64) ->
         cpu: Cpu(cpu_millis),
         memory: Memory::mib(memory_mib),
         constraints: Vec::new(),
+        spread: Vec::new(),
     }
 }
 
@@ -191,4 +192,23 @@ fn the_same_inputs_always_give_the_same_schedule() {
         let again = schedule(&nodes, &demands, &[]);
         assert_eq!(again.start, first.start);
     }
+}
+
+#[test]
+fn a_spread_preference_balances_over_a_labels_values_before_nodes() {
+    let zoned = |name: &str, zone: &str| NodeState {
+        labels: BTreeMap::from([("zone".to_owned(), zone.to_owned())]),
+        ..node(name, 4, 4096)
+    };
+    // Zone a has two nodes, zone b one: plain spreading would put two of three
+    // instances in zone a; spreading over zones puts one in each zone first.
+    let nodes = [zoned("a1", "a"), zoned("a2", "a"), zoned("b1", "b")];
+    let web = Demand {
+        spread: vec!["zone".to_owned()],
+        ..replicated("web", 2, 100, 128)
+    };
+    let s = schedule(&nodes, &[web], &[]);
+    assert_eq!(nodes_of(&s.start), ["a1", "b1"]);
+    let plain = schedule(&nodes, &[replicated("web", 2, 100, 128)], &[]);
+    assert_eq!(nodes_of(&plain.start), ["a1", "a2"]);
 }

@@ -1,6 +1,6 @@
 //! A Drover service as a Swarm service spec (`POST /v1.41/services/create`), as a
 //! pure function: replicated or global mode, resources and reservations, placement
-//! constraints, labels, env, command and args, a health check from the readiness (else
+//! constraints and preferences, labels, env, command and args, a health check from the readiness (else
 //! liveness) probe, the restart policy, the update and rollback config one to one,
 //! host-mode published ports with DNS round robin (the routing mesh needs IPVS, which
 //! not every host has), docker-flow-proxy's labels for routes, secrets as files, and
@@ -338,6 +338,15 @@ fn constraints(spec: &ServiceSpec) -> Vec<String> {
         .collect()
 }
 
+/// Placement preferences as Swarm's spread descriptors.
+fn preferences(spec: &ServiceSpec) -> Vec<Value> {
+    spec.placement
+        .preferences
+        .iter()
+        .map(|p| json!({"Spread": {"SpreadDescriptor": p.spread.trim()}}))
+        .collect()
+}
+
 fn published_ports(spec: &ServiceSpec) -> Vec<Value> {
     if !matches!(spec.access, Access::Public | Access::Private) {
         return Vec::new();
@@ -431,7 +440,7 @@ pub fn service(
                 "Reservations": resources(&spec.resources.requests),
             },
             "RestartPolicy": {"Condition": restart},
-            "Placement": {"Constraints": constraints(spec)},
+            "Placement": {"Constraints": constraints(spec), "Preferences": preferences(spec)},
             "Networks": [{"Target": target.network_name(), "Aliases": [name]}],
         },
         "Mode": mode,

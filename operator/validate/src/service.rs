@@ -321,6 +321,21 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
         }
     }
 
+    for (i, preference) in spec.placement.preferences.iter().enumerate() {
+        if preference.label().is_none() {
+            f.at(
+                service,
+                &format!("spec.placement.preferences[{i}].spread"),
+                Code::InvalidConstraint,
+                format!(
+                    "placement preference `spread: {}` names no node label",
+                    preference.spread
+                ),
+            )
+            .hint("write `spread: node.labels.KEY`, e.g. `node.labels.zone`");
+        }
+    }
+
     // Routes.
     for (i, route) in spec.routes.iter().enumerate() {
         let path = format!("spec.routes[{i}]");

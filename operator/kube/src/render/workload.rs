@@ -348,7 +348,8 @@ fn merge(into: &mut Value, from: Value) {
 }
 
 /// Placement constraints as a node selector (`==` on labels) and node affinity (the
-/// rest); replicas spread over nodes, as Swarm spreads tasks.
+/// rest); replicas spread over each preference's label, then over nodes, as Swarm
+/// spreads tasks.
 fn placement(
     pod: &mut Map<String, Value>,
     key: &ObjectKey,
@@ -391,15 +392,23 @@ fn placement(
         );
     }
     if service.mode == Mode::Replicated {
-        pod.insert(
-            "topologySpreadConstraints".into(),
-            json!([{
-                "maxSkew": 1,
-                "topologyKey": "kubernetes.io/hostname",
-                "whenUnsatisfiable": "ScheduleAnyway",
-                "labelSelector": {"matchLabels": {SERVICE_LABEL: key.name}},
-            }]),
-        );
+        // Placement preferences first (spread over a label's values), then nodes.
+        let keys = service
+            .placement
+            .spread_labels()
+            .into_iter()
+            .chain(["kubernetes.io/hostname".to_owned()]);
+        let spread: Vec<Value> = keys
+            .map(|topology| {
+                json!({
+                    "maxSkew": 1,
+                    "topologyKey": topology,
+                    "whenUnsatisfiable": "ScheduleAnyway",
+                    "labelSelector": {"matchLabels": {SERVICE_LABEL: key.name}},
+                })
+            })
+            .collect();
+        pod.insert("topologySpreadConstraints".into(), Value::from(spread));
     }
     Ok(())
 }

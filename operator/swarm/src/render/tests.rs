@@ -134,7 +134,8 @@ fn a_secret_key_is_a_swarm_secret_named_by_its_value_and_mounted_as_a_file() {
     assert!(long[0].name.ends_with("-0a1b2c3d"));
 
     let spec: ServiceSpec = serde_json::from_value(json!({
-        "image": "api:1", "secrets": [{"name": "db"}, {"name": "tls", "target": "/etc/tls/"}]
+        "image": "api:1", "secrets": [{"name": "db"}, {"name": "tls", "target": "/etc/tls/"}],
+        "placement": {"constraints": ["node.name == n1"], "preferences": [{"spread": "node.labels.zone"}]},
     }))
     .unwrap();
     let secrets = SecretVersions::from([
@@ -153,5 +154,11 @@ fn a_secret_key_is_a_swarm_secret_named_by_its_value_and_mounted_as_a_file() {
     assert_eq!(files[0]["SecretName"], "shop_db_password-0a1b2c3d");
     assert_eq!(files[1]["File"]["Name"], "/etc/tls/key");
     assert_eq!(r.spec["Name"], "shop_api");
+    let placement = &r.spec["TaskTemplate"]["Placement"];
+    assert_eq!(placement["Constraints"], json!(["node.hostname == n1"]));
+    assert_eq!(
+        placement["Preferences"],
+        json!([{"Spread": {"SpreadDescriptor": "node.labels.zone"}}])
+    );
     assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
