@@ -113,6 +113,21 @@ async fn follow_events(swarm: Arc<Swarm>, wake: Arc<Notify>) {
     }
 }
 
+/// Removes a network once the tasks of the services removed before it have left it
+/// (the engine refuses while they hold endpoints on it: a few seconds at most).
+async fn remove_network(swarm: &Swarm, id: &str) -> Result<(), SwarmError> {
+    let mut tries = 0;
+    loop {
+        match swarm.remove_network(id).await {
+            Err(e) if e.to_string().contains("active endpoints") && tries < 60 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
 impl SwarmEngine {
     /// Opens the engine's records in the state database at `database`. `wake` is the
     /// controller's: every event of a swarm notifies it.
@@ -281,7 +296,7 @@ impl SwarmEngine {
         back: bool,
     ) -> Result<Vec<Made>, EngineError> {
         let secrets = self.secret_versions(&place.target, None)?;
-        let live = Live::read(&place.swarm).await?;
+        let live = Live::ids(&place.swarm).await?;
         let (spec, warnings) = self.rendered(place, key, value, &secrets, &live)?;
         for warning in warnings {
             self.say_once(format!("{}: {warning}", key.environment));
@@ -382,9 +397,9 @@ impl SwarmEngine {
                     }
                 }
                 Made::Network(name) => {
-                    let live = Live::read(&place.swarm).await?;
+                    let live = Live::ids(&place.swarm).await?;
                     if let Some(id) = live.networks.get(&name) {
-                        place.swarm.remove_network(id).await?;
+                        remove_network(&place.swarm, id).await?;
                     }
                 }
                 // Unused versions go at the next pass (`collect_secrets`): a service

@@ -39,6 +39,17 @@ impl Live {
         })
     }
 
+    /// Only Drover's networks and secrets: what a rendering needs to put ids in place,
+    /// without listing every service and task.
+    pub async fn ids(swarm: &Swarm) -> Result<Live, SwarmError> {
+        let (networks, secrets) = futures::try_join!(swarm.networks(), swarm.secrets())?;
+        Ok(Live {
+            networks: networks.into_iter().map(|n| (n.name, n.id)).collect(),
+            secrets: secrets.into_iter().map(|s| (s.name, s.id)).collect(),
+            ..Live::default()
+        })
+    }
+
     /// The tasks of service `name`.
     pub fn tasks_of(&self, name: &str) -> Vec<&Task> {
         let Some(service) = self.services.get(name) else {
