@@ -446,7 +446,8 @@ impl Swarm {
     }
 
     /// Creates secret `name` with `data` unless it exists; returns its id. Its name
-    /// says its content, so one that exists holds the same.
+    /// says its content, so one of Drover's that exists holds the same; one Drover did
+    /// not create is refused.
     pub async fn ensure_secret(
         &self,
         name: &str,
@@ -456,6 +457,13 @@ impl Swarm {
         use base64::Engine as _;
         let found = self.secrets_where(&[("name", name.to_owned())]).await?;
         if let Some(secret) = found.into_iter().find(|s| s.name == name) {
+            if !is_ours(&secret.labels) {
+                return Err(SwarmError::NotOurs {
+                    cluster: self.name.clone(),
+                    kind: "secret",
+                    name: name.to_owned(),
+                });
+            }
             return Ok(secret.id);
         }
         let spec = json!({
