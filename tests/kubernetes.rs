@@ -864,10 +864,6 @@ fn a_wrong_token_is_a_clear_error_in_status(kube: &Kube) {
 type Test = fn(&Kube);
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let tests: [(&str, Test); 16] = [
         (
             "node_availability_cordons_drains_within_the_budget_and_uncordons",
@@ -934,31 +930,5 @@ fn main() {
             plain_manifests_are_applied_kept_from_drift_and_a_failed_job_rolls_the_release_back,
         ),
     ];
-    let chosen: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    if chosen.is_empty() {
-        println!("test result: ok. 0 passed; 0 failed");
-        return;
-    }
-    let kube = Kube::start();
-    let mut failed = 0;
-    for (name, test) in &chosen {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&kube)));
-        println!(
-            "test {name} ... {}",
-            if result.is_ok() { "ok" } else { "FAILED" }
-        );
-        failed += usize::from(result.is_err());
-    }
-    kube.stop();
-    println!(
-        "test result: {}. {} passed; {failed} failed",
-        if failed == 0 { "ok" } else { "FAILED" },
-        chosen.len() - failed
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    support::run_shared(&tests, Kube::start, Kube::stop);
 }

@@ -216,3 +216,51 @@ pub fn http_post(addr: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) 
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http("GET", addr, path, &[], b"")
 }
+
+/// A named test against a shared `T`.
+#[allow(dead_code, reason = "used by the binaries with their own harness")]
+pub type SharedTest<'a, T> = (&'a str, fn(&T));
+
+/// The harness of a test binary that shares one costly environment (a control plane, a
+/// swarm) among its tests: the tests whose names contain an argument (all, without
+/// arguments) run one after another against what `start` made, each caught if it
+/// panics; `stop` runs after the last whatever happened, and the binary exits 1 if
+/// any failed. Prints libtest's summary line, which .ci/test totals.
+#[allow(dead_code, reason = "used by the binaries with their own harness")]
+pub fn run_shared<T>(
+    tests: &[SharedTest<'_, T>],
+    start: impl FnOnce() -> T,
+    stop: impl FnOnce(&T),
+) {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let chosen: Vec<_> = tests
+        .iter()
+        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
+        .collect();
+    if chosen.is_empty() {
+        println!("test result: ok. 0 passed; 0 failed");
+        return;
+    }
+    let shared = start();
+    let mut failed = 0;
+    for (name, test) in &chosen {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&shared)));
+        println!(
+            "test {name} ... {}",
+            if result.is_ok() { "ok" } else { "FAILED" }
+        );
+        failed += usize::from(result.is_err());
+    }
+    stop(&shared);
+    println!(
+        "test result: {}. {} passed; {failed} failed",
+        if failed == 0 { "ok" } else { "FAILED" },
+        chosen.len() - failed
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+}

@@ -307,36 +307,5 @@ fn push(work: &Path, remote: &Path) {
 type Test = fn(&Swarm);
 
 fn main() {
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
-    let tests: Vec<(&str, Test)> = cases::all();
-    let chosen: Vec<_> = tests
-        .iter()
-        .filter(|(n, _)| filter.is_empty() || filter.iter().any(|f| n.contains(f.as_str())))
-        .collect();
-    if chosen.is_empty() {
-        println!("test result: ok. 0 passed; 0 failed");
-        return;
-    }
-    let swarm = Swarm::start();
-    let mut failed = 0;
-    for (name, test) in &chosen {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&swarm)));
-        println!(
-            "test {name} ... {}",
-            if result.is_ok() { "ok" } else { "FAILED" }
-        );
-        failed += usize::from(result.is_err());
-    }
-    swarm.stop();
-    println!(
-        "test result: {}. {} passed; {failed} failed",
-        if failed == 0 { "ok" } else { "FAILED" },
-        chosen.len() - failed
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    support::run_shared(&cases::all(), Swarm::start, Swarm::stop);
 }

@@ -33,6 +33,13 @@ pub enum EngineError {
     Failed(String),
 }
 
+/// An engine's own records in the state database could not be read or written.
+impl From<drover_store::StoreError> for EngineError {
+    fn from(e: drover_store::StoreError) -> EngineError {
+        EngineError::Failed(e.to_string())
+    }
+}
+
 /// What an engine can do by itself.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Capabilities {

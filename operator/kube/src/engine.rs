@@ -35,10 +35,6 @@ impl From<ClusterError> for EngineError {
     }
 }
 
-fn store_error(e: drover_store::StoreError) -> EngineError {
-    EngineError::Failed(e.to_string())
-}
-
 /// The engine's name in the state database's rows.
 pub(crate) const NAME: &str = "kubernetes";
 
@@ -75,7 +71,7 @@ impl KubeEngine {
         wake: Arc<Notify>,
     ) -> Result<Arc<KubeEngine>, EngineError> {
         Ok(Arc::new(KubeEngine {
-            applied: Mutex::new(Applied::open(database, NAME).map_err(store_error)?),
+            applied: Mutex::new(Applied::open(database, NAME)?),
             clusters: tokio::sync::Mutex::new(BTreeMap::new()),
             wake,
             nodes: Mutex::new(BTreeMap::new()),
@@ -186,7 +182,7 @@ impl KubeEngine {
 
     /// Every Kubernetes object Drover made for `env`'s objects (its inventory).
     pub fn inventory(&self, env: &str) -> Result<Vec<ObjectRef>, EngineError> {
-        let made = self.applied().made_in(env).map_err(store_error)?;
+        let made = self.applied().made_in(env)?;
         Ok(made
             .iter()
             .flat_map(|t| serde_json::from_str::<Vec<ObjectRef>>(t).unwrap_or_default())
@@ -219,13 +215,13 @@ impl KubeEngine {
                 value: value.clone(),
             };
             let made = serde_json::to_string(&made).unwrap_or_else(|_| "[]".to_owned());
-            self.applied().record(&action, &made).map_err(store_error)?;
+            self.applied().record(&action, &made)?;
         }
         Ok(())
     }
 
     fn made(&self, key: &ObjectKey) -> Result<Vec<ObjectRef>, EngineError> {
-        let text = self.applied().made(key).map_err(store_error)?;
+        let text = self.applied().made(key)?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
@@ -443,7 +439,7 @@ impl Engine for KubeEngine {
     }
 
     async fn observe(&self) -> Result<Observed, EngineError> {
-        let mut observed = self.applied().observed().map_err(store_error)?;
+        let mut observed = self.applied().observed()?;
         let places = self.places(&observed.objects).await?;
         self.watch_manifests(&observed.objects, &places).await?;
         for (key, value) in observed.objects.iter_mut() {
@@ -490,7 +486,7 @@ impl Engine for KubeEngine {
             }
         };
         let made = serde_json::to_string(&made).unwrap_or_else(|_| "[]".to_owned());
-        self.applied().record(action, &made).map_err(store_error)
+        Ok(self.applied().record(action, &made)?)
     }
 
     async fn converge(
@@ -498,7 +494,7 @@ impl Engine for KubeEngine {
         _: EngineKind,
         _orders: &Orders,
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
-        let state = self.applied().observed().map_err(store_error)?.objects;
+        let state = self.applied().observed()?.objects;
         let places = self.places(&state).await?;
         // No release is judged from what failing watches last saw (an API server that
         // went away); `drover status` still answers from it.
@@ -518,7 +514,7 @@ impl Engine for KubeEngine {
     }
 
     async fn status(&self) -> Result<EngineStatus, EngineError> {
-        let state = self.applied().observed().map_err(store_error)?.objects;
+        let state = self.applied().observed()?.objects;
         let places = self.places(&state).await?;
         let mut status = EngineStatus::default();
         for (key, (progress, pods)) in self.progress(&state, &places)? {

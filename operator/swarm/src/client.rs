@@ -106,6 +106,21 @@ fn filters(pairs: &[(&str, String)]) -> String {
     format!("filters={}", utf8_percent_encode(&text, NON_ALPHANUMERIC))
 }
 
+/// Networks or secrets as the engine lists them: the id under `id`, the name and
+/// labels in what `body` picks (the object itself, or its `Spec`).
+fn named(list: &Value, id: &str, body: impl Fn(&Value) -> &Value) -> Vec<Named> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(|item| Named {
+            id: text(&item[id]),
+            name: text(&body(item)["Name"]),
+            labels: body(item)["Labels"].clone(),
+        })
+        .collect()
+}
+
 fn ours() -> (&'static str, String) {
     ("label", format!("{}={}", MANAGED_BY.0, MANAGED_BY.1))
 }
@@ -283,38 +298,28 @@ impl Swarm {
         Ok(())
     }
 
-    /// Updates service `name` to `spec` at the version last read, or (with `rollback`)
-    /// returns it to its previous spec with its rollback settings (`docker service
-    /// rollback`). A write that lost a race with another writer reads the service again
-    /// and tries again.
-    pub async fn update_service(
+    /// Writes service `name` as `change` makes its spec from the live one, at the
+    /// version read with it (`query` added to the request); a write that lost a race
+    /// with another writer reads the service again and tries again. `false`: there is
+    /// no such service.
+    async fn write_service(
         &self,
         name: &str,
-        spec: &Value,
-        rollback: bool,
-    ) -> Result<(), SwarmError> {
-        let what = format!("updating service {name}");
+        what: &str,
+        query: &str,
+        change: impl Fn(&Service) -> Value,
+    ) -> Result<bool, SwarmError> {
         for attempt in 0.. {
             let Some(live) = self.service(name).await? else {
-                return self.create_service(spec).await;
+                return Ok(false);
             };
-            let mut spec = if rollback {
-                live.spec.clone()
-            } else {
-                spec.clone()
-            };
-            // `docker service update --force` counts up; going back down would
-            // replace every task again.
-            spec["TaskTemplate"]["ForceUpdate"] = live.spec["TaskTemplate"]["ForceUpdate"].clone();
-            let mut path = format!(
-                "/services/{}/update?version={}",
+            let spec = change(&live);
+            let path = format!(
+                "/services/{}/update?version={}{query}",
                 live.id, live.version.index
             );
-            if rollback {
-                path.push_str("&rollback=previous");
-            }
-            match self.call(Method::POST, &path, Some(&spec), &what).await {
-                Ok(_) => return Ok(()),
+            match self.call(Method::POST, &path, Some(&spec), what).await {
+                Ok(_) => return Ok(true),
                 Err(e) if e.out_of_sequence() && attempt < CONFLICT_RETRIES => continue,
                 Err(e) => return Err(e),
             }
@@ -322,32 +327,54 @@ impl Swarm {
         unreachable!("the loop returns")
     }
 
+    /// Updates service `name` to `spec` (created if it is gone), or (with `rollback`)
+    /// returns it to its previous spec with its rollback settings (`docker service
+    /// rollback`; the engine ignores the spec sent then).
+    pub async fn update_service(
+        &self,
+        name: &str,
+        spec: &Value,
+        rollback: bool,
+    ) -> Result<(), SwarmError> {
+        let what = format!("updating service {name}");
+        let query = if rollback { "&rollback=previous" } else { "" };
+        let written = self
+            .write_service(name, &what, query, |live| {
+                let mut spec = spec.clone();
+                // `docker service update --force` counts up; going back down would
+                // replace every task again.
+                spec["TaskTemplate"]["ForceUpdate"] =
+                    live.spec["TaskTemplate"]["ForceUpdate"].clone();
+                spec
+            })
+            .await?;
+        if written {
+            Ok(())
+        } else {
+            self.create_service(spec).await
+        }
+    }
+
     /// Replaces every task of `name` with the same spec (`docker service update --force`).
     pub async fn force_update(&self, name: &str) -> Result<(), SwarmError> {
         let what = format!("redeploying service {name}");
-        for attempt in 0.. {
-            let Some(live) = self.service(name).await? else {
-                return Err(SwarmError::Request {
-                    cluster: self.name.clone(),
-                    what,
-                    status: 404,
-                    why: "no such service".into(),
-                });
-            };
-            let mut spec = live.spec.clone();
-            let count = spec["TaskTemplate"]["ForceUpdate"].as_u64().unwrap_or(0);
-            spec["TaskTemplate"]["ForceUpdate"] = json!(count + 1);
-            let path = format!(
-                "/services/{}/update?version={}",
-                live.id, live.version.index
-            );
-            match self.call(Method::POST, &path, Some(&spec), &what).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.out_of_sequence() && attempt < CONFLICT_RETRIES => continue,
-                Err(e) => return Err(e),
-            }
+        let written = self
+            .write_service(name, &what, "", |live| {
+                let mut spec = live.spec.clone();
+                let count = spec["TaskTemplate"]["ForceUpdate"].as_u64().unwrap_or(0);
+                spec["TaskTemplate"]["ForceUpdate"] = json!(count + 1);
+                spec
+            })
+            .await?;
+        if written {
+            return Ok(());
         }
-        unreachable!("the loop returns")
+        Err(SwarmError::Request {
+            cluster: self.name.clone(),
+            what,
+            status: 404,
+            why: "no such service".into(),
+        })
     }
 
     pub async fn remove_service(&self, id_or_name: &str) -> Result<(), SwarmError> {
@@ -376,16 +403,7 @@ impl Swarm {
         let list = self
             .call(Method::GET, &path, None, "listing networks")
             .await?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|n| Named {
-                id: n["Id"].as_str().unwrap_or_default().to_owned(),
-                name: n["Name"].as_str().unwrap_or_default().to_owned(),
-                labels: n["Labels"].clone(),
-            })
-            .collect())
+        Ok(named(&list, "Id", |n| n))
     }
 
     /// Creates a network unless one of its name exists (Drover's, else refused);
@@ -433,16 +451,7 @@ impl Swarm {
         let list = self
             .call(Method::GET, &path, None, "listing secrets")
             .await?;
-        Ok(list
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|s| Named {
-                id: s["ID"].as_str().unwrap_or_default().to_owned(),
-                name: s["Spec"]["Name"].as_str().unwrap_or_default().to_owned(),
-                labels: s["Spec"]["Labels"].clone(),
-            })
-            .collect())
+        Ok(named(&list, "ID", |s| &s["Spec"]))
     }
 
     /// Creates secret `name` with `data` unless it exists; returns its id. Its name

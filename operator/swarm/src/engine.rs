@@ -43,10 +43,6 @@ impl From<SwarmError> for EngineError {
     }
 }
 
-fn store_error(e: drover_store::StoreError) -> EngineError {
-    EngineError::Failed(e.to_string())
-}
-
 /// The engine's name in the state database's rows.
 const NAME: &str = "swarm";
 
@@ -136,7 +132,7 @@ impl SwarmEngine {
         wake: Arc<Notify>,
     ) -> Result<Arc<SwarmEngine>, EngineError> {
         Ok(Arc::new(SwarmEngine {
-            applied: Mutex::new(Applied::open(database, NAME).map_err(store_error)?),
+            applied: Mutex::new(Applied::open(database, NAME)?),
             swarms: tokio::sync::Mutex::new(BTreeMap::new()),
             wake,
             nodes: Mutex::new(BTreeMap::new()),
@@ -234,37 +230,10 @@ impl SwarmEngine {
     }
 
     fn made(&self, key: &ObjectKey) -> Result<Vec<Made>, EngineError> {
-        let text = self.applied().made(key).map_err(store_error)?;
+        let text = self.applied().made(key)?;
         Ok(text
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default())
-    }
-
-    /// The applied secrets of `env` (with `incoming` in place of its applied value).
-    fn secret_versions(
-        &self,
-        target: &Target,
-        incoming: Option<(&ObjectKey, &Value)>,
-    ) -> Result<render::SecretVersions, EngineError> {
-        let env = &target.environment;
-        let mut secrets: BTreeMap<String, Value> = self
-            .applied()
-            .observed()
-            .map_err(store_error)?
-            .objects
-            .into_iter()
-            .filter(|(k, _)| k.environment == *env && k.kind == Kind::Secret)
-            .map(|(k, v)| (k.name, v))
-            .collect();
-        if let Some((key, value)) = incoming
-            && key.kind == Kind::Secret
-        {
-            secrets.insert(key.name.clone(), value.clone());
-        }
-        Ok(live::versions_of(
-            target,
-            secrets.iter().map(|(k, v)| (k.as_str(), v)),
-        ))
     }
 
     /// A service's spec as it should run now, ids in place; `None` while its network
@@ -287,17 +256,18 @@ impl SwarmEngine {
         ))
     }
 
-    /// Creates or updates one service (Swarm's own rollback when `back`).
+    /// Creates or updates one service (Swarm's own rollback when `back`), mounting
+    /// the `secrets` versions.
     async fn apply_service(
         &self,
         place: &Place,
         key: &ObjectKey,
         value: &Value,
+        secrets: &render::SecretVersions,
         back: bool,
     ) -> Result<Vec<Made>, EngineError> {
-        let secrets = self.secret_versions(&place.target, None)?;
         let live = Live::ids(&place.swarm).await?;
-        let (spec, warnings) = self.rendered(place, key, value, &secrets, &live)?;
+        let (spec, warnings) = self.rendered(place, key, value, secrets, &live)?;
         for warning in warnings {
             self.say_once(format!("{}: {warning}", key.environment));
         }
@@ -353,33 +323,20 @@ impl SwarmEngine {
                 .await?;
             made.push(Made::Secret(version.name));
         }
-        let users: Vec<(ObjectKey, Value)> = self
-            .applied()
-            .observed()
-            .map_err(store_error)?
-            .objects
-            .into_iter()
-            .filter(|(k, v)| {
-                k.environment == key.environment
-                    && k.kind == Kind::Service
-                    && v["spec"]["secrets"]
-                        .as_array()
-                        .is_some_and(|s| s.iter().any(|m| m["name"] == key.name.as_str()))
-            })
-            .collect();
-        // The new versions must be in the store's view before the services render.
-        self.applied()
-            .record(
-                &Action::Update {
-                    key: key.clone(),
-                    value: value.clone(),
-                    patch: Default::default(),
-                },
-                &serde_json::to_string(&made).unwrap_or_default(),
-            )
-            .map_err(store_error)?;
-        for (service, service_value) in users {
-            self.apply_service(place, &service, &service_value, false)
+        // The services render with the new versions: the state as it will be once
+        // this secret is recorded.
+        let mut state = self.applied().observed()?.objects;
+        state.insert(key.clone(), value.clone());
+        let versions = live::secret_versions(&state, &place.target);
+        let mounts = |v: &Value| {
+            v["spec"]["secrets"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|m| m["name"] == key.name.as_str()))
+        };
+        for (service, service_value) in state.iter().filter(|(k, v)| {
+            k.environment == key.environment && k.kind == Kind::Service && mounts(v)
+        }) {
+            self.apply_service(place, service, service_value, &versions, false)
                 .await?;
         }
         Ok(made)
@@ -412,17 +369,15 @@ impl SwarmEngine {
 
     /// Removes Drover's secret versions that no service mounts and no applied Secret
     /// names (the versions a new value replaced).
-    async fn collect_secrets(&self, swarm: &Swarm, live: &Live) -> Result<(), EngineError> {
-        let secrets: Vec<ObjectKey> = self
-            .applied()
-            .observed()
-            .map_err(store_error)?
-            .objects
-            .into_keys()
+    async fn collect_secrets(
+        &self,
+        state: &State,
+        swarm: &Swarm,
+        live: &Live,
+    ) -> Result<(), EngineError> {
+        let current: BTreeSet<String> = state
+            .keys()
             .filter(|k| k.kind == Kind::Secret)
-            .collect();
-        let current: BTreeSet<String> = secrets
-            .iter()
             .flat_map(|k| self.made(k).unwrap_or_default())
             .filter_map(|m| match m {
                 Made::Secret(name) => Some(name),
@@ -564,12 +519,12 @@ impl Engine for SwarmEngine {
     }
 
     async fn observe(&self) -> Result<Observed, EngineError> {
-        let mut observed = self.applied().observed().map_err(store_error)?;
+        let mut observed = self.applied().observed()?;
         let (places, lives) = self.places(&observed.objects).await?;
-        let mut versions: BTreeMap<String, render::SecretVersions> = BTreeMap::new();
-        for (env, place) in &places {
-            versions.insert(env.clone(), self.secret_versions(&place.target, None)?);
-        }
+        let versions: BTreeMap<&String, render::SecretVersions> = places
+            .iter()
+            .map(|(env, place)| (env, live::secret_versions(&observed.objects, &place.target)))
+            .collect();
         for (key, value) in observed.objects.iter_mut() {
             if let Some(place) = places.get(&key.environment)
                 && let Some(live) = lives.get(&place.swarm.name)
@@ -593,12 +548,12 @@ impl Engine for SwarmEngine {
         _: EngineKind,
         _orders: &Orders,
     ) -> Result<BTreeMap<ServiceKey, ServiceProgress>, EngineError> {
-        let state = self.applied().observed().map_err(store_error)?.objects;
+        let state = self.applied().observed()?.objects;
         let (places, lives) = self.places(&state).await?;
         self.tend_nodes().await;
         for (swarm, _) in self.connected().await {
             if let Some(live) = lives.get(&swarm.name) {
-                self.collect_secrets(&swarm, live).await?;
+                self.collect_secrets(&state, &swarm, live).await?;
             }
         }
         let progress = self.progress(&state, &places, &lives);
@@ -611,7 +566,7 @@ impl Engine for SwarmEngine {
     }
 
     async fn status(&self) -> Result<EngineStatus, EngineError> {
-        let state = self.applied().observed().map_err(store_error)?.objects;
+        let state = self.applied().observed()?.objects;
         let (places, lives) = self.places(&state).await?;
         let progress = self.progress(&state, &places, &lives);
         let nodes = lock(&self.nodes).clone();
@@ -724,7 +679,10 @@ impl SwarmEngine {
             }
             (Some(value), Kind::Service) => {
                 let place = self.place(&key.environment, lookup).await?;
-                self.apply_service(&place, key, value, back).await?
+                let state = self.applied().observed()?.objects;
+                let versions = live::secret_versions(&state, &place.target);
+                self.apply_service(&place, key, value, &versions, back)
+                    .await?
             }
             (Some(_), _) => {
                 self.say_once(format!(
@@ -740,6 +698,6 @@ impl SwarmEngine {
             }
         };
         let made = serde_json::to_string(&made).unwrap_or_else(|_| "[]".to_owned());
-        self.applied().record(action, &made).map_err(store_error)
+        Ok(self.applied().record(action, &made)?)
     }
 }

@@ -7,8 +7,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 
 use crate::client::{Swarm, SwarmError};
-use crate::render::SecretVersions;
+use crate::render::{SecretVersions, Target};
 use crate::types::{Service, Task};
+use drover_diff::State;
+use drover_model::Kind;
 
 /// One swarm's objects, by name.
 #[derive(Debug, Default)]
@@ -88,18 +90,18 @@ pub(crate) fn resolve(spec: &mut Value, live: &Live) -> Option<()> {
     Some(())
 }
 
-/// The secret versions of an environment's applied secrets.
-pub(crate) fn versions_of<'a>(
-    target: &crate::render::Target,
-    secrets: impl Iterator<Item = (&'a str, &'a Value)>,
-) -> SecretVersions {
-    secrets
-        .map(|(name, value)| {
-            let keys = crate::render::secret_versions(target, name, value)
+/// The current version of each key of the secrets `state` holds for `target`'s
+/// environment.
+pub(crate) fn secret_versions(state: &State, target: &Target) -> SecretVersions {
+    state
+        .iter()
+        .filter(|(k, _)| k.environment == target.environment && k.kind == Kind::Secret)
+        .map(|(key, value)| {
+            let keys = crate::render::secret_versions(target, &key.name, value)
                 .into_iter()
                 .map(|v| (v.key, v.name))
                 .collect();
-            (name.to_owned(), keys)
+            (key.name.clone(), keys)
         })
         .collect()
 }
