@@ -2,7 +2,7 @@
 
 use drover_testkit::git::TestRepo;
 
-use crate::support::{golden, repo_root, run_in, stdout};
+use crate::support::{edit_secret, golden, repo_root, run_in, stdout};
 
 /// The example repo committed, then a second commit that scales web, bumps the API
 /// image and rotates a secret.
@@ -17,14 +17,22 @@ fn repo_with_a_change(dir: &std::path::Path) -> TestRepo {
         "environments/staging/api.yaml",
         "shop-api:v2.1.0",
         "shop-api:v2.2.0",
-    )
-    .edit("environments/staging/secrets.yaml", OLD_SECRET, NEW_SECRET);
+    );
+    // The password changed as people change it: decrypted, edited, encrypted again.
+    edit_secret(
+        &repo.dir,
+        "environments/staging/secrets.yaml",
+        OLD_SECRET,
+        NEW_SECRET,
+        &crate::support::example_key(),
+    );
     repo.commit("web: 4 replicas; api v2.2.0; rotate db password");
     repo
 }
 
-const OLD_SECRET: &str = "YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBleGFtcGxlLW9ubHkK";
-const NEW_SECRET: &str = "c2VjcmV0LXJvdGF0ZWQtdG8tbmV3LXZhbHVlCg==";
+/// The example's staging password, and the one it is rotated to.
+const OLD_SECRET: &str = "staging-example-password";
+const NEW_SECRET: &str = "rotated-to-a-new-value";
 
 #[test]
 fn diff_between_two_commits_prints_semantic_lines_and_exits_1() {
@@ -159,9 +167,15 @@ fn preview_shows_replicas_image_and_secret_without_the_secret_value() {
     // Commit ids hash the whole example tree; the golden shows placeholders instead.
     let base = drover_testkit::git::git(&repo.dir, &["rev-parse", "--short=7", "HEAD~1"]);
     let head = drover_testkit::git::git(&repo.dir, &["rev-parse", "--short=7", "HEAD"]);
-    let stable = markdown
+    let mut stable = markdown
         .replace(&format!("`{base}`"), "`<base>`")
         .replace(&format!("`{head}`"), "`<head>`");
+    // The new value's fingerprint hashes its ciphertext, sealed under a random nonce.
+    let (_, after) = stable
+        .split_once("password changed (")
+        .expect("the secret's change is shown");
+    let fingerprint = after[..after.find(')').unwrap()].to_owned();
+    stable = stable.replace(&fingerprint, "sha256:<new>");
     let failure = golden(&repo_root().join("tests/golden/preview.md"), &stable);
     assert!(failure.is_none(), "{}", failure.unwrap_or_default());
 }
@@ -186,5 +200,5 @@ fn preview_of_an_invalid_head_lists_its_errors_and_exits_1() {
         markdown.contains("❌ **The head revision is invalid** (1 errors"),
         "{markdown}"
     );
-    assert!(markdown.contains("| `environments/staging/api.yaml:21:3` | error E002 | unknown field `readinesProbe` in `spec` of Service — did you mean `readinessProbe`? |"), "{markdown}");
+    assert!(markdown.contains("| `environments/staging/api.yaml:22:3` | error E002 | unknown field `readinesProbe` in `spec` of Service — did you mean `readinessProbe`? |"), "{markdown}");
 }

@@ -399,10 +399,31 @@ fn examples_staging_is_applied_as_rendered(kube: &Kube) {
         kube.json(&["get", "ingress", "web", "-n", "applied"])
             .is_some()
     );
+    // The Secret holds the decrypted values (Kubernetes's base64), never the ciphertext.
     let secret = kube
         .json(&["get", "secret", "db-credentials", "-n", "applied"])
         .expect("the secret");
-    assert!(!secret.to_string().contains("AGE ENCRYPTED"));
+    assert!(!secret.to_string().contains("ENC["));
+    assert_eq!(
+        secret["data"]["password"],
+        base64_of("staging-example-password"),
+        "{secret:#}"
+    );
+    // The api's pods take DB_USER from it, and roll when a value changes.
+    let api = kube
+        .json(&["get", "deployment", "api", "-n", "applied"])
+        .expect("the api");
+    let template = &api["spec"]["template"];
+    assert!(
+        template["metadata"]["annotations"]["drover.dev/secrets"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("sha256:")),
+        "{template:#}"
+    );
+    assert!(
+        template.to_string().contains("secretKeyRef"),
+        "{template:#}"
+    );
 }
 
 fn git_changes_move_the_deployment_and_removed_services_are_pruned(kube: &Kube) {
@@ -931,4 +952,10 @@ fn main() {
         ),
     ];
     support::run_shared(&tests, Kube::start, Kube::stop);
+}
+
+/// Kubernetes's base64 of a value.
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }

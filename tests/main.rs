@@ -14,6 +14,7 @@ mod jenkins;
 mod platform;
 mod promote;
 mod releases;
+mod secrets;
 mod up;
 mod validate;
 mod watch;

@@ -11,11 +11,47 @@ pub fn repo_root() -> PathBuf {
         .expect("repo root exists")
 }
 
-/// A command running the `drover` binary built for this test run.
+/// The age identity the example repos' secrets are encrypted for.
+pub fn example_key() -> PathBuf {
+    repo_root().join("examples/keys/age.txt")
+}
+
+/// A command running the `drover` binary built for this test run, holding the
+/// example key (as an operator's control plane holds its own).
 pub fn drover() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_drover"));
-    command.env_remove("NO_COLOR").env("RUST_BACKTRACE", "0");
     command
+        .env_remove("NO_COLOR")
+        .env_remove("SOPS_AGE_KEY")
+        .env("RUST_BACKTRACE", "0")
+        .env("SOPS_AGE_KEY_FILE", example_key());
+    command
+}
+
+/// Changes a value of an encrypted Secret file in `dir` as people do: `drover secret
+/// edit` holding `key`, with an editor that replaces `from` by `to`.
+pub fn edit_secret(dir: &Path, file: &str, from: &str, to: &str, key: &Path) {
+    let edited = drover()
+        .args(["secret", "edit", file])
+        .env("SOPS_AGE_KEY_FILE", key)
+        .env("EDITOR", format!("sed -i s/{from}/{to}/"))
+        .current_dir(dir)
+        .output()
+        .expect("drover secret edit runs");
+    assert!(
+        edited.status.success(),
+        "{}",
+        String::from_utf8_lossy(&edited.stderr)
+    );
+}
+
+/// `sha256:HEX` of `text`, as the example app's `/received` shows what it was given.
+pub fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    format!(
+        "sha256:{}",
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    )
 }
 
 /// Runs `drover ARGS` in `dir` and returns its output.

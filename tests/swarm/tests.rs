@@ -107,7 +107,23 @@ fn examples_staging_runs_on_the_swarm_and_answers_on_its_published_port(swarm: &
         assert_eq!(code, 200, "{body}");
         assert!(body.contains("welcome to the shop"), "{body}");
     }
-    // api's secret is a file in its tasks; its value is not decrypted yet, and says so.
+    // api's secret is a file in its tasks, holding the decrypted value: the app shows
+    // its checksum.
+    let api_ports: Vec<u64> = status["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["service"] == "api")
+        .filter_map(|i| i["port"].as_u64())
+        .collect();
+    assert!(!api_ports.is_empty(), "{status:#}");
+    let (code, received) =
+        super::support::http_get(&format!("127.0.0.1:{}", api_ports[0]), "/received");
+    assert_eq!(code, 200, "{received}");
+    assert!(
+        received.contains(&super::support::sha256_hex("staging-example-password")),
+        "{received}"
+    );
     let api = swarm.service(&d.name("api")).unwrap();
     let files = &api["Spec"]["TaskTemplate"]["ContainerSpec"]["Secrets"];
     assert_eq!(
@@ -215,10 +231,12 @@ fn a_changed_secret_is_a_new_swarm_secret_the_service_moves_to_and_the_old_one_g
             .expect("the password is mounted")
     };
     let before = mounted(&swarm.service(&d.name("api")).unwrap());
-    d.work.edit(
+    super::support::edit_secret(
+        &d.work.dir,
         "environments/staging/secrets.yaml",
-        "IFgyNTUxOSBleGFtcGxlLW9ubHkK",
-        "IFgyNTUxOSByb3RhdGVkLXZhbHVlCg==",
+        "staging-example-password",
+        "rotated-password",
+        &super::support::example_key(),
     );
     d.commit("rotate the database password");
     let after = swarm

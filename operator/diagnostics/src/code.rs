@@ -93,6 +93,8 @@ codes! {
     InvalidPort = "E128", Error, "A port declared twice or numbered 0.";
     NoWorkload = "E129", Error, "A service with nothing to run.";
     InvalidManifest = "E130", Error, "A plain Kubernetes object Drover cannot apply as written (its own namespace, a Kubernetes Secret, or an environment on a cluster that is not Kubernetes).";
+    SecretFormat = "E131", Error, "A Secret whose SOPS metadata or encrypted values break SOPS's format, or a value in clear where the file's rule encrypts it.";
+    UndecryptableSecret = "E132", Error, "An encrypted Secret no key of the control plane opens, or whose MAC does not match its values.";
     MemoryRequestNotLimit = "W001", Warning, "Memory request differs from its limit (memory cannot be throttled, only killed).";
     RoutedWithoutReadiness = "W002", Warning, "A routed service without a readiness probe gets traffic before it is ready.";
 }

@@ -101,7 +101,7 @@ pub(crate) fn walk(repo: &Repo, visitor: &mut Visit<'_>) {
         }
         for secret in &dir.secrets {
             visit(visitor, env, Kind::Secret, secret, |v| {
-                if let Some(Value::Object(data)) = v["spec"].get_mut("encryptedData") {
+                if let Some(Value::Object(data)) = v["spec"].get_mut("data") {
                     for value in data.values_mut() {
                         let fp = fingerprint(value.as_str().unwrap_or_default());
                         *value = Value::String(fp);

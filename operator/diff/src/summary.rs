@@ -178,7 +178,7 @@ pub(crate) fn lines(
         let in_spec = segs.first().is_some_and(|s| s == "spec");
         let spec_segs = if in_spec { &segs[1..] } else { &segs[..] };
         let line = match (key.kind, spec_segs.first().map(String::as_str)) {
-            (Kind::Secret, Some("encryptedData")) if in_spec => {
+            (Kind::Secret, Some("data")) if in_spec => {
                 let name = spec_segs.get(1).cloned().unwrap_or_default();
                 match after {
                     Some(v) if before.is_some() => format!("{who}: {name} changed ({})", show(v)),

@@ -117,12 +117,23 @@ fn quota_changes_show_the_difference() {
 #[test]
 fn secret_values_never_appear_only_their_fingerprints() {
     let files = example();
-    let secret_value = "YWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IFgyNTUxOSBleGFtcGxlLW9ubHkK";
+    let text = &files
+        .iter()
+        .find(|f| f.path == "environments/staging/secrets.yaml")
+        .unwrap()
+        .text;
+    // The encrypted value as written, and another one in its place.
+    let start = text.find("password: ").unwrap() + "password: ".len();
+    let secret_value = &text[start..start + text[start..].find('\n').unwrap()];
+    assert!(
+        secret_value.starts_with("ENC[AES256_GCM,"),
+        "{secret_value}"
+    );
     let changed = edit(
         &files,
         "environments/staging/secrets.yaml",
         secret_value,
-        "bmV3LWNpcGhlcnRleHQtZm9yLXRlc3RzCg==",
+        "ENC[AES256_GCM,data:bmV3LWNpcGhlcnRleHQ=,iv:AAAA,tag:AAAA,type:str]",
     );
     let set = diff(&state(&files), &state(&changed), Options::default());
     let lines: Vec<String> = set.changes.iter().flat_map(|c| c.summary.clone()).collect();

@@ -30,7 +30,10 @@ fn open(location: &str) -> anyhow::Result<GitSource> {
         location: location.to_owned(),
         ..RepoSpec::default()
     };
-    let source = GitSource::open(spec, &cache_dir())?;
+    let mut source = GitSource::open(spec, &cache_dir())?;
+    if let Some(keys) = crate::secret::configured_keys()? {
+        source = source.with_keys(keys);
+    }
     source.fetch()?;
     Ok(source)
 }

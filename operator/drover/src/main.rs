@@ -51,6 +51,7 @@ mod plan;
 mod promote;
 mod proxy;
 mod repo_args;
+mod secret;
 mod serve;
 mod up;
 mod validate;
@@ -208,6 +209,10 @@ enum Command {
     /// Manage API tokens: `drover token create jenkins --scope promote:production`.
     #[command(subcommand)]
     Token(promote::TokenCommand),
+    /// Encrypted secrets: `drover secret encrypt FILE --age age1…`, `edit`, `rotate`,
+    /// `keygen` (the SOPS file format, with age).
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     /// Manage nodes: `drover node update --availability drain NODE`.
     #[command(subcommand)]
     Node(ops::NodeCommand),
@@ -322,6 +327,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate { dir, output, color } => validate::run(&dir, output, color),
         Command::Plan(args) => plan::run(args),
+        Command::Secret(command) => secret::run(command),
         Command::Diff {
             repo,
             from,

@@ -188,13 +188,14 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
         credentials: credentials(&client, &args, &state).await?,
         path: args.path.clone(),
     };
-    let source = GitSource::open(spec, &state.git_cache())?;
+    let source = GitSource::open(spec, &state.git_cache())?.with_keys(crate::serve::age_keys()?);
     source.fetch()?;
     tracing::info!("following {} ({})", source.location(), args.branch);
     let git_dir = source.git_dir().to_owned();
     let follower = Arc::new(Mutex::new(Follower::new(source)));
     let wake = Arc::new(Notify::new());
-    let engine = KubeEngine::open(&state.database(), wake.clone())?;
+    let vault = drover_secrets::Vault::new();
+    let engine = KubeEngine::open(&state.database(), wake.clone(), vault.clone())?;
     let events_after = take_over(&engine, &client, &follower, &state).await?;
     let setup = Setup {
         state: state.clone(),
@@ -205,6 +206,7 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
         notifier: drover_control::notify::Notifier::start(Vec::new(), None),
         trigger: Arc::new(Notify::new()),
         webhook_secret: webhook_secret(&client, &args).await?,
+        vault,
     };
     let serve = Serve {
         listen: args.listen,

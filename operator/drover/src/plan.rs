@@ -59,7 +59,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let output = args.output;
     let files = drover_load::read_dir(&args.dir)
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
-    let checked = drover_validate::check(&files);
+    let mut checked = drover_validate::check(&files);
+    let keys = crate::secret::configured_keys()?;
+    drover_secrets::repo::check(&mut checked, keys.as_deref());
     if !checked.is_valid() {
         let text = drover_diagnostics::render_human(
             &checked.diagnostics,

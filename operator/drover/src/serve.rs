@@ -79,6 +79,28 @@ pub struct Setup {
     pub trigger: Arc<Notify>,
     /// What signs Git push webhooks.
     pub webhook_secret: Option<Redacted>,
+    /// The secret values of accepted revisions, for the engines.
+    pub vault: Arc<drover_secrets::Vault>,
+}
+
+/// The age identities the control plane opens secrets with, where SOPS looks for them
+/// (`SOPS_AGE_KEY_FILE`, `SOPS_AGE_KEY`, `~/.config/sops/age/keys.txt`). Says which
+/// recipients they are, never the keys.
+pub fn age_keys() -> anyhow::Result<Arc<drover_secrets::Keys>> {
+    let keys = drover_secrets::Keys::from_env()?;
+    if keys.is_empty() {
+        tracing::info!(
+            "no age key: encrypted secrets cannot be opened (set {} to an age key file)",
+            drover_secrets::keys::KEY_FILE_VAR
+        );
+    } else {
+        tracing::info!(
+            "age key from {}: secrets encrypted for {} can be opened",
+            keys.from(),
+            keys.recipients().join(", ")
+        );
+    }
+    Ok(Arc::new(keys))
 }
 
 /// A running controller with its API, promoter and Git writer.
@@ -180,7 +202,12 @@ pub async fn start<E: drover_control::engine::Engine>(
     }
     // Revisions are checked in their own task: a big or slow revision never holds up
     // the agents' tending or a signal.
-    let checker = tokio::spawn(follow(setup.follower.clone(), control.clone(), trigger));
+    let checker = tokio::spawn(follow(
+        setup.follower.clone(),
+        control.clone(),
+        trigger,
+        setup.vault.clone(),
+    ));
     Ok(Started {
         control,
         stop,
@@ -227,6 +254,7 @@ pub async fn follow<E: drover_control::engine::Engine>(
     follower: Arc<Mutex<Follower>>,
     control: Arc<Controller<E>>,
     trigger: Arc<Notify>,
+    vault: Arc<drover_secrets::Vault>,
 ) {
     loop {
         let follower = follower.clone();
@@ -241,6 +269,8 @@ pub async fn follow<E: drover_control::engine::Engine>(
                     desired.revision.summary,
                     summary(&desired.checked.diagnostics)
                 );
+                // The values first: the engines deliver them once the objects apply.
+                vault.add(&desired.secrets);
                 control
                     .set_desired(DesiredRevision {
                         state: drover_diff::normalize(&desired.checked.repo),

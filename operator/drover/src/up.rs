@@ -212,6 +212,8 @@ impl<E: drover_control::engine::Engine> Agents<E> {
         for node in known_nodes(&self.state) {
             drover_local::agent::stop_leftovers(&self.state, &node).await;
         }
+        // The secrets' directory in memory, once the agents emptied it.
+        let _ = std::fs::remove_dir(drover_local::files::LocalPaths::runtime(&self.state));
     }
 }
 
@@ -225,7 +227,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let token = state.ensure_token()?;
     let spec = args.repo.spec();
     let reference = spec.reference.clone();
-    let source = GitSource::open(spec, &state.git_cache())?;
+    let source = GitSource::open(spec, &state.git_cache())?.with_keys(crate::serve::age_keys()?);
     if source.is_remote() {
         source.fetch()?;
     }
@@ -252,6 +254,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
         webhook_secret: std::env::var("DROVER_WEBHOOK_SECRET")
             .ok()
             .map(drover_source::Redacted),
+        vault: drover_secrets::Vault::new(),
     };
     up_engines(args, setup, log_format).await
 }
@@ -265,16 +268,18 @@ async fn up_engines(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::
     let drover = std::env::current_exe().context("cannot find this program's path")?;
     let state = setup.state.clone();
     let wake = Arc::new(Notify::new());
+    let vault = setup.vault.clone();
     let local = LocalEngine::open(
         LocalConfig {
             state: state.clone(),
             drover: drover.clone(),
             proxies: drover_local::ProxyHost::Processes,
+            vault: vault.clone(),
         },
         wake.clone(),
     )?;
-    let kube = drover_kube::KubeEngine::open(&state.database(), wake.clone())?;
-    let swarm = drover_swarm::SwarmEngine::open(&state.database(), wake.clone())?;
+    let kube = drover_kube::KubeEngine::open(&state.database(), wake.clone(), vault.clone())?;
+    let swarm = drover_swarm::SwarmEngine::open(&state.database(), wake.clone(), vault.clone())?;
     let remote = Arc::new(Both::new(kube, swarm));
     let engine = Arc::new(Both::new(local.clone(), remote));
     let serve = Serve {

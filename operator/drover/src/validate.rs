@@ -12,8 +12,16 @@ use crate::{Color, Output};
 pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode> {
     let files =
         drover_load::read_dir(dir).with_context(|| format!("cannot validate {}", dir.display()))?;
-    let checked = drover_validate::check(&files);
+    let mut checked = drover_validate::check(&files);
+    let keys = crate::secret::configured_keys()?;
+    drover_secrets::repo::check(&mut checked, keys.as_deref());
     let valid = checked.is_valid();
+    if keys.is_none() && drover_secrets::repo::has_encrypted(&checked.repo) {
+        eprintln!(
+            "note: encrypted secrets were checked for their format only: set {} to an age key file to open them and check their MACs",
+            drover_secrets::keys::KEY_FILE_VAR
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     match output {
         Output::Json => stdout.write_all(render_json(&checked.diagnostics, valid).as_bytes())?,

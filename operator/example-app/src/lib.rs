@@ -1,7 +1,8 @@
 //! `drover example-app`: a small HTTP service shipped inside the `drover` binary, so
 //! the examples run on a fresh machine with nothing downloaded. It reports its version
 //! and can be told to fail readiness or liveness, or to crash, to show what rollouts
-//! and rollbacks do.
+//! and rollbacks do. `/received` shows a checksum of each secret it was given (files
+//! named by `*_FILE` variables, and the variables `$SECRET_ENV` names), never a value.
 //!
 //! Every switch is a flag and an environment variable (the flag wins), so a config
 //! repo can flip one by editing `env:` or `args:`.
@@ -123,6 +124,34 @@ async fn sleep(State(app): State<Arc<App>>, RawQuery(query): RawQuery) -> impl I
     format!("slept {ms} ms in {}\n", std::process::id())
 }
 
+/// `/received`: SHA-256 of what each `*_FILE` variable's file holds, and of each
+/// variable named in `$SECRET_ENV` (comma-separated): proof of delivery that shows no
+/// secret.
+async fn received() -> impl IntoResponse {
+    use sha2::Digest as _;
+    let sum = |bytes: &[u8]| format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let mut files = serde_json::Map::new();
+    let mut variables = serde_json::Map::new();
+    for (name, value) in std::env::vars() {
+        if name.ends_with("_FILE") {
+            let shown = match std::fs::read(&value) {
+                Ok(bytes) => sum(&bytes),
+                Err(e) => format!("unreadable: {}", e.kind()),
+            };
+            files.insert(name, shown.into());
+        }
+    }
+    let named = std::env::var("SECRET_ENV").unwrap_or_default();
+    for name in named.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let shown = std::env::var(name).map_or("unset".to_owned(), |v| sum(v.as_bytes()));
+        variables.insert(name.to_owned(), shown.into());
+    }
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::json!({"files": files, "env": variables}).to_string() + "\n",
+    )
+}
+
 async fn version(State(app): State<Arc<App>>) -> impl IntoResponse {
     format!("{}\n", app.args.app_version)
 }
@@ -135,6 +164,7 @@ fn router(app: Arc<App>) -> Router {
         .route("/ready", get(ready))
         .route("/version", get(version))
         .route("/sleep", get(sleep))
+        .route("/received", get(received))
         .with_state(app)
 }
 

@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use crate::cluster::{Cluster, ClusterError};
 use crate::nodes::NodeState;
 use crate::render::{self, ObjectRef, Target};
+use crate::secrets;
 
 impl From<ClusterError> for EngineError {
     fn from(e: ClusterError) -> EngineError {
@@ -50,6 +51,8 @@ pub struct KubeEngine {
     overridden: Mutex<BTreeSet<(String, String)>>,
     /// Nodes whose tending fails (said once).
     failing: Mutex<BTreeSet<(String, String)>>,
+    /// The decrypted values Secrets are filled with.
+    vault: Arc<drover_secrets::Vault>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -69,8 +72,10 @@ impl KubeEngine {
     pub fn open(
         database: &std::path::Path,
         wake: Arc<Notify>,
+        vault: Arc<drover_secrets::Vault>,
     ) -> Result<Arc<KubeEngine>, EngineError> {
         Ok(Arc::new(KubeEngine {
+            vault,
             applied: Mutex::new(Applied::open(database, NAME)?),
             clusters: tokio::sync::Mutex::new(BTreeMap::new()),
             wake,
@@ -234,9 +239,23 @@ impl KubeEngine {
         place: &Place,
         key: &ObjectKey,
         value: &Value,
+        state: &State,
     ) -> Result<Vec<ObjectRef>, EngineError> {
-        let rendered = render::render(key, value, &place.target)
+        let mut rendered = render::render(key, value, &place.target)
             .map_err(|e| EngineError::Refused(e.to_string()))?;
+        for object in &mut rendered.objects {
+            match key.kind {
+                Kind::Secret if object["kind"] == "Secret" => {
+                    secrets::fill(&self.vault, key, value, object)?
+                }
+                Kind::Service => {
+                    if let Some(sum) = secrets::checksum(state, &key.environment, value) {
+                        secrets::annotate(object, &sum);
+                    }
+                }
+                _ => {}
+            }
+        }
         for warning in &rendered.warnings {
             tracing::warn!("{}: {warning}", key.environment);
         }
@@ -273,6 +292,12 @@ impl KubeEngine {
             let drift = match &live {
                 None => format!("{r} is missing"),
                 Some(live) => match crate::drift::drifted(object, live) {
+                    None if key.kind == Kind::Secret => {
+                        match secrets::changed_key(&self.vault, key, value, live) {
+                            Some(k) => format!("{r}: data.{k} changed"),
+                            None => continue,
+                        }
+                    }
                     None => continue,
                     Some(path) => format!("{r}: {path} changed"),
                 },
@@ -471,7 +496,18 @@ impl Engine for KubeEngine {
             }
             (Some(value), _) => {
                 let place = self.place(&key.environment, lookup).await?;
-                self.apply_rendered(&place, key, value).await?
+                // The state as it will be once this is recorded.
+                let mut state = self.applied().observed()?.objects;
+                state.insert(key.clone(), value.clone());
+                let made = self.apply_rendered(&place, key, value, &state).await?;
+                if key.kind == Kind::Secret {
+                    // A new value rolls the Deployments that mount it.
+                    for (user, user_value) in secrets::users(&state, &key.environment, &key.name) {
+                        self.apply_rendered(&place, user, user_value, &state)
+                            .await?;
+                    }
+                }
+                made
             }
             (None, Kind::Cluster) => {
                 self.clusters.lock().await.remove(&key.name);

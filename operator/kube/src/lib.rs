@@ -9,6 +9,7 @@ pub mod health;
 pub mod nodes;
 pub mod plan;
 pub mod render;
+pub mod secrets;
 
 pub use cluster::{Cluster, ClusterError};
 pub use engine::KubeEngine;

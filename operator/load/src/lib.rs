@@ -29,7 +29,9 @@ use drover_model::{
 
 pub use drover_diagnostics::{Diagnostic, Location};
 pub use limits::Limits;
+pub use parse::SOPS_BLOCK;
 pub use read::{FileProblem, ReadError, SourceFile, read_dir, read_dir_within, resolve_link};
+pub use yaml::{Node as YamlNode, Value as YamlValue};
 
 /// Where a document came from: its file, and what it takes to find the position of
 /// any of its fields. The positioned tree is built only when a diagnostic first asks
@@ -70,7 +72,9 @@ impl Source {
         }
     }
 
-    fn tree(&self) -> Option<&yaml::Node> {
+    /// The document as a tree of positioned nodes, in the order it is written (what
+    /// SOPS's MAC walks).
+    pub fn tree(&self) -> Option<&yaml::Node> {
         self.tree
             .get_or_init(|| yaml::parse(&self.text, self.line_offset).ok().flatten())
             .as_ref()
@@ -99,6 +103,30 @@ impl Source {
             column,
         }
     }
+}
+
+/// One YAML document as a positioned tree, for tools that rewrite a file (`drover
+/// secret`). The error says where (`line:column`) and why.
+pub fn parse_document(text: &str) -> Result<Option<YamlNode>, String> {
+    yaml::parse(text, 0).map_err(|e| match e {
+        yaml::TreeError::Syntax {
+            line,
+            column,
+            message,
+        } => format!("{line}:{column}: invalid YAML: {message}"),
+        yaml::TreeError::DuplicateKey {
+            line, column, key, ..
+        } => format!("{line}:{column}: duplicate key `{key}`"),
+        yaml::TreeError::TooLarge { line, column } => {
+            format!("{line}:{column}: aliases expand this document too far")
+        }
+        yaml::TreeError::TooDeep { line, column } => {
+            format!("{line}:{column}: the document nests too deep")
+        }
+        yaml::TreeError::TooLong { line, column, .. } => {
+            format!("{line}:{column}: a string is longer than the limit")
+        }
+    })
 }
 
 /// A typed object together with where it came from.

@@ -283,6 +283,9 @@ pub(crate) fn parse_tree(file: &Arc<str>, chunk: &Chunk<'_>) -> Result<Option<Do
     }))
 }
 
+/// The top-level key of SOPS's metadata in an encrypted file.
+pub const SOPS_BLOCK: &str = "sops";
+
 /// `drover.dev/` and anything after it: Drover's own documents.
 const GROUP_PREFIX: &str = "drover.dev/";
 
@@ -360,7 +363,18 @@ fn typed<S: DeserializeOwned>(
     source: Arc<Source>,
     kind: Kind,
 ) -> Result<Object<S>, Vec<Diagnostic>> {
-    let tree = source.tree().expect("built while parsing");
+    let full = source.tree().expect("built while parsing");
+    // A Secret encrypted with SOPS carries the file's `sops:` block at the top level:
+    // it is read by drover-secrets from the tree, not by the typed model.
+    let stripped;
+    let tree = if kind == Kind::Secret && full.get(SOPS_BLOCK).is_some() {
+        let mut without = full.clone();
+        without.remove(SOPS_BLOCK);
+        stripped = without;
+        &stripped
+    } else {
+        full
+    };
     let first = match de::from_node::<Manifest<S>>(tree) {
         Ok(manifest) => {
             return Ok(Object {

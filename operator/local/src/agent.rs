@@ -25,6 +25,7 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 use crate::files::{InstanceFile, LocalPaths, ProcessMark, StateDir, instance_files, stop_group};
+use crate::mounts;
 use crate::protocol::{Assignment, Assignments, InstanceReport, Report, Usage};
 use drover_control::client::{Client, ClientError};
 
@@ -55,6 +56,8 @@ pub enum AgentError {
 
 struct Running {
     spec_hash: String,
+    /// Its secret files (memory, not disk), removed when it stops.
+    runtime: PathBuf,
     ports: BTreeMap<String, u16>,
     handle: Handle,
     file: PathBuf,
@@ -171,11 +174,13 @@ fn port_variable(name: &str) -> String {
 pub async fn stop_leftovers(state: &StateDir, node: &str) -> usize {
     let mut stops = JoinSet::new();
     for (path, file) in instance_files(state, node) {
+        let runtime = state.instance_runtime(&file.id, &file.spec_hash);
         stops.spawn(async move {
             let stopped = match file.process {
                 Some(mark) => stop_group(mark, Duration::from_secs(10)).await,
                 None => false,
             };
+            let _ = std::fs::remove_dir_all(runtime);
             let _ = std::fs::remove_file(path);
             stopped
         });
@@ -196,11 +201,20 @@ struct Agent {
     news: Arc<Notify>,
     stopping: JoinSet<()>,
     seq: u64,
+    /// Instances that could not start, and why (said once per reason).
+    waiting: BTreeMap<(String, String), String>,
 }
 
 impl Agent {
-    fn start(&mut self, assignment: &Assignment) {
+    /// Starts an instance: its secrets and volumes first, then its process. An
+    /// instance whose secret values have not arrived waits (Err says why).
+    fn start(&mut self, assignment: &Assignment, values: &mounts::Values) -> Result<(), String> {
         let spec = &assignment.spec;
+        let runtime = self
+            .config
+            .state
+            .instance_runtime(&assignment.id, &assignment.spec_hash);
+        let delivered = mounts::deliver(spec, &runtime, values)?;
         let mut ports = assignment.ports.clone();
         for name in &spec.ports {
             if !ports.contains_key(name)
@@ -209,7 +223,7 @@ impl Agent {
                 ports.insert(name.clone(), port);
             }
         }
-        let mut env = spec.env.clone();
+        let mut env = delivered.env;
         if let Some(first) = spec.ports.first().and_then(|n| ports.get(n)) {
             env.insert("PORT".into(), first.to_string());
         }
@@ -288,6 +302,7 @@ impl Agent {
             (assignment.id.clone(), assignment.spec_hash.clone()),
             Running {
                 spec_hash: assignment.spec_hash.clone(),
+                runtime,
                 ports,
                 handle,
                 file,
@@ -295,6 +310,7 @@ impl Agent {
                 failing_since: None,
             },
         );
+        Ok(())
     }
 
     /// Stops an instance in the background, so heartbeats go on during its grace period.
@@ -302,6 +318,7 @@ impl Agent {
         if let Some(running) = self.running.remove(key) {
             self.stopping.spawn(async move {
                 running.handle.stop().await;
+                let _ = std::fs::remove_dir_all(&running.runtime);
                 let _ = std::fs::remove_file(&running.file);
             });
         }
@@ -311,7 +328,7 @@ impl Agent {
     /// spec: one id may be assigned twice during a start-first update (the new spec
     /// starts, the old keeps serving until the control plane lets it go). True when
     /// anything changed.
-    fn apply(&mut self, assignments: &Assignments) -> bool {
+    fn apply(&mut self, assignments: &Assignments, log: &impl Fn(&str)) -> bool {
         let wanted: BTreeMap<(String, String), &Assignment> = assignments
             .instances
             .iter()
@@ -327,10 +344,23 @@ impl Agent {
         for key in stale {
             self.stop(&key);
         }
+        let values: mounts::Values = assignments.values.iter().cloned().collect();
+        self.waiting.retain(|key, _| wanted.contains_key(key));
         for (key, assignment) in wanted {
-            if !self.running.contains_key(&key) {
-                self.start(assignment);
-                changed = true;
+            if self.running.contains_key(&key) {
+                continue;
+            }
+            match self.start(assignment, &values) {
+                Ok(()) => {
+                    self.waiting.remove(&key);
+                    changed = true;
+                }
+                Err(why) => {
+                    if self.waiting.get(&key) != Some(&why) {
+                        log(&format!("instance {} waits: {why}", assignment.id));
+                        self.waiting.insert(key, why);
+                    }
+                }
             }
         }
         changed
@@ -395,6 +425,7 @@ pub async fn run(
         news: Arc::new(Notify::new()),
         stopping: JoinSet::new(),
         seq: 0,
+        waiting: BTreeMap::new(),
     };
     let path = format!("/api/v1/agents/{}/report", agent.config.node);
     let (mut generation, mut urgent, mut unreachable) = (0u64, true, false);
@@ -409,7 +440,7 @@ pub async fn run(
                         log(&format!("control plane at {} answers again", client.base()));
                         unreachable = false;
                     }
-                    urgent = agent.apply(&assignments);
+                    urgent = agent.apply(&assignments, &log);
                     generation = assignments.generation;
                 }
                 Err(error) => {

@@ -75,6 +75,9 @@ pub struct LocalConfig {
     pub drover: PathBuf,
     /// Where the proxies run.
     pub proxies: ProxyHost,
+    /// The secret values the control plane decrypted, handed to agents with their
+    /// assignments.
+    pub vault: Arc<drover_secrets::Vault>,
 }
 
 /// Where each proxy listener runs: its own `drover proxy` process (what `drover up`
@@ -284,9 +287,12 @@ impl LocalEngine {
         let current = || {
             let inner = self.lock();
             let (generation, instances) = inner.assignments.get(node).cloned().unwrap_or_default();
+            drop(inner);
+            let values = self.values_for(&instances);
             Assignments {
                 generation,
                 instances,
+                values,
             }
         };
         let now = current();
@@ -305,6 +311,25 @@ impl LocalEngine {
             }
         }
         current()
+    }
+
+    /// The secret values `instances` need that the vault holds (an agent waits to start
+    /// an instance whose values are not there yet).
+    fn values_for(
+        &self,
+        instances: &[Assignment],
+    ) -> Vec<(drover_secrets::ValueId, drover_secrets::Plain)> {
+        let ids: BTreeSet<&drover_secrets::ValueId> =
+            instances.iter().flat_map(|a| a.spec.values()).collect();
+        ids.into_iter()
+            .filter_map(|id| {
+                let value =
+                    self.config
+                        .vault
+                        .get(&id.environment, &id.secret, &id.key, &id.fingerprint)?;
+                Some((id.clone(), value))
+            })
+            .collect()
     }
 
     /// The nodes the local engine runs, by cluster: `up` keeps an agent on each.

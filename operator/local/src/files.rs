@@ -10,7 +10,14 @@
 //! STATE/nodes/NODE/instances/ID@HASH.json   a process the agent started
 //! STATE/instances/ID/                  an instance's working directory
 //! STATE/logs/ID@HASH.log               an instance process's stdout and stderr (rotated)
+//! STATE/volumes/ENV/SERVICE/VOLUME/    a volume without a source: kept across restarts
+//! RUNTIME/ID@HASH/secrets/NAME/KEY     a secret's value, for one process (0400 in a
+//!                                      0700 directory; removed when it stops)
 //! ```
+//!
+//! RUNTIME is memory, never disk, as Docker's `/run/secrets` is: `$XDG_RUNTIME_DIR`
+//! or `/dev/shm`, in a directory of this state directory's own (`drover-HASH`); only
+//! where neither exists, `STATE/run`.
 
 use std::path::{Path, PathBuf};
 
@@ -29,6 +36,9 @@ pub trait LocalPaths {
     fn instance_dir(&self, id: &str) -> PathBuf;
     fn logs(&self) -> PathBuf;
     fn log(&self, id: &str, hash: &str) -> PathBuf;
+    fn volumes(&self) -> PathBuf;
+    fn runtime(&self) -> PathBuf;
+    fn instance_runtime(&self, id: &str, hash: &str) -> PathBuf;
 }
 
 impl LocalPaths for StateDir {
@@ -61,6 +71,25 @@ impl LocalPaths for StateDir {
         // while the old one still runs) never writes into its predecessor's log.
         let short = &hash[..hash.len().min(8)];
         self.logs().join(format!("{id}@{short}.log"))
+    }
+    fn volumes(&self) -> PathBuf {
+        self.root().join("volumes")
+    }
+    fn runtime(&self) -> PathBuf {
+        use sha2::Digest as _;
+        let digest =
+            hex::encode(&sha2::Sha256::digest(self.root().to_string_lossy().as_bytes())[..6]);
+        let memory = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|d| d.is_dir())
+            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|d| d.is_dir()));
+        match memory {
+            Some(dir) => dir.join(format!("drover-{digest}")),
+            None => self.root().join("run"),
+        }
+    }
+    fn instance_runtime(&self, id: &str, hash: &str) -> PathBuf {
+        self.runtime().join(format!("{id}@{hash}"))
     }
 }
 

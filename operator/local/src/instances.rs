@@ -3,7 +3,6 @@
 //! function; the control plane stores its result and hands each node its share.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use drover_model::cluster::Engine;
 use drover_model::placement::Constraint;
@@ -13,7 +12,7 @@ pub use drover_plan::Live;
 use drover_scheduler::{Demand, NodeState, Placement, schedule};
 use drover_store::InstanceRecord;
 
-use crate::run_spec::{RunSpec, run_spec};
+use crate::run_spec::{Context, Paths, RunSpec, run_spec};
 
 /// The local engine's clusters in a typed view of applied objects.
 pub trait LocalClusters {
@@ -126,7 +125,7 @@ pub fn instances(
     live: &Live,
     nodes: &BTreeMap<String, Vec<NodeState>>,
     current: &[InstanceRecord],
-    drover: &Path,
+    paths: &Paths<'_>,
     range: PortRange,
     free: &dyn Fn(u16) -> bool,
 ) -> Instances {
@@ -156,7 +155,11 @@ pub fn instances(
         for env in live.environments_on(cluster) {
             let services = live.services.iter().filter(|((e, _), _)| e == env);
             for ((_, name), service) in services {
-                let run = match run_spec(env, name, service, drover) {
+                let context = Context {
+                    paths: *paths,
+                    secrets: &live.secrets,
+                };
+                let run = match run_spec(env, name, service, &context) {
                     Ok(mut run) => {
                         // A redeploy changes the spec's hash, so every instance is
                         // replaced, with the service's update settings.

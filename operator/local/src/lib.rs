@@ -19,6 +19,7 @@ pub mod agents;
 pub mod engine;
 pub mod files;
 pub mod instances;
+pub mod mounts;
 pub mod protocol;
 mod proxies;
 pub mod rollout;

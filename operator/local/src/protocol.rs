@@ -30,6 +30,10 @@ pub struct Assignments {
     /// the control plane can hold the request until there is news (long poll).
     pub generation: u64,
     pub instances: Vec<Assignment>,
+    /// The secret values the instances need, from the control plane's memory: only in
+    /// this answer, never in the assignments it stores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(drover_secrets::ValueId, drover_secrets::Plain)>,
 }
 
 /// How one instance is doing, as its agent sees it.

@@ -1,4 +1,5 @@
-//! `Secret`: named encrypted values, delivered to instances as files and never printed.
+//! `Secret`: named values, encrypted in Git with SOPS and age, delivered to instances
+//! as files (and, where a service asks, environment variables) and never printed.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The desired state of one secret. Values stay encrypted in Git; Drover decrypts them
-/// only to deliver them to instances.
+/// only in the control plane, to deliver them to instances.
 #[derive(
     CustomResource, Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default,
 )]
@@ -23,12 +24,11 @@ use serde::{Deserialize, Serialize};
 #[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretSpec {
-    /// Key → encrypted value (age, ASCII-armored). Each key becomes one file.
+    /// Key → value. Each key becomes one file. In Git a value is encrypted with SOPS
+    /// (`ENC[AES256_GCM,data:…,iv:…,tag:…,type:str]`, the file's data key wrapped for
+    /// age recipients in its top-level `sops:` block; `drover secret encrypt` writes
+    /// it); a value in clear is allowed only where no policy requires encryption.
     /// Keys: letters, digits, `.`, `_`, `-`.
     #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::small_map()"))]
-    pub encrypted_data: BTreeMap<String, String>,
-    /// age public keys (`age1…`) the values are encrypted to.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
-    pub recipients: Vec<String>,
+    pub data: BTreeMap<String, String>,
 }

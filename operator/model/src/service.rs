@@ -234,7 +234,8 @@ pub struct Volume {
     #[serde(rename = "type", default)]
     pub kind: VolumeKind,
     /// Host path, `server:/export` for nfs, or a file in the config repo for config.
-    /// A host-path volume without a source gets a temporary directory.
+    /// A host-path volume without a source is a directory Drover keeps for the
+    /// service on its node, across restarts and replacements.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
     /// Absolute path inside the instance.
@@ -660,4 +661,10 @@ pub struct SecretMount {
     /// (default `/run/secrets/NAME`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Environment variables set to a key's value: `{DB_PASSWORD: password}`. Files are
+    /// safer (a process's environment is inherited by its children and shows in
+    /// crash reports); use this for programs that read nothing else.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::small_map()"))]
+    pub env: BTreeMap<String, String>,
 }

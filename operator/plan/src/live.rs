@@ -21,6 +21,9 @@ pub struct Live {
     /// `drover redeploy` generations by (environment, service): not in Git, kept by the
     /// control plane.
     pub redeploys: BTreeMap<(String, String), u64>,
+    /// Each secret's fingerprints (key → `sha256:…`, as the normalized object holds
+    /// them), by (environment, name): what instances mount, never the values.
+    pub secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
 }
 
 fn spec<S: DeserializeOwned>(value: &serde_json::Value) -> Option<S> {
@@ -45,6 +48,9 @@ impl Live {
         }
         for (k, v) in other.redeploys {
             self.redeploys.entry(k).or_insert(v);
+        }
+        for (k, v) in other.secrets {
+            self.secrets.entry(k).or_insert(v);
         }
         self
     }
@@ -76,7 +82,12 @@ impl Live {
                         live.quotas.entry(env).or_insert(s);
                     }
                 }
-                Kind::Secret | Kind::Manifest => {}
+                Kind::Secret => {
+                    if let Some(s) = spec::<drover_model::SecretSpec>(value) {
+                        live.secrets.insert((env, name), s.data);
+                    }
+                }
+                Kind::Manifest => {}
             }
         }
         live

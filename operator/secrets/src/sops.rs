@@ -171,12 +171,30 @@ impl Encrypted {
         key: &[u8],
         path: &str,
     ) -> Result<Encrypted, SopsError> {
-        let cipher = Cipher::new_from_slice(key).map_err(|_| SopsError::KeySize)?;
         let mut iv = vec![0u8; NONCE_BYTES];
         getrandom::fill(&mut iv).expect("the operating system's randomness");
+        Encrypted::seal_with_nonce(plain, kind, key, path, &iv)
+    }
+
+    /// Seals under a given nonce: only to write an unchanged value again as it was
+    /// (SOPS's stash); a nonce is never reused for another plaintext.
+    pub fn seal_with_nonce(
+        plain: &[u8],
+        kind: ValueType,
+        key: &[u8],
+        path: &str,
+        iv: &[u8],
+    ) -> Result<Encrypted, SopsError> {
+        if iv.len() != NONCE_BYTES {
+            return Err(SopsError::Format(format!(
+                "`iv` is {} bytes, SOPS writes {NONCE_BYTES}",
+                iv.len()
+            )));
+        }
+        let cipher = Cipher::new_from_slice(key).map_err(|_| SopsError::KeySize)?;
         let mut sealed = cipher
             .encrypt(
-                Nonce::<U32>::from_slice(&iv),
+                Nonce::<U32>::from_slice(iv),
                 Payload {
                     msg: plain,
                     aad: path.as_bytes(),
@@ -186,7 +204,7 @@ impl Encrypted {
         let tag = sealed.split_off(sealed.len() - TAG_BYTES);
         Ok(Encrypted {
             data: sealed,
-            iv,
+            iv: iv.to_vec(),
             tag,
             kind,
         })

@@ -98,11 +98,13 @@ impl Revision {
     }
 }
 
-/// The desired state at a revision: the repo at that commit, loaded and validated.
+/// The desired state at a revision: the repo at that commit, loaded and validated,
+/// and the values of its secrets (opened only when the source has keys).
 #[derive(Debug)]
 pub struct Desired {
     pub revision: Revision,
     pub checked: Checked,
+    pub secrets: drover_secrets::Values,
 }
 
 /// Why the source could not be read.
@@ -173,6 +175,8 @@ pub struct GitSource {
     /// When this process opened it: a lock file older than that was left by a write
     /// of a process that died.
     pub(crate) opened: std::time::SystemTime,
+    /// The age identities secrets are opened with; `None`: their format is checked only.
+    pub(crate) keys: Option<std::sync::Arc<drover_secrets::Keys>>,
 }
 
 impl fmt::Debug for GitSource {
@@ -219,6 +223,7 @@ impl GitSource {
                 remote: false,
                 shown,
                 opened: std::time::SystemTime::now(),
+                keys: None,
             });
         }
         // One mirror per URL: a readable name plus a hash, so two URLs never share one.
@@ -250,7 +255,16 @@ impl GitSource {
             remote: true,
             shown,
             opened: std::time::SystemTime::now(),
+            keys: None,
         })
+    }
+
+    /// Opens secrets with `keys` from now on: an encrypted secret they cannot open makes
+    /// a revision invalid (what the control plane wants). Without keys (the default,
+    /// what CLI previews get when no key is configured) only the format is checked.
+    pub fn with_keys(mut self, keys: std::sync::Arc<drover_secrets::Keys>) -> GitSource {
+        self.keys = Some(keys);
+        self
     }
 
     /// True when the repo is a mirror of a remote (it must be fetched to see changes).
@@ -762,9 +776,12 @@ impl GitSource {
         cache: &mut DocumentCache,
     ) -> Result<Desired, SourceError> {
         let files = self.files_at_cached(revision, cache)?;
+        let mut checked = drover_validate::check_cached(&files, cache);
+        let secrets = drover_secrets::repo::check(&mut checked, self.keys.as_deref());
         Ok(Desired {
             revision: revision.clone(),
-            checked: drover_validate::check_cached(&files, cache),
+            checked,
+            secrets,
         })
     }
 }

@@ -74,7 +74,7 @@ fn an_invalid_revision_is_reported_with_file_line_and_column() {
     let first = &desired.checked.diagnostics[0];
     assert_eq!(
         first.location.to_string(),
-        "environments/staging/api.yaml:21:3"
+        "environments/staging/api.yaml:22:3"
     );
     assert_eq!(
         first.hint.as_deref(),

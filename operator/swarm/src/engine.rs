@@ -46,10 +46,6 @@ impl From<SwarmError> for EngineError {
 /// The engine's name in the state database's rows.
 const NAME: &str = "swarm";
 
-/// What the content of a secret is until values are decrypted (issue 15): Swarm
-/// refuses empty secrets, and this says what it is to anyone who reads the file.
-const UNDECRYPTED: &[u8] = b"drover: secret values are not decrypted yet\n";
-
 /// Something Drover made on a swarm for one of its objects.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "name", rename_all = "lowercase")]
@@ -85,6 +81,8 @@ pub struct SwarmEngine {
     said: Mutex<BTreeSet<String>>,
     /// Some service was still rolling at the last pass.
     rolling: AtomicBool,
+    /// The decrypted values secrets are created with.
+    vault: Arc<drover_secrets::Vault>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -130,8 +128,10 @@ impl SwarmEngine {
     pub fn open(
         database: &std::path::Path,
         wake: Arc<Notify>,
+        vault: Arc<drover_secrets::Vault>,
     ) -> Result<Arc<SwarmEngine>, EngineError> {
         Ok(Arc::new(SwarmEngine {
+            vault,
             applied: Mutex::new(Applied::open(database, NAME)?),
             swarms: tokio::sync::Mutex::new(BTreeMap::new()),
             wake,
@@ -311,15 +311,26 @@ impl SwarmEngine {
         key: &ObjectKey,
         value: &Value,
     ) -> Result<Vec<Made>, EngineError> {
-        self.say_once(format!(
-            "{}: secret {}: values are not decrypted for Swarm yet (age decryption is not built): each key's file says so",
-            key.environment, key.name
-        ));
         let mut made = Vec::new();
         for version in render::secret_versions(&place.target, &key.name, value) {
+            let plain = self
+                .vault
+                .get(&key.environment, &key.name, &version.key, &version.fingerprint)
+                .ok_or_else(|| {
+                    EngineError::Failed(format!(
+                        "secret {}: the value of key `{}` is not decrypted (the control plane holds no key that opens it)",
+                        key.name, version.key
+                    ))
+                })?;
+            if plain.expose().is_empty() {
+                return Err(EngineError::Refused(format!(
+                    "secret {}: key `{}` is empty, and Swarm refuses empty secrets",
+                    key.name, version.key
+                )));
+            }
             place
                 .swarm
-                .ensure_secret(&version.name, &version.labels, UNDECRYPTED)
+                .ensure_secret(&version.name, &version.labels, plain.expose())
                 .await?;
             made.push(Made::Secret(version.name));
         }

@@ -92,6 +92,8 @@ pub type SecretVersions = BTreeMap<String, BTreeMap<String, String>>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretVersion {
     pub key: String,
+    /// The fingerprint the normalized object holds for the key's value.
+    pub fingerprint: String,
     /// Named by the value's fingerprint, so a new value is a new name.
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -100,10 +102,10 @@ pub struct SecretVersion {
 /// Swarm's limit on a secret's name.
 const NAME_MAX: usize = 64;
 
-/// The Swarm secrets of `secret` (its normalized object: `encryptedData` holds each
+/// The Swarm secrets of `secret` (its normalized object: `data` holds each
 /// key's fingerprint, never a value).
 pub fn secret_versions(target: &Target, secret: &str, value: &Value) -> Vec<SecretVersion> {
-    let keys = value["spec"]["encryptedData"].as_object();
+    let keys = value["spec"]["data"].as_object();
     keys.into_iter()
         .flatten()
         .map(|(key, fingerprint)| {
@@ -119,6 +121,7 @@ pub fn secret_versions(target: &Target, secret: &str, value: &Value) -> Vec<Secr
             labels.insert(KEY_LABEL.into(), key.clone());
             SecretVersion {
                 key: key.clone(),
+                fingerprint: fingerprint.as_str().unwrap_or_default().to_owned(),
                 name: format!("{base}-{digits}"),
                 labels,
             }
@@ -305,6 +308,13 @@ fn secret_files(
 ) -> Value {
     let mut files = Vec::new();
     for mount in &spec.secrets {
+        if !mount.env.is_empty() {
+            warnings.push(format!(
+                "service {name}: secret {} as environment variables is not built on Swarm, which delivers secrets as files only: read {}/KEY instead",
+                mount.name,
+                mount.target.as_deref().unwrap_or(&format!("/run/secrets/{}", mount.name))
+            ));
+        }
         let Some(keys) = secrets.get(&mount.name) else {
             warnings.push(format!(
                 "service {name}: secret {} is not applied, so it is not mounted",

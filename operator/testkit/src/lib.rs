@@ -50,7 +50,8 @@ pub fn repo(shape: Shape, revision: u32) -> Vec<File> {
         ));
         files.push((
             format!("environments/{env}/secrets.yaml"),
-            "apiVersion: drover.dev/v1alpha1\nkind: Secret\nmetadata:\n  name: db\nspec:\n  encryptedData:\n    password: |\n      -----BEGIN AGE ENCRYPTED FILE-----\n      c2VjcmV0\n      -----END AGE ENCRYPTED FILE-----\n".to_owned(),
+            "apiVersion: drover.dev/v1alpha1\nkind: Secret\nmetadata:\n  name: db\nspec:\n  data:\n    password: bench-value-in-clear
+".to_owned(),
         ));
         let count = per_env.min(shape.services.saturating_sub(e * per_env));
         for s in 0..count {

@@ -47,6 +47,34 @@ pub(crate) fn check_all(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir)
                 }
             }
         }
+        for (i, mount) in service.spec().secrets.iter().enumerate() {
+            let Some(secret) = dir.secrets.iter().find(|s| s.name() == mount.name) else {
+                continue;
+            };
+            for (var, key) in &mount.env {
+                if !secret.spec().data.contains_key(key) {
+                    f.at(
+                        service,
+                        &format!("spec.secrets[{i}].env.{var}"),
+                        Code::UnknownSecret,
+                        format!(
+                            "`{var}` takes key `{key}` of secret `{}`, which has no such key",
+                            mount.name
+                        ),
+                    )
+                    .hint(format!(
+                        "its keys: {}",
+                        secret
+                            .spec()
+                            .data
+                            .keys()
+                            .map(|k| format!("`{k}`"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
         for (i, dep) in service.spec().depends_on.iter().enumerate() {
             if dep == service.name() {
                 f.at(
@@ -124,13 +152,27 @@ fn check_service(f: &mut Findings<'_>, service: &Object<ServiceSpec>, engine: Op
             .hint("add `command: [program, args…]`");
     }
 
-    for key in spec.env.keys() {
+    let from_secrets = spec.secrets.iter().enumerate().flat_map(|(i, m)| {
+        m.env
+            .keys()
+            .map(move |k| (format!("spec.secrets[{i}].env.{k}"), k))
+    });
+    let mut named = BTreeSet::new();
+    for (path, key) in spec
+        .env
+        .keys()
+        .map(|k| (format!("spec.env.{k}"), k))
+        .chain(from_secrets)
+    {
         let valid = !key.is_empty()
             && !key.as_bytes()[0].is_ascii_digit()
             && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if !valid {
-            f.at(service, &format!("spec.env.{key}"), Code::InvalidEnvVarName, format!("environment variable name `{key}` may only hold letters, digits and `_`, and may not start with a digit"))
+            f.at(service, &path, Code::InvalidEnvVarName, format!("environment variable name `{key}` may only hold letters, digits and `_`, and may not start with a digit"))
                 .hint(format!("for example `{}`", key.replace(|c: char| !c.is_ascii_alphanumeric(), "_").trim_start_matches(|c: char| c.is_ascii_digit())));
+        } else if !named.insert(key) {
+            f.at(service, &path, Code::InvalidEnvVarName, format!("environment variable `{key}` is set twice (in `env` and from a secret, or by two secrets)"))
+                .hint("give each variable one source");
         }
     }
 
@@ -747,16 +789,16 @@ fn route_conflicts(f: &mut Findings<'_>, dir: &EnvironmentDir) {
 
 pub(crate) fn check_secret(f: &mut Findings<'_>, secret: &Object<SecretSpec>) {
     let spec = secret.spec();
-    if spec.encrypted_data.is_empty() {
+    if spec.data.is_empty() {
         f.at(
             secret,
-            "spec.encryptedData",
+            "spec.data",
             Code::InvalidSecret,
             format!("secret `{}` holds no values", secret.name()),
         )
-        .hint("add `encryptedData: {KEY: <age-encrypted value>}`");
+        .hint("add `data: {KEY: VALUE}` and encrypt it with `drover secret encrypt FILE`");
     }
-    for key in spec.encrypted_data.keys() {
+    for key in spec.data.keys() {
         let valid = !key.is_empty()
             && key
                 .bytes()
@@ -764,17 +806,7 @@ pub(crate) fn check_secret(f: &mut Findings<'_>, secret: &Object<SecretSpec>) {
             && key != "."
             && key != "..";
         if !valid {
-            f.at(secret, &format!("spec.encryptedData.{key}"), Code::InvalidSecret, format!("secret key `{key}` cannot be a file name: use letters, digits, `.`, `_` and `-`"));
-        }
-    }
-    for (i, recipient) in spec.recipients.iter().enumerate() {
-        if !recipient.starts_with("age1") {
-            f.at(
-                secret,
-                &format!("spec.recipients[{i}]"),
-                Code::InvalidSecret,
-                "recipients are age public keys starting with `age1`".into(),
-            );
+            f.at(secret, &format!("spec.data.{key}"), Code::InvalidSecret, format!("secret key `{key}` cannot be a file name: use letters, digits, `.`, `_` and `-`"));
         }
     }
 }

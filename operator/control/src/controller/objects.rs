@@ -491,12 +491,18 @@ impl<E: Engine> Controller<E> {
             let changes = describe(&subset(&pass.observed.objects, env), &wanted);
             // A release's members: its services and plain Kubernetes objects (a Job,
             // a StatefulSet), each judged by its health.
-            let services: Vec<String> = plan
+            let mut services: Vec<String> = plan
                 .actions
                 .iter()
                 .filter(|a| matches!(a.key().kind, Kind::Service | Kind::Manifest))
                 .map(|a| a.key().name.clone())
                 .collect();
+            // A changed secret rolls the services that mount it: they are members too.
+            for user in secret_users(&plan, &wanted, env) {
+                if !services.contains(&user) {
+                    services.push(user);
+                }
+            }
             if new_revision && !env.is_empty() && !services.is_empty() {
                 self.open_release(inner, pass, env, services, &wanted)?;
             }
@@ -632,4 +638,29 @@ impl<E: Engine> Controller<E> {
         inner.releases.insert(env.to_owned(), release);
         Ok(())
     }
+}
+
+/// The services of `env` in `wanted` that mount a secret the plan changes.
+fn secret_users(plan: &drover_plan::Plan, wanted: &State, env: &str) -> Vec<String> {
+    let changed: Vec<&str> = plan
+        .actions
+        .iter()
+        .filter(|a| a.key().kind == Kind::Secret)
+        .map(|a| a.key().name.as_str())
+        .collect();
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    wanted
+        .iter()
+        .filter(|(k, _)| k.environment == env && k.kind == Kind::Service)
+        .filter(|(_, v)| {
+            v["spec"]["secrets"].as_array().is_some_and(|mounts| {
+                mounts
+                    .iter()
+                    .any(|m| changed.contains(&m["name"].as_str().unwrap_or_default()))
+            })
+        })
+        .map(|(k, _)| k.name.clone())
+        .collect()
 }

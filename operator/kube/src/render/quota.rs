@@ -72,16 +72,13 @@ pub(super) fn quota(
     })
 }
 
-/// A Secret with the same keys. The model holds only fingerprints of the encrypted
-/// values (nothing Drover renders, logs or stores can show a secret), and decrypting
-/// them is not built yet, so the Secret's values are empty — said loudly.
+/// A Secret with the same keys. The model holds only fingerprints of the values
+/// (nothing Drover renders, logs or stores can show a secret): the rendering carries
+/// them as an annotation, and the engine fills `data` from the control plane's memory
+/// just before it applies the Secret.
 pub(super) fn secret(key: &ObjectKey, value: &Value, target: &Target) -> Rendered {
     let labels = labels_of(value);
-    let fingerprints = value["spec"]["encryptedData"].clone();
-    let data: Map<String, Value> = fingerprints
-        .as_object()
-        .map(|m| m.keys().map(|k| (k.clone(), Value::from(""))).collect())
-        .unwrap_or_default();
+    let fingerprints = value["spec"]["data"].clone();
     let mut meta = metadata(&key.name, target, &labels);
     meta["annotations"]["drover.dev/fingerprints"] = Value::from(fingerprints.to_string());
     Rendered {
@@ -90,11 +87,7 @@ pub(super) fn secret(key: &ObjectKey, value: &Value, target: &Target) -> Rendere
             "kind": "Secret",
             "metadata": meta,
             "type": "Opaque",
-            "data": data,
         })],
-        warnings: vec![format!(
-            "secret {}: values are not decrypted for Kubernetes yet (age decryption is not built): its keys are there, empty",
-            key.name
-        )],
+        warnings: Vec::new(),
     }
 }

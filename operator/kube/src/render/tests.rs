@@ -218,17 +218,32 @@ fn what_kubernetes_cannot_run_is_a_clear_error() {
 }
 
 #[test]
-fn secrets_never_carry_values_and_say_so() {
+fn secrets_render_without_values_and_variables_take_their_keys() {
     let (rendered, _) = examples_rendered("staging", "staging", "autoscaling/v2");
     let secret = find(&rendered, "Secret", "db-credentials");
-    assert_eq!(secret["data"]["password"], "");
-    let text = as_yaml(&rendered);
-    assert!(!text.contains("BEGIN AGE"), "no ciphertext is rendered");
     assert!(
-        rendered
-            .warnings
-            .iter()
-            .any(|w| w.contains("not decrypted"))
+        secret.get("data").is_none(),
+        "the engine fills data at apply"
+    );
+    assert!(
+        secret["metadata"]["annotations"]["drover.dev/fingerprints"]
+            .as_str()
+            .unwrap()
+            .contains("sha256:")
+    );
+    let text = as_yaml(&rendered);
+    assert!(!text.contains("ENC["), "no ciphertext is rendered");
+    let api = find(&rendered, "Deployment", "api");
+    let env = &api["spec"]["template"]["spec"]["containers"][0]["env"];
+    let user = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "DB_USER")
+        .unwrap();
+    assert_eq!(
+        user["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": "db-credentials", "key": "username"})
     );
 }
 

@@ -164,6 +164,14 @@ fn pod_template(
     for (name, value) in service.port_variables(&ports) {
         env.push(json!({"name": name, "value": value}));
     }
+    for mount in &service.secrets {
+        for (var, secret_key) in &mount.env {
+            env.push(json!({
+                "name": var,
+                "valueFrom": {"secretKeyRef": {"name": mount.name, "key": secret_key}},
+            }));
+        }
+    }
     let mut container = json!({
         "name": key.name,
         "image": image,

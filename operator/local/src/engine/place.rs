@@ -108,7 +108,10 @@ impl LocalEngine {
             live,
             nodes,
             &current,
-            &self.config.drover,
+            &crate::run_spec::Paths {
+                drover: &self.config.drover,
+                volumes: &self.config.state.volumes(),
+            },
             self.ports,
             &free,
         );

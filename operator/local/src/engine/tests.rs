@@ -21,6 +21,7 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
             state: state.clone(),
             drover: "/bin/drover".into(),
             proxies: crate::ProxyHost::Threads,
+            vault: drover_secrets::Vault::new(),
         },
         wake.clone(),
     )

@@ -7,6 +7,13 @@ use std::collections::BTreeSet;
 use super::*;
 use drover_model::cluster::{Availability, NodeRole};
 
+fn paths() -> Paths<'static> {
+    Paths {
+        drover: Path::new("/bin/drover"),
+        volumes: Path::new("/state/volumes"),
+    }
+}
+
 fn example() -> Live {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/repo");
     let loaded = drover_load::load_dir(&root).expect("examples/repo reads");
@@ -47,14 +54,7 @@ fn place(
     nodes: &BTreeMap<String, Vec<NodeState>>,
     current: &[InstanceRecord],
 ) -> Instances {
-    instances(
-        live,
-        nodes,
-        current,
-        Path::new("/bin/drover"),
-        RANGE,
-        &|_| true,
-    )
+    instances(live, nodes, current, &paths(), RANGE, &|_| true)
 }
 
 fn records(i: &Instances) -> Vec<InstanceRecord> {
@@ -151,7 +151,7 @@ fn every_instance_gets_its_own_ports_and_keeps_them_until_its_spec_changes() {
     let mut live = example();
     let n = nodes(&live, &[]);
     let busy = |port: u16| port != 20001;
-    let before = instances(&live, &n, &[], Path::new("/bin/drover"), RANGE, &busy);
+    let before = instances(&live, &n, &[], &paths(), RANGE, &busy);
     let all: Vec<u16> = before
         .wanted
         .iter()

@@ -122,8 +122,8 @@ fn a_global_service_and_an_exec_probe_map_to_swarms_own() {
 #[test]
 fn a_secret_key_is_a_swarm_secret_named_by_its_value_and_mounted_as_a_file() {
     let target = Target::of("staging", &json!({"spec": {"namespace": "shop"}}));
-    let v1 = json!({"spec": {"encryptedData": {"password": "sha256:0a1b2c3d"}}});
-    let v2 = json!({"spec": {"encryptedData": {"password": "sha256:99887766"}}});
+    let v1 = json!({"spec": {"data": {"password": "sha256:0a1b2c3d"}}});
+    let v2 = json!({"spec": {"data": {"password": "sha256:99887766"}}});
     let first = secret_versions(&target, "db", &v1);
     let second = secret_versions(&target, "db", &v2);
     assert_eq!(first[0].name, "shop_db_password-0a1b2c3d");
