@@ -12,6 +12,7 @@ mod example_app;
 mod hostile;
 mod jenkins;
 mod platform;
+mod policies;
 mod promote;
 mod releases;
 mod secrets;

@@ -168,3 +168,45 @@ fn a_missing_folder_is_a_usage_error_with_exit_2() {
     let output = run_in(&repo_root(), &["validate", "--output", "xml"]);
     assert_eq!(output.status.code(), Some(2), "clap usage errors exit 2");
 }
+
+#[test]
+fn every_shipped_policy_has_a_passing_and_a_failing_example() {
+    let mut names: Vec<String> = std::fs::read_dir(repo_root().join("policies"))
+        .expect("policies/ exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    let mut failures = Vec::new();
+    for name in &names {
+        for (case, exit) in [("passes", 0), ("fails", 1)] {
+            let dir = repo_root().join("examples/policies").join(name).join(case);
+            assert!(
+                dir.is_dir(),
+                "policies/{name}.yaml has no example {}",
+                dir.display()
+            );
+            let output = run_in(&dir, &["validate", ".", "--color", "never"]);
+            let text = stdout(&output);
+            if output.status.code() != Some(exit) {
+                failures.push(format!(
+                    "{}: exit {:?}\n{text}",
+                    dir.display(),
+                    output.status.code()
+                ));
+            }
+            if case == "fails" && !text.contains(&format!("policy `{name}`")) {
+                failures.push(format!(
+                    "{} does not break policy {name}:\n{text}",
+                    dir.display()
+                ));
+            }
+            if let Some(mismatch) = golden(&dir.join("expected.txt"), &text) {
+                failures.push(mismatch);
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}

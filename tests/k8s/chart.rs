@@ -90,6 +90,7 @@ pub(crate) fn the_helm_chart_renders_what_install_prints_and_the_cluster_takes_i
         "repo": {"url": REPO, "branch": "main", "path": "deploy"},
         "gitSecret": "git-credentials",
         "webhookSecret": "webhook",
+        "ageKeySecret": "sops-age",
     });
     let (chart, lint) = helm_render(&values);
     let problems: Vec<&Value> = lint["messages"]
@@ -111,6 +112,8 @@ pub(crate) fn the_helm_chart_renders_what_install_prints_and_the_cluster_takes_i
             "git-credentials",
             "--webhook-secret",
             "webhook",
+            "--age-key-secret",
+            "sops-age",
         ])
         .output()
         .unwrap();

@@ -95,8 +95,11 @@ codes! {
     InvalidManifest = "E130", Error, "A plain Kubernetes object Drover cannot apply as written (its own namespace, a Kubernetes Secret, or an environment on a cluster that is not Kubernetes).";
     SecretFormat = "E131", Error, "A Secret whose SOPS metadata or encrypted values break SOPS's format, or a value in clear where the file's rule encrypts it.";
     UndecryptableSecret = "E132", Error, "An encrypted Secret no key of the control plane opens, or whose MAC does not match its values.";
+    PolicyViolation = "E133", Error, "An object that breaks a policy rule of severity `error` (shipped in policies/ or the config repo's own).";
+    InvalidPolicy = "E134", Error, "A policy file that does not parse, or a rule whose CEL expression does not compile.";
     MemoryRequestNotLimit = "W001", Warning, "Memory request differs from its limit (memory cannot be throttled, only killed).";
     RoutedWithoutReadiness = "W002", Warning, "A routed service without a readiness probe gets traffic before it is ready.";
+    PolicyWarning = "W003", Warning, "An object that breaks a policy rule of severity `warning`.";
 }
 
 impl Serialize for Code {

@@ -156,6 +156,16 @@ fn raw_value(value: &Value) -> Value {
     value
 }
 
+/// Every object a repo declares, normalized, with where it was written: for rules
+/// that report at one of its fields (policies).
+pub fn normalized_with_sources(repo: &Repo) -> Vec<(ObjectKey, Arc<Source>, Value)> {
+    let mut out = Vec::new();
+    walk(repo, &mut |key, source, normalized| {
+        out.push((key, source.clone(), normalized()));
+    });
+    out
+}
+
 /// The normalized state a repo declares.
 pub fn normalize(repo: &Repo) -> State {
     let mut state = State::new();

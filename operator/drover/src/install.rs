@@ -28,6 +28,11 @@ pub struct Args {
     /// A Secret (in the operator's namespace) whose `secret` key signs webhooks.
     #[arg(long)]
     webhook_secret: Option<String>,
+    /// A Secret (in the operator's namespace) whose `age.agekey` is the age identity
+    /// encrypted secrets are opened with (`kubectl create secret generic sops-age
+    /// --from-file=age.agekey=KEYFILE`), mounted read-only as `SOPS_AGE_KEY_FILE`.
+    #[arg(long)]
+    age_key_secret: Option<String>,
     /// The operator's namespace.
     #[arg(long, default_value = "drover-system")]
     namespace: String,
@@ -51,6 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         path: args.path,
         git_secret: args.git_secret,
         webhook_secret: args.webhook_secret,
+        age_key_secret: args.age_key_secret,
         ..defaults
     };
     let objects = objects(&settings);

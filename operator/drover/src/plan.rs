@@ -59,9 +59,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let output = args.output;
     let files = drover_load::read_dir(&args.dir)
         .with_context(|| format!("cannot read {}", args.dir.display()))?;
-    let mut checked = drover_validate::check(&files);
     let keys = crate::secret::configured_keys()?;
-    drover_secrets::repo::check(&mut checked, keys.as_deref());
+    let (checked, _) = drover_source::check_revision(
+        &files,
+        &mut drover_load::DocumentCache::default(),
+        keys.as_deref(),
+    );
     if !checked.is_valid() {
         let text = drover_diagnostics::render_human(
             &checked.diagnostics,

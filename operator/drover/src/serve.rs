@@ -247,6 +247,46 @@ impl<E: drover_control::engine::Engine> Started<E> {
     }
 }
 
+/// Opens the secrets of the revisions the environments were last applied at (from the
+/// store): what a control plane restarted on an invalid revision needs to start
+/// instances again, since only Git holds the values.
+async fn recover_values<E: drover_control::engine::Engine>(
+    follower: &Arc<Mutex<Follower>>,
+    control: &Controller<E>,
+    vault: &drover_secrets::Vault,
+) {
+    let revisions: std::collections::BTreeSet<String> = control
+        .with_store(|s| s.environments())
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.revision)
+        .collect();
+    for id in revisions {
+        let follower = follower.clone();
+        let opened = tokio::task::spawn_blocking(move || {
+            let follower = follower.lock().expect("follower lock");
+            let revision = follower.source().resolve(&id)?;
+            follower.source().desired_at(&revision)
+        })
+        .await;
+        match opened {
+            Ok(Ok(desired)) if desired.checked.is_valid() => {
+                tracing::info!(
+                    "secrets of {} (applied before) opened again",
+                    desired.revision.short()
+                );
+                vault.add(&desired.secrets);
+            }
+            Ok(Ok(desired)) => tracing::warn!(
+                "{} no longer opens: its secrets are not at hand",
+                desired.revision.short()
+            ),
+            Ok(Err(error)) => tracing::warn!("cannot read a revision applied before: {error}"),
+            Err(error) => tracing::warn!("cannot read a revision applied before: {error}"),
+        }
+    }
+}
+
 /// Checks the tracked reference at start and each time `trigger` fires, off the main
 /// loop, and hands each new revision to the controller: accepted, or rejected with
 /// every diagnostic.
@@ -257,9 +297,9 @@ pub async fn follow<E: drover_control::engine::Engine>(
     vault: Arc<drover_secrets::Vault>,
 ) {
     loop {
-        let follower = follower.clone();
+        let checking = follower.clone();
         let update =
-            tokio::task::spawn_blocking(move || follower.lock().expect("follower lock").check())
+            tokio::task::spawn_blocking(move || checking.lock().expect("follower lock").check())
                 .await;
         match update {
             Ok(Ok(Some(Update::Accepted(desired)))) => {
@@ -283,6 +323,11 @@ pub async fn follow<E: drover_control::engine::Engine>(
                 diagnostics,
                 in_force,
             }))) => {
+                if in_force.is_none() {
+                    // Restarted on a rejected revision: the engines still need the
+                    // values of the one in force before, which only Git holds.
+                    recover_values(&follower, &control, &vault).await;
+                }
                 let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
                     format!("{} stays in force", r.short())
                 });

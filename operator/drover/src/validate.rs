@@ -12,9 +12,12 @@ use crate::{Color, Output};
 pub fn run(dir: &Path, output: Output, color: Color) -> anyhow::Result<ExitCode> {
     let files =
         drover_load::read_dir(dir).with_context(|| format!("cannot validate {}", dir.display()))?;
-    let mut checked = drover_validate::check(&files);
     let keys = crate::secret::configured_keys()?;
-    drover_secrets::repo::check(&mut checked, keys.as_deref());
+    let (checked, _) = drover_source::check_revision(
+        &files,
+        &mut drover_load::DocumentCache::default(),
+        keys.as_deref(),
+    );
     let valid = checked.is_valid();
     if keys.is_none() && drover_secrets::repo::has_encrypted(&checked.repo) {
         eprintln!(

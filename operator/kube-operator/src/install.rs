@@ -25,6 +25,9 @@ pub struct Settings {
     pub git_secret: Option<String>,
     /// A Secret in `namespace` whose `secret` key signs Git push webhooks.
     pub webhook_secret: Option<String>,
+    /// A Secret in `namespace` whose `age.agekey` holds the age identity Drover opens
+    /// encrypted secrets with (Flux's `sops-age` convention), mounted read-only.
+    pub age_key_secret: Option<String>,
     pub cpu_request: String,
     pub memory_request: String,
     pub memory_limit: String,
@@ -41,6 +44,7 @@ impl Default for Settings {
             path: String::new(),
             git_secret: None,
             webhook_secret: None,
+            age_key_secret: None,
             cpu_request: "100m".into(),
             memory_request: "128Mi".into(),
             memory_limit: "512Mi".into(),
@@ -184,7 +188,7 @@ fn deployment(s: &Settings) -> Value {
     );
     flag("listen", &format!("0.0.0.0:{API_PORT}"));
     flag("state-dir", "/var/lib/drover");
-    json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(NAME, Some(&s.namespace)),
         "spec": {
@@ -233,7 +237,34 @@ fn deployment(s: &Settings) -> Value {
                 },
             },
         },
-    })
+    });
+    if let Some(secret) = &s.age_key_secret {
+        let pod = &mut deployment["spec"]["template"]["spec"];
+        let container = &mut pod["containers"][0];
+        push(
+            &mut container["env"],
+            json!({"name": "SOPS_AGE_KEY_FILE", "value": AGE_KEY_FILE}),
+        );
+        push(
+            &mut container["volumeMounts"],
+            json!({"name": "age-key", "mountPath": AGE_KEY_DIR, "readOnly": true}),
+        );
+        push(
+            &mut pod["volumes"],
+            json!({"name": "age-key", "secret": {"secretName": secret, "defaultMode": 0o400}}),
+        );
+    }
+    deployment
+}
+
+/// Where the age key Secret is mounted, and the file `SOPS_AGE_KEY_FILE` names.
+const AGE_KEY_DIR: &str = "/etc/drover/age";
+const AGE_KEY_FILE: &str = "/etc/drover/age/age.agekey";
+
+fn push(list: &mut Value, item: Value) {
+    if let Some(items) = list.as_array_mut() {
+        items.push(item);
+    }
 }
 
 /// Only the API port in; out, only DNS, the API server and Git (HTTPS, SSH, git://).

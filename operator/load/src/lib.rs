@@ -30,7 +30,9 @@ use drover_model::{
 pub use drover_diagnostics::{Diagnostic, Location};
 pub use limits::Limits;
 pub use parse::SOPS_BLOCK;
-pub use read::{FileProblem, ReadError, SourceFile, read_dir, read_dir_within, resolve_link};
+pub use read::{
+    FOLDERS, FileProblem, ReadError, SourceFile, read_dir, read_dir_within, resolve_link,
+};
 pub use yaml::{Node as YamlNode, Value as YamlValue};
 
 /// Where a document came from: its file, and what it takes to find the position of

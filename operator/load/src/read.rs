@@ -141,7 +141,10 @@ struct Found {
     bytes: u64,
 }
 
-/// Reads every `.yaml`/`.yml` file under `clusters/` and `environments/`, sorted by
+/// The folders of a config repo Drover reads: the model's, and the repo's own policies.
+pub const FOLDERS: [&str; 3] = ["clusters", "environments", "policies"];
+
+/// Reads every `.yaml`/`.yml` file under [`FOLDERS`], sorted by
 /// path, within [`Limits::current`]. Hidden files and folders (starting with `.`) are
 /// skipped; links are resolved by their text and never followed out of the repo.
 pub fn read_dir(root: &Path) -> Result<Vec<SourceFile>, ReadError> {
@@ -154,7 +157,7 @@ pub fn read_dir_within(root: &Path, limits: &Limits) -> Result<Vec<SourceFile>, 
         return Err(ReadError::NotADirectory(root.to_owned()));
     }
     let mut paths = Vec::new();
-    for top in ["clusters", "environments"] {
+    for top in FOLDERS {
         let dir = root.join(top);
         if dir.is_dir() {
             walk(&dir, &mut paths)?;

@@ -632,7 +632,7 @@ impl GitSource {
         })
     }
 
-    /// The YAML files of `clusters/` and `environments/` at a revision, sorted by path,
+    /// The YAML files of `clusters/`, `environments/` and `policies/` at a revision, sorted by path,
     /// read from the object database.
     pub fn files_at(&self, revision: &Revision) -> Result<Vec<SourceFile>, SourceError> {
         self.files_at_cached(revision, &DocumentCache::default())
@@ -660,7 +660,7 @@ impl GitSource {
             .tree()
             .map_err(|e| read_error("/", e.message().to_owned()))?;
         let mut blobs = Vec::new();
-        for top in ["clusters", "environments"] {
+        for top in drover_load::FOLDERS {
             let Ok(entry) = tree.get_path(Path::new(&format!("{}{top}", self.prefix))) else {
                 continue;
             };
@@ -776,8 +776,7 @@ impl GitSource {
         cache: &mut DocumentCache,
     ) -> Result<Desired, SourceError> {
         let files = self.files_at_cached(revision, cache)?;
-        let mut checked = drover_validate::check_cached(&files, cache);
-        let secrets = drover_secrets::repo::check(&mut checked, self.keys.as_deref());
+        let (checked, secrets) = crate::check_revision(&files, cache, self.keys.as_deref());
         Ok(Desired {
             revision: revision.clone(),
             checked,

@@ -2,12 +2,14 @@
 //! database and validated, plus the signals that say it changed — a watch on a local
 //! repository's refs, and verified push webhooks from Git hosts.
 
+mod check;
 mod follow;
 mod git;
 mod watch;
 pub mod webhook;
 mod written;
 
+pub use check::check_revision;
 pub use follow::{Follower, Update};
 pub use git::{
     Credentials, Desired, GitSource, Redacted, Reference, RepoSpec, Revision, SourceError,
