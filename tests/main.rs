@@ -4,6 +4,7 @@
 
 mod support;
 
+mod changes;
 mod chaos;
 mod cli;
 mod crds;

@@ -97,6 +97,7 @@ codes! {
     UndecryptableSecret = "E132", Error, "An encrypted Secret no key of the control plane opens, or whose MAC does not match its values.";
     PolicyViolation = "E133", Error, "An object that breaks a policy rule of severity `error` (shipped in policies/ or the config repo's own).";
     InvalidPolicy = "E134", Error, "A policy file that does not parse, or a rule whose CEL expression does not compile.";
+    InvalidChangeRules = "E135", Error, "An environment's `changes` rules naming an author that is not an e-mail address or a signer that is not a public key.";
     MemoryRequestNotLimit = "W001", Warning, "Memory request differs from its limit (memory cannot be throttled, only killed).";
     RoutedWithoutReadiness = "W002", Warning, "A routed service without a readiness probe gets traffic before it is ready.";
     PolicyWarning = "W003", Warning, "An object that breaks a policy rule of severity `warning`.";

@@ -133,7 +133,19 @@ pub fn preview(repo: &str, base: &str, head: &str, format: Format) -> anyhow::Re
     let old = desired(&source, base, &mut cache)?;
     let new = desired(&source, head, &mut cache)?;
     reject_invalid(&old)?;
-    let valid = new.checked.is_valid();
+    // Who may change what, by the base's rules (Drover's own commits are not known
+    // here: they are not in pull requests).
+    let refusals: Vec<String> = source
+        .refusals(
+            Some(&old.revision),
+            &new.revision,
+            &drover_source::Rules::of(&old.checked.repo),
+            None,
+        )?
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    let valid = new.checked.is_valid() && refusals.is_empty();
     // An invalid head is shown with its errors, and no diff: it would not be applied.
     let set = if valid {
         diff_repos(&old.checked.repo, &new.checked.repo, Options::default())
@@ -145,17 +157,27 @@ pub fn preview(repo: &str, base: &str, head: &str, format: Format) -> anyhow::Re
             let report = serde_json::json!({
                 "base": old.revision.id, "head": new.revision.id, "valid": valid,
                 "diagnostics": new.checked.diagnostics, "changes": set,
+                "refusals": refusals,
             });
             serde_json::to_string_pretty(&report).context("serializing the preview")? + "\n"
         }
-        Format::Markdown | Format::Text => render::markdown(
-            &set,
-            &render::Preview {
-                base: label(&old.revision),
-                head: label(&new.revision),
-                diagnostics: &new.checked.diagnostics,
-            },
-        ),
+        Format::Markdown | Format::Text => {
+            let mut text = render::markdown(
+                &set,
+                &render::Preview {
+                    base: label(&old.revision),
+                    head: label(&new.revision),
+                    diagnostics: &new.checked.diagnostics,
+                },
+            );
+            if !refusals.is_empty() {
+                text.push_str("\n#### Change rules\n\n❌ Drover would refuse these commits (the environments' `changes` rules, as the base states them):\n\n");
+                for refusal in &refusals {
+                    text.push_str(&format!("- {refusal}\n"));
+                }
+            }
+            text
+        }
     };
     std::io::stdout().lock().write_all(out.as_bytes())?;
     exit_without_freeing((old, new, cache, set));

@@ -192,7 +192,7 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
     source.fetch()?;
     tracing::info!("following {} ({})", source.location(), args.branch);
     let git_dir = source.git_dir().to_owned();
-    let follower = Arc::new(Mutex::new(Follower::new(source)));
+    let follower = Arc::new(Mutex::new(crate::serve::follower(source, &state)?));
     let wake = Arc::new(Notify::new());
     let vault = drover_secrets::Vault::new();
     let engine = KubeEngine::open(&state.database(), wake.clone(), vault.clone())?;

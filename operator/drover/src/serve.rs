@@ -15,7 +15,7 @@ use drover_control::server::{ServerState, router};
 use drover_control::{Config, Controller, DesiredRevision};
 use drover_diagnostics::{RenderOptions, render_human, summary};
 use drover_local::files::StateDir;
-use drover_source::{Follower, Redacted, Update, watch_refs};
+use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
 use tokio::sync::Notify;
 
 /// Where the API listens and how often a remote repo is fetched.
@@ -247,6 +247,49 @@ impl<E: drover_control::engine::Engine> Started<E> {
     }
 }
 
+/// The follower of a control plane: Drover's own commits known by the tokens its store
+/// recorded, and — after a restart — the commits since the revision last applied
+/// judged by that revision's change rules.
+pub fn follower(source: GitSource, state: &StateDir) -> anyhow::Result<Follower> {
+    let store = drover_store::Store::open(&state.database())?;
+    let applied = store
+        .environments()?
+        .into_iter()
+        .filter_map(|e| e.revision)
+        .next();
+    let store = Mutex::new(store);
+    let writes: drover_source::DroverWrites = Arc::new(move |token: &str| {
+        let store = store.lock().ok()?;
+        store.write_by_token(token).ok().flatten().map(|w| w.kind)
+    });
+    let mut follower = Follower::new(source).with_writes(writes);
+    if let Some(revision) = applied
+        && let Err(error) = follower.resume(&revision)
+    {
+        tracing::warn!("cannot read {revision}, the revision applied before: {error}");
+    }
+    Ok(follower)
+}
+
+/// One line for a revision refused by change rules: how many commits, the first
+/// reason, and what stays in force.
+pub fn refused_text(
+    refusals: &[drover_source::Refusal],
+    in_force: Option<&drover_source::Revision>,
+) -> String {
+    let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
+        format!("{} stays in force", r.short())
+    });
+    let first = refusals
+        .first()
+        .map(|r| format!("; first: {r}"))
+        .unwrap_or_default();
+    format!(
+        "{} commit(s) break the change rules of the environments they touch; {kept}{first}",
+        refusals.len()
+    )
+}
+
 /// Opens the secrets of the revisions the environments were last applied at (from the
 /// store): what a control plane restarted on an invalid revision needs to start
 /// instances again, since only Git holds the values.
@@ -353,6 +396,18 @@ pub async fn follow<E: drover_control::engine::Engine>(
                     .map(|d| format!("; first: {}: {} {}", d.location, d.code.id(), d.message))
                     .unwrap_or_default();
                 control.reject(&revision, &format!("{text}{first}")).await;
+            }
+            Ok(Ok(Some(Update::Refused {
+                revision,
+                refusals,
+                in_force,
+            }))) => {
+                let text = refused_text(&refusals, in_force.as_ref());
+                tracing::info!("revision {} refused: {text}", revision.short());
+                for refusal in &refusals {
+                    tracing::info!("  {refusal}");
+                }
+                control.reject(&revision, &text).await;
             }
             Ok(Ok(None)) => {}
             Ok(Err(error)) => tracing::error!("error: {error}"),

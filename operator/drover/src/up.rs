@@ -17,7 +17,7 @@ use drover_control::Controller;
 use drover_control::both::Both;
 use drover_local::files::{LocalPaths, ProcessMark, StateDir, known_nodes};
 use drover_local::{LocalConfig, LocalEngine};
-use drover_source::{Follower, GitSource};
+use drover_source::GitSource;
 use tokio::sync::Notify;
 
 use crate::logging::LogFormat;
@@ -235,7 +235,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let git_dir = source.git_dir().to_owned();
     tracing::info!("following {} ({reference})", source.location());
     tracing::info!("state: {}", state.root().display());
-    let follower = Arc::new(Mutex::new(Follower::new(source)));
+    let follower = Arc::new(Mutex::new(crate::serve::follower(source, &state)?));
     let notifier = drover_control::notify::Notifier::start(
         args.notify.clone(),
         std::env::var("DROVER_NOTIFY_SECRET").ok(),

@@ -79,6 +79,20 @@ fn report(update: Update) {
                 line(format!("  {text}"));
             }
         }
+        Update::Refused {
+            revision,
+            refusals,
+            in_force,
+        } => {
+            line(format!(
+                "revision {} refused: {}",
+                revision.short(),
+                crate::serve::refused_text(&refusals, in_force.as_ref())
+            ));
+            for refusal in &refusals {
+                line(format!("  {refusal}"));
+            }
+        }
     }
 }
 

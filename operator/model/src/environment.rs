@@ -40,6 +40,37 @@ pub struct EnvironmentSpec {
     /// Where verified releases come from (production promotes from staging).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promotion: Option<Promotion>,
+    /// Who may change this environment: commits that touch its folder (or what every
+    /// environment shares, `clusters/` and `policies/`) must be allowed by these rules,
+    /// as they stand in the revision in force. Unset: anyone with push access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangeRules>,
+}
+
+/// Which commits may change an environment, like a protected branch: Drover's own
+/// commits of the kinds named, and people's commits by the listed authors and/or
+/// signed by the listed keys. Drover's revert commits are always allowed (they put
+/// back what ran before).
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "proptest", derive(proptest_derive::Arbitrary))]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangeRules {
+    /// Drover's promotion commits (`drover promote`) may change it.
+    #[serde(default, skip_serializing_if = "defaults::is_false")]
+    pub promotions: bool,
+    /// Drover's deploy commits (`drover deploy`) may change it.
+    #[serde(default, skip_serializing_if = "defaults::is_false")]
+    pub deploys: bool,
+    /// People's commits whose author e-mail is one of these may change it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub authors: Vec<String>,
+    /// People's commits must carry a verified signature by one of these keys: SSH
+    /// public keys (`ssh-ed25519 AAAA…`, as `gpg.format ssh` signs) or ASCII-armored
+    /// OpenPGP public keys. With `authors` empty, anyone these keys sign for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[cfg_attr(feature = "proptest", proptest(strategy = "crate::arb::few()"))]
+    pub signers: Vec<String>,
 }
 
 /// How Git changes reach the environment.

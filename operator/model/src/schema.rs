@@ -44,6 +44,13 @@ fn document_schema<S: JsonSchema>(kind: Kind) -> Value {
     props["kind"] = json!({ "const": kind.as_str() });
     props["apiVersion"] = json!({ "const": crate::API_VERSION });
     schema["title"] = json!(format!("Drover {kind}"));
+    if kind == Kind::Secret {
+        // SOPS's metadata, which `drover secret encrypt` and `sops` write beside `spec`.
+        schema["properties"]["sops"] = json!({
+            "type": "object",
+            "description": "SOPS's metadata: the data key wrapped for each age recipient, the MAC, the encryption rule (docs/secrets.md). Written by `drover secret encrypt`; never edited by hand.",
+        });
+    }
     // Editors should accept `cpu: 0.25` as written in a repo; the CRD form allows only
     // integers or strings, because that is what Kubernetes' structural schemas allow.
     allow_fractional_quantities(&mut schema);

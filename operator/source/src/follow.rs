@@ -5,6 +5,7 @@
 
 use drover_load::{Diagnostic, DocumentCache};
 
+use crate::changes::{DroverWrites, Refusal, Rules};
 use crate::{Desired, GitSource, Revision, SourceError};
 
 /// What a check of the source found.
@@ -20,6 +21,13 @@ pub enum Update {
         diagnostics: Vec<Diagnostic>,
         in_force: Option<Revision>,
     },
+    /// The tracked reference names a new, valid revision, but commits on the way to it
+    /// break the change rules of environments they touch; `in_force` stays.
+    Refused {
+        revision: Revision,
+        refusals: Vec<Refusal>,
+        in_force: Option<Revision>,
+    },
 }
 
 /// Follows one source's tracked reference.
@@ -33,6 +41,20 @@ pub struct Follower {
     /// Parsed files of the last revision looked at: a commit re-parses only what it
     /// changed.
     cache: DocumentCache,
+    /// The change rules of the revision in force: what new commits are judged by.
+    rules: Rules,
+    /// How Drover's own commits are recognized.
+    writes: Option<Writes>,
+}
+
+/// [`DroverWrites`], shown as whether there is one.
+#[derive(Clone)]
+struct Writes(DroverWrites);
+
+impl std::fmt::Debug for Writes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DroverWrites")
+    }
 }
 
 impl Follower {
@@ -43,7 +65,27 @@ impl Follower {
             seen: None,
             in_force: None,
             cache: DocumentCache::default(),
+            rules: Rules::default(),
+            writes: None,
         }
+    }
+
+    /// Recognizes Drover's own commits (promotions, deploys, reverts) with `writes`.
+    pub fn with_writes(mut self, writes: DroverWrites) -> Follower {
+        self.writes = Some(Writes(writes));
+        self
+    }
+
+    /// Takes `revision` (applied before this process started) as the one in force, so
+    /// the commits after it are judged by its change rules.
+    pub fn resume(&mut self, revision: &str) -> Result<(), SourceError> {
+        let revision = self.source.resolve(revision)?;
+        let desired = self.source.desired_at_cached(&revision, &mut self.cache)?;
+        if desired.checked.is_valid() {
+            self.rules = Rules::of(&desired.checked.repo);
+            self.in_force = Some(revision);
+        }
+        Ok(())
     }
 
     /// The source being followed.
@@ -67,6 +109,28 @@ impl Follower {
         self.seen = Some(revision.id.clone());
         let desired = self.source.desired_at_cached(&revision, &mut self.cache)?;
         if desired.checked.is_valid() {
+            // The first revision is judged by its own rules; every later one by those
+            // in force.
+            let own = Rules::of(&desired.checked.repo);
+            let judged_by = if self.in_force.is_some() {
+                &self.rules
+            } else {
+                &own
+            };
+            let refusals = self.source.refusals(
+                self.in_force.as_ref(),
+                &revision,
+                judged_by,
+                self.writes.as_ref().map(|w| &w.0),
+            )?;
+            if !refusals.is_empty() {
+                return Ok(Some(Update::Refused {
+                    revision,
+                    refusals,
+                    in_force: self.in_force.clone(),
+                }));
+            }
+            self.rules = own;
             self.in_force = Some(revision);
             Ok(Some(Update::Accepted(Box::new(desired))))
         } else {

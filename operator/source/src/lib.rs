@@ -2,13 +2,16 @@
 //! database and validated, plus the signals that say it changed — a watch on a local
 //! repository's refs, and verified push webhooks from Git hosts.
 
+mod changes;
 mod check;
 mod follow;
 mod git;
+mod signature;
 mod watch;
 pub mod webhook;
 mod written;
 
+pub use changes::{DroverWrites, Refusal, Rules};
 pub use check::check_revision;
 pub use follow::{Follower, Update};
 pub use git::{

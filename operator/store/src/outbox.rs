@@ -84,6 +84,15 @@ impl Store {
             .optional()?)
     }
 
+    /// The write whose commit carries `token` as its `Drover-Write:` trailer: how a
+    /// commit in Git is known to be Drover's own (the token is random and only here).
+    pub fn write_by_token(&self, token: &str) -> Result<Option<GitWriteRecord>> {
+        Ok(self
+            .db
+            .query_row(&format!("{COLUMNS} WHERE token = ?1"), params![token], row)
+            .optional()?)
+    }
+
     /// Pending writes of these kinds, oldest first.
     pub fn pending_writes(&self, kinds: &[WriteKind]) -> Result<Vec<GitWriteRecord>> {
         let mut stmt = self

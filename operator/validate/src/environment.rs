@@ -11,6 +11,9 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
     let Some(env) = &dir.environment else { return };
     names::object(f, env);
     let spec = env.spec();
+    if let Some(changes) = &spec.changes {
+        check_changes(f, env, changes);
+    }
     if repo.cluster(&spec.cluster).is_none()
         && !repo.failed_to_parse("", Kind::Cluster, &spec.cluster)
     {
@@ -94,6 +97,40 @@ pub(crate) fn check(f: &mut Findings<'_>, repo: &Repo, dir: &EnvironmentDir) {
                 current = e;
             }
             _ => return,
+        }
+    }
+}
+
+/// Authors are e-mail addresses; signers SSH public keys or armored OpenPGP keys.
+fn check_changes(
+    f: &mut Findings<'_>,
+    env: &drover_load::Object<drover_model::EnvironmentSpec>,
+    changes: &drover_model::environment::ChangeRules,
+) {
+    for (i, author) in changes.authors.iter().enumerate() {
+        if !author.contains('@') || author.contains(char::is_whitespace) {
+            f.at(
+                env,
+                &format!("spec.changes.authors[{i}]"),
+                Code::InvalidChangeRules,
+                format!("`{author}` is not an e-mail address: authors are matched by a commit's author e-mail"),
+            )
+            .hint("write the address Git records, as `git log --format=%ae` shows it");
+        }
+    }
+    for (i, key) in changes.signers.iter().enumerate() {
+        let key = key.trim_start();
+        let ssh = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p))
+            && key.split_whitespace().count() >= 2;
+        let pgp = key.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----");
+        if !ssh && !pgp {
+            f.at(
+                env,
+                &format!("spec.changes.signers[{i}]"),
+                Code::InvalidChangeRules,
+                "a signer is an SSH public key (`ssh-ed25519 AAAA…`) or an ASCII-armored OpenPGP public key".into(),
+            )
+            .hint("paste the line of `~/.ssh/id_ed25519.pub`, or the output of `gpg --armor --export KEYID`");
         }
     }
 }
