@@ -2,8 +2,8 @@
 //! Secret encrypted with `drover secret encrypt` and committed, its values delivered
 //! to the instance as a file and a variable (the example app shows their checksums),
 //! a rotation that rolls the service, an undecryptable commit rejected while the last
-//! valid one stays — and canary values that no output, API answer or file of the state
-//! directory ever shows.
+//! valid one stays — and canary values that no output, API answer, notification or
+//! file of the state directory ever shows.
 
 use std::path::Path;
 use std::process::Command;
@@ -115,11 +115,15 @@ fn an_encrypted_secret_is_delivered_rotated_and_never_shown() {
     let keys = tempfile::tempdir().unwrap();
     let (key, recipient) = age_keygen(keys.path(), "control-plane.txt");
     let (_, stranger) = age_keygen(keys.path(), "someone-else.txt");
+    let receiver = crate::promote::Receiver::start();
     let mut platform = Platform::start_from(
         &fixture(),
         false,
-        &[],
-        &[("SOPS_AGE_KEY_FILE", key.to_str().unwrap())],
+        &["--notify", &receiver.url],
+        &[
+            ("SOPS_AGE_KEY_FILE", key.to_str().unwrap()),
+            ("DROVER_NOTIFY_SECRET", "notification-secret"),
+        ],
     );
     let first = canary("first");
     write_encrypted(&platform, &first, &recipient);
@@ -193,6 +197,12 @@ fn an_encrypted_secret_is_delivered_rotated_and_never_shown() {
     shown.push_str(&platform.drover(&["history", "staging"]));
     shown.push_str(&platform.drover(&["logs", "web"]));
     shown.push_str(&platform.up.as_ref().unwrap().printed());
+    let notified = receiver.bodies();
+    assert!(
+        notified.contains("release"),
+        "notifications arrived: {notified}"
+    );
+    shown.push_str(&notified);
     platform.interrupt();
     for value in [&first, &second, &third] {
         assert!(!shown.contains(value.as_str()), "{value} shown:\n{shown}");

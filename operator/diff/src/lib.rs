@@ -14,7 +14,7 @@ mod summary;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use normalize::{ObjectKey, State, fingerprint, normalize, normalized_with_sources};
+pub use normalize::{ObjectKey, State, fingerprint, for_each_normalized, normalize};
 pub use summary::DRIFT_ANNOTATION;
 
 /// What happened to an object.

@@ -156,14 +156,13 @@ fn raw_value(value: &Value) -> Value {
     value
 }
 
-/// Every object a repo declares, normalized, with where it was written: for rules
-/// that report at one of its fields (policies).
-pub fn normalized_with_sources(repo: &Repo) -> Vec<(ObjectKey, Arc<Source>, Value)> {
-    let mut out = Vec::new();
+/// Hands every object a repo declares to `f`, normalized, with where it was written,
+/// one at a time (nothing is kept): for rules that report at one of its fields
+/// (policies).
+pub fn for_each_normalized(repo: &Repo, mut f: impl FnMut(ObjectKey, &Arc<Source>, Value)) {
     walk(repo, &mut |key, source, normalized| {
-        out.push((key, source.clone(), normalized()));
+        f(key, source, normalized())
     });
-    out
 }
 
 /// The normalized state a repo declares.

@@ -103,3 +103,30 @@ fn latest_tags_public_services_without_hosts_and_clear_production_secrets_are_ca
     );
     assert!(!lines[0].contains("in-clear"));
 }
+
+#[test]
+fn an_image_reference_is_split_into_name_tag_and_digest() {
+    let parts = |r: &str| {
+        let cel::Value::Map(map) = image(Some(r)) else {
+            panic!("a map")
+        };
+        let get = |k: &str| match map.get(&cel::objects::Key::from(k)) {
+            Some(cel::Value::String(s)) => s.to_string(),
+            other => panic!("{other:?}"),
+        };
+        (get("name"), get("tag"), get("digest"))
+    };
+    assert_eq!(
+        parts("ghcr.io/shop/web:v1"),
+        ("ghcr.io/shop/web".into(), "v1".into(), String::new())
+    );
+    assert_eq!(
+        parts("registry:5000/web"),
+        ("registry:5000/web".into(), String::new(), String::new())
+    );
+    assert_eq!(
+        parts("web:v2@sha256:abc"),
+        ("web".into(), "v2".into(), "sha256:abc".into())
+    );
+    assert_eq!(image(None), cel::Value::Null);
+}

@@ -262,3 +262,51 @@ fn yaml_scalars_are_typed_as_sops_types_them() {
         Some(Scalar::Str("age1xyz".into()))
     );
 }
+
+#[test]
+fn a_file_whose_data_key_the_age_cli_wrapped_opens() {
+    // The key stanza of a SOPS file is an age file: here the real `age` CLI writes it.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key.txt");
+    let keygen = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&key_file)
+        .output()
+        .expect("age-keygen runs (Debian's age package; .ci/install-deps installs it)");
+    assert!(keygen.status.success());
+    let keys = Keys::from_file(&key_file).unwrap();
+    let recipient = keys.recipients()[0].clone();
+    let encrypted = edit::encrypt(CLEAR, std::slice::from_ref(&recipient)).unwrap();
+    let data_key = edit::decrypt(&encrypted, &keys).unwrap().data_key.clone();
+    let raw = dir.path().join("data-key");
+    std::fs::write(&raw, &*data_key).unwrap();
+    let wrapped = Command::new("age")
+        .args(["--encrypt", "--armor", "--recipient", &recipient])
+        .arg(&raw)
+        .output()
+        .expect("age runs");
+    assert!(wrapped.status.success());
+    let armored = String::from_utf8(wrapped.stdout).unwrap();
+    let start = encrypted
+        .find("-----BEGIN AGE ENCRYPTED FILE-----")
+        .unwrap();
+    let end = encrypted.find("-----END AGE ENCRYPTED FILE-----").unwrap()
+        + "-----END AGE ENCRYPTED FILE-----".len();
+    let indent = "        ";
+    let replaced: String = armored
+        .trim_end()
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 0 {
+                l.to_owned()
+            } else {
+                format!("\n{indent}{l}")
+            }
+        })
+        .collect();
+    let by_cli = format!("{}{replaced}{}", &encrypted[..start], &encrypted[end..]);
+    assert_ne!(by_cli, encrypted);
+    let opened = open(&secret(&by_cli), Some(&keys)).unwrap();
+    assert_eq!(value(&opened, "password"), "correct horse battery staple");
+}
