@@ -130,12 +130,21 @@ fn an_encrypted_secret_is_delivered_rotated_and_never_shown() {
     platform.repo.edit(
         "environments/staging/web.yaml",
         "  replicas: 1\n",
-        "  replicas: 1\n  env:\n    DB_PASSWORD_FILE: /run/secrets/db/password\n    SECRET_ENV: DB_TOKEN\n  secrets:\n    - name: db\n      env: {DB_TOKEN: token}\n",
+        "  replicas: 1\n  env:\n    DB_PASSWORD_FILE: /run/secrets/db/password\n    SECRET_ENV: DB_TOKEN\n    NOTES_FILE: /var/lib/web/notes\n  secrets:\n    - name: db\n      env: {DB_TOKEN: token}\n  volumes:\n    - name: data\n      target: /var/lib/web\n",
     );
     platform.commit("web reads the database password");
     let got = waits_for_values(&platform, &first);
     // The file is the instance's own, under the state's runtime directory in memory.
     assert_eq!(got["files"]["DB_PASSWORD_FILE"], sha256_hex(&first));
+    // The volume is a directory Drover keeps for the service; a path under its target
+    // points into it. What is written there outlives the instance's replacement below.
+    let volume = platform.state.join("volumes/staging/web/data");
+    assert!(volume.is_dir(), "{}", volume.display());
+    std::fs::write(volume.join("notes"), "kept").unwrap();
+    assert_eq!(
+        received(&platform)["files"]["NOTES_FILE"],
+        sha256_hex("kept")
+    );
     let status = platform.status();
     let before: Vec<u64> = Platform::instances(&status, "web")
         .iter()
@@ -155,6 +164,10 @@ fn an_encrypted_secret_is_delivered_rotated_and_never_shown() {
     assert!(
         after.iter().all(|p| !before.contains(p)),
         "{before:?} → {after:?}"
+    );
+    assert_eq!(
+        received(&platform)["files"]["NOTES_FILE"],
+        sha256_hex("kept")
     );
 
     // A file the control plane cannot open is rejected; the last valid one stays.
