@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use drover_testkit::git::git;
+use drover_testkit::git::{author, git, git_with};
 
 use crate::platform::Platform;
 use crate::promote::{both_ready, fixture};
@@ -58,22 +58,8 @@ fn commit_as(platform: &Platform, email: &str, key: Option<&Path>, message: &str
     if key.is_some() {
         args.push("-S".into());
     }
-    let out = Command::new("git")
-        .args(&args)
-        .current_dir(&platform.repo.dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Release")
-        .env("GIT_AUTHOR_EMAIL", email)
-        .env("GIT_COMMITTER_NAME", "Release")
-        .env("GIT_COMMITTER_EMAIL", email)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    git_with(&platform.repo.dir, &args, &author(email));
     push(platform, false);
     git(&platform.repo.dir, &["rev-parse", "HEAD"])
 }

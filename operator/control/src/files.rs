@@ -98,6 +98,15 @@ impl Private for std::fs::OpenOptions {
     }
 }
 
+/// A directory in memory, never on disk, for what must not outlive the machine's
+/// uptime (secret values): `$XDG_RUNTIME_DIR`, else `/dev/shm`, when either exists.
+pub fn memory_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .filter(|d| d.is_dir())
+        .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|d| d.is_dir()))
+}
+
 /// Writes a file so that readers see the old content or the new, never half.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {

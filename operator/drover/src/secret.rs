@@ -193,11 +193,7 @@ struct Scratch {
 
 impl Scratch {
     fn new(file: &Path) -> anyhow::Result<Scratch> {
-        let memory = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir())
-            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|d| d.is_dir()))
-            .unwrap_or_else(std::env::temp_dir);
+        let memory = drover_control::files::memory_dir().unwrap_or_else(std::env::temp_dir);
         let dir = tempfile::Builder::new()
             .prefix("drover-secret-")
             .tempdir_in(memory)

@@ -239,7 +239,7 @@ impl KubeEngine {
         place: &Place,
         key: &ObjectKey,
         value: &Value,
-        state: &State,
+        lookup: &(dyn Fn(&ObjectKey) -> Option<Value> + Sync),
     ) -> Result<Vec<ObjectRef>, EngineError> {
         let mut rendered = render::render(key, value, &place.target)
             .map_err(|e| EngineError::Refused(e.to_string()))?;
@@ -249,7 +249,7 @@ impl KubeEngine {
                     secrets::fill(&self.vault, key, value, object)?
                 }
                 Kind::Service => {
-                    if let Some(sum) = secrets::checksum(state, &key.environment, value) {
+                    if let Some(sum) = secrets::checksum(lookup, &key.environment, value) {
                         secrets::annotate(object, &sum);
                     }
                 }
@@ -496,14 +496,15 @@ impl Engine for KubeEngine {
             }
             (Some(value), _) => {
                 let place = self.place(&key.environment, lookup).await?;
-                // The state as it will be once this is recorded.
-                let mut state = self.applied().observed()?.objects;
-                state.insert(key.clone(), value.clone());
-                let made = self.apply_rendered(&place, key, value, &state).await?;
+                let made = self.apply_rendered(&place, key, value, &lookup).await?;
                 if key.kind == Kind::Secret {
-                    // A new value rolls the Deployments that mount it.
+                    // A new value rolls the Deployments that mount it: the state as it
+                    // will be once this is recorded.
+                    let mut state = self.applied().observed()?.objects;
+                    state.insert(key.clone(), value.clone());
+                    let in_state = |k: &ObjectKey| state.get(k).cloned();
                     for (user, user_value) in secrets::users(&state, &key.environment, &key.name) {
-                        self.apply_rendered(&place, user, user_value, &state)
+                        self.apply_rendered(&place, user, user_value, &in_state)
                             .await?;
                     }
                 }

@@ -59,9 +59,13 @@ pub fn changed_key(vault: &Vault, key: &ObjectKey, value: &Value, live: &Value) 
     })
 }
 
-/// The fingerprints of the secrets a service mounts, as one short hash; `None` when
-/// it mounts none.
-pub fn checksum(state: &State, environment: &str, service: &Value) -> Option<String> {
+/// The fingerprints of the secrets a service mounts (each found with `lookup`), as one
+/// short hash; `None` when it mounts none.
+pub fn checksum(
+    lookup: &dyn Fn(&ObjectKey) -> Option<Value>,
+    environment: &str,
+    service: &Value,
+) -> Option<String> {
     let mounts = service["spec"]["secrets"].as_array()?;
     if mounts.is_empty() {
         return None;
@@ -69,13 +73,13 @@ pub fn checksum(state: &State, environment: &str, service: &Value) -> Option<Str
     let mut hash = Sha256::new();
     for mount in mounts {
         let name = mount["name"].as_str().unwrap_or_default();
-        let secret = state.get(&ObjectKey {
+        let secret = lookup(&ObjectKey {
             environment: environment.to_owned(),
             kind: Kind::Secret,
             name: name.to_owned(),
         });
         hash.update(name.as_bytes());
-        for (k, fingerprint) in secret.into_iter().flat_map(fingerprints) {
+        for (k, fingerprint) in secret.iter().flat_map(fingerprints) {
             hash.update(k.as_bytes());
             hash.update(fingerprint.as_bytes());
         }

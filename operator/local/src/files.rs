@@ -79,11 +79,7 @@ impl LocalPaths for StateDir {
         use sha2::Digest as _;
         let digest =
             hex::encode(&sha2::Sha256::digest(self.root().to_string_lossy().as_bytes())[..6]);
-        let memory = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|d| d.is_dir())
-            .or_else(|| Some(PathBuf::from("/dev/shm")).filter(|d| d.is_dir()));
-        match memory {
+        match drover_control::files::memory_dir() {
             Some(dir) => dir.join(format!("drover-{digest}")),
             None => self.root().join("run"),
         }

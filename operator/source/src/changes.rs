@@ -115,12 +115,7 @@ impl GitSource {
                             author.name().unwrap_or_default(),
                             author.email().unwrap_or_default()
                         ),
-                        summary: commit
-                            .summary()
-                            .ok()
-                            .flatten()
-                            .unwrap_or_default()
-                            .to_owned(),
+                        summary: crate::git::summary_of(&commit),
                         environment: environment.clone(),
                         reason,
                     });

@@ -98,6 +98,16 @@ impl Revision {
     }
 }
 
+/// The first line of a commit's message (empty when it is not UTF-8).
+pub(crate) fn summary_of(commit: &git2::Commit<'_>) -> String {
+    commit
+        .summary()
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+        .to_owned()
+}
+
 /// The desired state at a revision: the repo at that commit, loaded and validated,
 /// and the values of its secrets (opened only when the source has keys).
 #[derive(Debug)]
@@ -623,12 +633,7 @@ impl GitSource {
         let commit = object.peel_to_commit().map_err(error)?;
         Ok(Revision {
             id: commit.id().to_string(),
-            summary: commit
-                .summary()
-                .ok()
-                .flatten()
-                .unwrap_or_default()
-                .to_owned(),
+            summary: summary_of(&commit),
         })
     }
 

@@ -3,32 +3,12 @@
 //! a commit touching only another environment is not judged.
 
 use std::path::Path;
-use std::process::Command;
 
 use drover_source::{GitSource, RepoSpec, Rules};
-use drover_testkit::git::{TestRepo, git};
+use drover_testkit::git::{TestRepo, author, git, git_with};
 
 fn gpg(home: &Path, args: &[&str]) -> String {
-    let out = Command::new("gpg")
-        .arg("--homedir")
-        .arg(home)
-        .args([
-            "--batch",
-            "--quiet",
-            "--pinentry-mode",
-            "loopback",
-            "--passphrase",
-            "",
-        ])
-        .args(args)
-        .output()
-        .expect("gpg runs (Debian's gnupg; .ci/install-deps installs it)");
-    assert!(
-        out.status.success(),
-        "gpg {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    String::from_utf8_lossy(&drover_testkit::git::gpg(home, args, b"")).into_owned()
 }
 
 /// A signing key in its own GnuPG home; returns the armored public key.
@@ -53,30 +33,13 @@ fn key(home: &Path, email: &str) -> String {
 /// Commits everything as `email`, signed by the key in `home`.
 fn signed_commit(repo: &TestRepo, home: &Path, email: &str, message: &str) -> String {
     git(&repo.dir, &["add", "-A"]);
-    let out = Command::new("git")
-        .args([
-            "-c",
-            &format!("user.signingkey={email}"),
-            "commit",
-            "-q",
-            "-S",
-            "-m",
-            message,
-        ])
-        .current_dir(&repo.dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GNUPGHOME", home)
-        .env("GIT_AUTHOR_NAME", "Release")
-        .env("GIT_AUTHOR_EMAIL", email)
-        .env("GIT_COMMITTER_NAME", "Release")
-        .env("GIT_COMMITTER_EMAIL", email)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let signing_key = format!("user.signingkey={email}");
+    let mut env = author(email).to_vec();
+    env.push(("GNUPGHOME", home.to_str().unwrap()));
+    git_with(
+        &repo.dir,
+        &["-c", &signing_key, "commit", "-q", "-S", "-m", message],
+        &env,
     );
     git(&repo.dir, &["rev-parse", "HEAD"])
 }

@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 /// Runs git in `dir` with a fixed identity and date and no user or system config, and returns
 /// its standard output. Panics with git's own message on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
+    git_with(dir, args, &[])
+}
+
+/// [`git`], with environment variables that add to or override its fixed ones (another
+/// author, `GNUPGHOME` for `commit -S`).
+pub fn git_with(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let output = Command::new("git")
         .args(args)
         .current_dir(dir)
@@ -21,6 +27,7 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         // Fixed dates make commit ids a function of content: goldens can show them.
         .env("GIT_AUTHOR_DATE", "2026-01-01T00:00:00Z")
         .env("GIT_COMMITTER_DATE", "2026-01-01T00:00:00Z")
+        .envs(env.iter().copied())
         .output()
         .expect("git runs");
     assert!(
@@ -29,6 +36,52 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The environment of a commit by `email` (author and committer).
+pub fn author(email: &str) -> [(&str, &str); 4] {
+    [
+        ("GIT_AUTHOR_NAME", "Release"),
+        ("GIT_AUTHOR_EMAIL", email),
+        ("GIT_COMMITTER_NAME", "Release"),
+        ("GIT_COMMITTER_EMAIL", email),
+    ]
+}
+
+/// Runs the real `gpg` on its own home directory, non-interactively and without a
+/// passphrase, with `input` on its standard input; returns its standard output.
+pub fn gpg(home: &Path, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new("gpg")
+        .arg("--homedir")
+        .arg(home)
+        .args([
+            "--batch",
+            "--quiet",
+            "--pinentry-mode",
+            "loopback",
+            "--passphrase",
+            "",
+        ])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gpg runs (Debian's gnupg; .ci/install-deps installs it)");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input)
+        .expect("gpg reads its input");
+    let out = child.wait_with_output().expect("gpg finishes");
+    assert!(
+        out.status.success(),
+        "gpg {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }
 
 /// The example config repo of this checkout (`examples/repo`).

@@ -20,39 +20,8 @@ fn testdata(name: &str) -> String {
 /// The data key of a SOPS file wrapped for PGP, opened by the real `gpg`.
 fn pgp_data_key(block: &YamlNode) -> Vec<u8> {
     let home = tempfile::tempdir().unwrap();
-    let gpg = |args: &[&str], input: &str| {
-        use std::io::Write;
-        let mut child = Command::new("gpg")
-            .arg("--homedir")
-            .arg(home.path())
-            .args([
-                "--batch",
-                "--quiet",
-                "--pinentry-mode",
-                "loopback",
-                "--passphrase",
-                "",
-            ])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("gpg runs (Debian's gnupg; .ci/install-deps installs it)");
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "gpg {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    };
+    let gpg =
+        |args: &[&str], input: &str| drover_testkit::git::gpg(home.path(), args, input.as_bytes());
     gpg(&["--import"], &testdata("sops_functional_tests_key.asc"));
     let YamlValue::Seq(stanzas) = &block.get("pgp").unwrap().value else {
         panic!("pgp stanzas")
