@@ -12,6 +12,7 @@ mod diff;
 mod example_app;
 mod hostile;
 mod jenkins;
+mod observability;
 mod platform;
 mod policies;
 mod promote;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use drover_source::Redacted;
 use drover_source::webhook::{self, WebhookError};
+use drover_telemetry::{Metrics, WebhookOutcome};
 use tokio::sync::Notify;
 
 /// What the API needs from the rest of Drover.
@@ -24,6 +25,8 @@ pub struct ApiState {
     pub webhook_secret: Option<Redacted>,
     /// Woken on each verified push. Several pushes before the fetch runs wake it once.
     pub on_push: Arc<Notify>,
+    /// Deliveries are counted by outcome.
+    pub metrics: Metrics,
 }
 
 /// The API's routes.
@@ -49,6 +52,7 @@ async fn git_webhook(
     body: Bytes,
 ) -> Response {
     let Some(secret) = &state.webhook_secret else {
+        state.metrics.webhook(WebhookOutcome::Unconfigured);
         return json(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"error": "no webhook secret is configured (DROVER_WEBHOOK_SECRET)"}),
@@ -62,15 +66,22 @@ async fn git_webhook(
     };
     match webhook::verify(secret.0.as_bytes(), header, &body) {
         Ok(provider) => {
+            state.metrics.webhook(WebhookOutcome::Accepted);
             state.on_push.notify_one();
             json(
                 StatusCode::ACCEPTED,
                 serde_json::json!({"accepted": true, "provider": format!("{provider:?}").to_lowercase()}),
             )
         }
-        Err(error @ (WebhookError::Unsigned | WebhookError::BadSignature(_))) => json(
-            StatusCode::UNAUTHORIZED,
-            serde_json::json!({"error": error.to_string()}),
-        ),
+        Err(error @ (WebhookError::Unsigned | WebhookError::BadSignature(_))) => {
+            state.metrics.webhook(match error {
+                WebhookError::Unsigned => WebhookOutcome::Unsigned,
+                WebhookError::BadSignature(_) => WebhookOutcome::BadSignature,
+            });
+            json(
+                StatusCode::UNAUTHORIZED,
+                serde_json::json!({"error": error.to_string()}),
+            )
+        }
     }
 }

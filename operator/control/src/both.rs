@@ -122,6 +122,7 @@ impl<A: Engine, B: Engine> Engine for Both<A, B> {
         all.nodes.extend(b.nodes);
         all.proxies.extend(b.proxies);
         all.pools.extend(b.pools);
+        all.traffic.extend(b.traffic);
         Ok(all)
     }
 

@@ -95,6 +95,8 @@ pub struct Config {
     pub state: StateDir,
     /// Where release and promotion events go.
     pub notifier: crate::notify::Notifier,
+    /// What is counted as it happens (passes, releases, rollbacks, API requests).
+    pub metrics: drover_telemetry::Metrics,
 }
 
 /// A revision that passed validation, normalized.
@@ -269,7 +271,7 @@ impl<E: Engine> Controller<E> {
     ) -> Result<Arc<Controller<E>>, ControlError> {
         let store = Store::open(&config.state.database())?;
         let (git_writes, git_writes_rx) = mpsc::unbounded_channel();
-        let recorder = Recorder::new(config.notifier.clone());
+        let recorder = Recorder::new(config.notifier.clone(), config.metrics.clone());
         Ok(Arc::new(Controller {
             engine,
             config,
@@ -365,7 +367,9 @@ impl<E: Engine> Controller<E> {
         let mut backoff = retry.build();
         let mut failing: Option<(String, usize)> = None;
         loop {
+            let started = Instant::now();
             let result = self.pass().await;
+            self.config.metrics.pass(result.is_ok(), started.elapsed());
             self.passes.send_modify(|n| *n += 1);
             let next = match result {
                 Ok(next) => {
@@ -806,8 +810,14 @@ impl<E: Engine> Controller<E> {
             )
         })?;
         drop(store);
+        self.config.metrics.rollback(env, false);
         self.send_git_write(queued);
         Ok(text)
+    }
+
+    /// What is counted as it happens.
+    pub fn metrics(&self) -> &drover_telemetry::Metrics {
+        &self.config.metrics
     }
 
     /// A queued write was carried out (`Ok(commit)`) or could not be (`Err(why)`):

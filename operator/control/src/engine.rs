@@ -72,6 +72,9 @@ pub struct EngineStatus {
     pub nodes: Vec<NodeView>,
     pub proxies: Vec<ProxyView>,
     pub pools: Vec<PoolView>,
+    /// What the engine's own proxies counted (the local engine's; other engines'
+    /// traffic goes through proxies with metrics of their own).
+    pub traffic: Vec<drover_telemetry::snapshot::ProxyNow>,
 }
 
 /// What a service's ready instances use now, for the autoscaler.

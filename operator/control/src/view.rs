@@ -39,6 +39,9 @@ pub struct EnvironmentView {
     pub summary: Option<String>,
     pub sync: SyncStatus,
     pub message: String,
+    /// A release of it is being judged now.
+    #[serde(default)]
+    pub release_open: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -56,6 +56,10 @@ pub struct Args {
     /// How often to fetch the config repo (a signed webhook fetches at once).
     #[arg(long, default_value = "60s", value_parser = crate::watch::parse_duration)]
     poll: Duration,
+    /// Serve `GET /metrics` without a token (for a Prometheus that holds none);
+    /// otherwise a `read` token is needed.
+    #[arg(long)]
+    metrics_public: bool,
     /// How long a leader that stops renewing keeps the Lease: the longest hand-over.
     #[arg(long, default_value = "15s", value_parser = crate::watch::parse_duration)]
     lease_duration: Duration,
@@ -192,7 +196,10 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
     source.fetch()?;
     tracing::info!("following {} ({})", source.location(), args.branch);
     let git_dir = source.git_dir().to_owned();
-    let follower = Arc::new(Mutex::new(crate::serve::follower(source, &state)?));
+    let metrics = drover_telemetry::Metrics::new();
+    let follower = Arc::new(Mutex::new(crate::serve::follower(
+        source, &state, &metrics,
+    )?));
     let wake = Arc::new(Notify::new());
     let vault = drover_secrets::Vault::new();
     let engine = KubeEngine::open(&state.database(), wake.clone(), vault.clone())?;
@@ -207,10 +214,12 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
         trigger: Arc::new(Notify::new()),
         webhook_secret: webhook_secret(&client, &args).await?,
         vault,
+        metrics,
     };
     let serve = Serve {
         listen: args.listen,
         poll: args.poll,
+        metrics_public: args.metrics_public,
     };
     let started = start(&serve, &setup, engine, wake, axum::Router::new()).await?;
     let control = started.control.clone();

@@ -23,6 +23,8 @@ use tokio::sync::Notify;
 pub struct Serve {
     pub listen: SocketAddr,
     pub poll: Duration,
+    /// `GET /metrics` without a token.
+    pub metrics_public: bool,
 }
 
 /// Holds the state directory's lock while `up` runs: two control planes on one state
@@ -81,6 +83,8 @@ pub struct Setup {
     pub webhook_secret: Option<Redacted>,
     /// The secret values of accepted revisions, for the engines.
     pub vault: Arc<drover_secrets::Vault>,
+    /// What is counted as it happens; the follower and the webhooks count into it too.
+    pub metrics: drover_telemetry::Metrics,
 }
 
 /// The age identities the control plane opens secrets with, where SOPS looks for them
@@ -129,6 +133,7 @@ pub async fn start<E: drover_control::engine::Engine>(
         Config {
             state: state.clone(),
             notifier: setup.notifier.clone(),
+            metrics: setup.metrics.clone(),
         },
         wake,
     )?;
@@ -142,6 +147,7 @@ pub async fn start<E: drover_control::engine::Engine>(
     let webhooks = drover_api::router(Arc::new(ApiState {
         webhook_secret: setup.webhook_secret.clone(),
         on_push: trigger.clone(),
+        metrics: setup.metrics.clone(),
     }));
     let promoter = Arc::new(Promoter::new(
         control.clone(),
@@ -159,15 +165,17 @@ pub async fn start<E: drover_control::engine::Engine>(
         setup.follower.clone(),
         trigger.clone(),
     ));
-    let app = router(
-        Arc::new(ServerState::new(
-            control.clone(),
-            &setup.token,
-            Some(promoter),
-        )),
-        extra,
-    )
-    .merge(webhooks);
+    let app = drover_control::server::measured(
+        router(
+            Arc::new(
+                ServerState::new(control.clone(), &setup.token, Some(promoter))
+                    .with_public_metrics(serve.metrics_public),
+            ),
+            extra,
+        )
+        .merge(webhooks),
+        setup.metrics.clone(),
+    );
     tokio::spawn(async move {
         axum::serve(
             listener,
@@ -250,7 +258,11 @@ impl<E: drover_control::engine::Engine> Started<E> {
 /// The follower of a control plane: Drover's own commits known by the tokens its store
 /// recorded, and — after a restart — the commits since the revision last applied
 /// judged by that revision's change rules.
-pub fn follower(source: GitSource, state: &StateDir) -> anyhow::Result<Follower> {
+pub fn follower(
+    source: GitSource,
+    state: &StateDir,
+    metrics: &drover_telemetry::Metrics,
+) -> anyhow::Result<Follower> {
     let store = drover_store::Store::open(&state.database())?;
     let applied = store
         .environments()?
@@ -262,7 +274,9 @@ pub fn follower(source: GitSource, state: &StateDir) -> anyhow::Result<Follower>
         let store = store.lock().ok()?;
         store.write_by_token(token).ok().flatten().map(|w| w.kind)
     });
-    let mut follower = Follower::new(source).with_writes(writes);
+    let mut follower = Follower::new(source)
+        .with_writes(writes)
+        .with_metrics(metrics.clone());
     if let Some(revision) = applied
         && let Err(error) = follower.resume(&revision)
     {

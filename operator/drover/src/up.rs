@@ -38,6 +38,10 @@ pub struct Args {
     /// How often to fetch a remote config repo.
     #[arg(long, default_value = "60s", value_parser = crate::watch::parse_duration)]
     poll: Duration,
+    /// Serve `GET /metrics` without a token (for a Prometheus that holds none);
+    /// otherwise a `read` token is needed.
+    #[arg(long)]
+    metrics_public: bool,
     /// Start no agents: run `drover agent --node NAME` for each node yourself.
     #[arg(long)]
     no_agents: bool,
@@ -235,7 +239,10 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
     let git_dir = source.git_dir().to_owned();
     tracing::info!("following {} ({reference})", source.location());
     tracing::info!("state: {}", state.root().display());
-    let follower = Arc::new(Mutex::new(crate::serve::follower(source, &state)?));
+    let metrics = drover_telemetry::Metrics::new();
+    let follower = Arc::new(Mutex::new(crate::serve::follower(
+        source, &state, &metrics,
+    )?));
     let notifier = drover_control::notify::Notifier::start(
         args.notify.clone(),
         std::env::var("DROVER_NOTIFY_SECRET").ok(),
@@ -255,6 +262,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
             .ok()
             .map(drover_source::Redacted),
         vault: drover_secrets::Vault::new(),
+        metrics,
     };
     up_engines(args, setup, log_format).await
 }
@@ -285,6 +293,7 @@ async fn up_engines(args: Args, setup: Setup, log_format: LogFormat) -> anyhow::
     let serve = Serve {
         listen: args.listen,
         poll: args.poll,
+        metrics_public: args.metrics_public,
     };
     let started = start(
         &serve,

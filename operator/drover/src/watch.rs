@@ -118,6 +118,8 @@ async fn watch(args: Args) -> anyhow::Result<()> {
     let state = Arc::new(ApiState {
         webhook_secret: std::env::var("DROVER_WEBHOOK_SECRET").ok().map(Redacted),
         on_push: trigger.clone(),
+        // `drover watch` serves no metrics; the webhook counts into nothing read.
+        metrics: drover_telemetry::Metrics::new(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

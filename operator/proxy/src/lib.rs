@@ -27,6 +27,9 @@ use hyper_util::rt::TokioIo;
 
 pub mod link;
 pub mod process;
+pub mod traffic;
+
+use traffic::{RouteTraffic, Traffic};
 
 /// What the proxy answers with: its own short text, or an instance's body (not boxed:
 /// one allocation less per request).
@@ -162,6 +165,12 @@ pub struct Proxy {
     in_flight: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
     /// Requests forwarded per service since start (the autoscaler's request rate).
     served: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Responses and latencies per service since start (metrics).
+    traffic: Mutex<HashMap<String, Arc<RouteTraffic>>>,
+    /// Requests no route matched.
+    unrouted: AtomicU64,
+    /// Client connections open now.
+    connections: AtomicU64,
 }
 
 impl std::fmt::Debug for Proxy {
@@ -192,6 +201,7 @@ struct CompiledRoute {
     ready: Vec<Target>,
     next: Arc<AtomicUsize>,
     served: Arc<AtomicUsize>,
+    traffic: Arc<RouteTraffic>,
 }
 
 /// A table with each route's ready instances and counters resolved.
@@ -258,6 +268,15 @@ struct InFlight(Arc<AtomicUsize>);
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a client connection as open until it is dropped.
+struct Open(Arc<Proxy>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -408,13 +427,16 @@ impl Proxy {
             next: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
             served: Mutex::new(HashMap::new()),
+            traffic: Mutex::new(HashMap::new()),
+            unrouted: AtomicU64::new(0),
+            connections: AtomicU64::new(0),
         })
     }
 
-    fn counter<K: std::hash::Hash + Eq + Clone>(
-        map: &Mutex<HashMap<K, Arc<AtomicUsize>>>,
+    fn counter<K: std::hash::Hash + Eq + Clone, C: Default>(
+        map: &Mutex<HashMap<K, Arc<C>>>,
         key: &K,
-    ) -> Arc<AtomicUsize> {
+    ) -> Arc<C> {
         map.lock()
             .expect("counter lock")
             .entry(key.clone())
@@ -430,6 +452,7 @@ impl Proxy {
             .map(|route| CompiledRoute {
                 next: Self::counter(&self.next, &route.service),
                 served: Self::counter(&self.served, &route.service),
+                traffic: Self::counter(&self.traffic, &route.service),
                 ready: table
                     .backends
                     .get(&route.service)
@@ -489,6 +512,26 @@ impl Proxy {
             .collect()
     }
 
+    /// Responses and latencies per service (`Route::service`) since the proxy started.
+    pub fn traffic(&self) -> std::collections::BTreeMap<String, Traffic> {
+        self.traffic
+            .lock()
+            .expect("counter lock")
+            .iter()
+            .map(|(k, v)| (k.clone(), v.snapshot()))
+            .collect()
+    }
+
+    /// Requests no route matched since the proxy started.
+    pub fn unrouted(&self) -> u64 {
+        self.unrouted.load(Ordering::Relaxed)
+    }
+
+    /// Client connections open now.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+
     /// Picks the instance for a request, and whether to set an affinity cookie.
     fn pick<'t>(
         route: &Route,
@@ -532,6 +575,7 @@ impl Proxy {
         });
         let path = request.uri().path();
         let Some(index) = compiled.table.route_index(host_only, path) else {
+            connection.proxy.unrouted.fetch_add(1, Ordering::Relaxed);
             return text(
                 StatusCode::NOT_FOUND,
                 format!("no route for {host_only}{path}\n"),
@@ -540,6 +584,9 @@ impl Proxy {
         let route = &compiled.table.routes[index];
         let target_route = &compiled.routes[index];
         if target_route.ready.is_empty() {
+            target_route
+                .traffic
+                .record(StatusCode::SERVICE_UNAVAILABLE.as_u16(), None);
             return text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("no ready instance of service {}\n", route.service),
@@ -583,8 +630,12 @@ impl Proxy {
         target_route.served.fetch_add(1, Ordering::Relaxed);
         target.in_flight.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(target.in_flight.clone());
+        let sent = std::time::Instant::now();
         match connection.send(&compiled.table, target.addr, request).await {
             Ok(response) => {
+                target_route
+                    .traffic
+                    .record(response.status().as_u16(), Some(sent.elapsed()));
                 let mut response = response.map(|inner| {
                     Body::Instance(Tracked {
                         inner,
@@ -599,13 +650,18 @@ impl Proxy {
                 }
                 response
             }
-            Err(error) => text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "instance {} of service {} did not answer: {error}\n",
-                    target.id, route.service
-                ),
-            ),
+            Err(error) => {
+                target_route
+                    .traffic
+                    .record(StatusCode::BAD_GATEWAY.as_u16(), None);
+                text(
+                    StatusCode::BAD_GATEWAY,
+                    format!(
+                        "instance {} of service {} did not answer: {error}\n",
+                        target.id, route.service
+                    ),
+                )
+            }
         }
     }
 
@@ -671,6 +727,8 @@ impl Proxy {
     /// Serves one client connection.
     async fn connection(self: Arc<Self>, stream: tokio::net::TcpStream, client: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        self.connections.fetch_add(1, Ordering::Relaxed);
+        let _open = Open(self.clone());
         let connection = Arc::new(Connection {
             table: Mutex::new((
                 u64::MAX,

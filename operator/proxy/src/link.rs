@@ -2,7 +2,7 @@
 //! in the proxy's directory, as Envoy's file-based dynamic configuration does. The
 //! control plane writes `table.json` (atomically, with a version); the proxy applies
 //! each newer version and writes `stats.json` (the version it runs, requests in flight
-//! per instance, requests served per service). Either side may die and restart: the
+//! per instance, requests served per service, the traffic counts of its metrics). Either side may die and restart: the
 //! proxy keeps serving its last table, and loads it again when it starts.
 
 use std::collections::BTreeMap;
@@ -57,6 +57,15 @@ pub struct Stats {
     pub version: u64,
     pub in_flight: BTreeMap<SocketAddr, usize>,
     pub served: BTreeMap<String, usize>,
+    /// Responses and latencies per service since the proxy started.
+    #[serde(default)]
+    pub traffic: BTreeMap<String, crate::traffic::Traffic>,
+    /// Requests no route matched since the proxy started.
+    #[serde(default)]
+    pub unrouted: u64,
+    /// Client connections open now.
+    #[serde(default)]
+    pub connections: u64,
 }
 
 fn unix_ms(at: SystemTime) -> u64 {

@@ -70,6 +70,9 @@ pub fn run(dir: ProxyDir, listen: SocketAddr, threads: usize) -> std::io::Result
                 version: applied,
                 in_flight: proxy.in_flight_all(),
                 served: proxy.served().into_iter().collect(),
+                traffic: proxy.traffic(),
+                unrouted: proxy.unrouted(),
+                connections: proxy.connections(),
             };
             if reported.as_ref() != Some(&stats) {
                 let bytes = serde_json::to_vec(&stats).expect("stats serialize");

@@ -3,7 +3,10 @@
 //! commit, compute that commit's desired state. An invalid revision is rejected and
 //! the last valid one stays in force: nothing invalid ever reaches an engine.
 
+use std::time::{Instant, SystemTime};
+
 use drover_load::{Diagnostic, DocumentCache};
+use drover_telemetry::RevisionOutcome;
 
 use crate::changes::{DroverWrites, Refusal, Rules};
 use crate::{Desired, GitSource, Revision, SourceError};
@@ -45,6 +48,29 @@ pub struct Follower {
     rules: Rules,
     /// How Drover's own commits are recognized.
     writes: Option<Writes>,
+    /// Fetches and outcomes are counted here.
+    metrics: Option<drover_telemetry::Metrics>,
+    /// When the last check started, fetched and finished checking a new revision.
+    timings: Timings,
+}
+
+/// When the steps of the last check that found a new revision happened (wall clock,
+/// for its trace).
+#[derive(Debug, Clone, Copy)]
+pub struct Timings {
+    pub started: SystemTime,
+    pub fetched: SystemTime,
+    pub checked: SystemTime,
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings {
+            started: SystemTime::UNIX_EPOCH,
+            fetched: SystemTime::UNIX_EPOCH,
+            checked: SystemTime::UNIX_EPOCH,
+        }
+    }
 }
 
 /// [`DroverWrites`], shown as whether there is one.
@@ -67,7 +93,21 @@ impl Follower {
             cache: DocumentCache::default(),
             rules: Rules::default(),
             writes: None,
+            metrics: None,
+            timings: Timings::default(),
         }
+    }
+
+    /// Counts fetches (their duration and failures) and revisions' outcomes in
+    /// `metrics`.
+    pub fn with_metrics(mut self, metrics: drover_telemetry::Metrics) -> Follower {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// When the steps of the last check that found a new revision happened.
+    pub fn timings(&self) -> Timings {
+        self.timings
     }
 
     /// Recognizes Drover's own commits (promotions, deploys, reverts) with `writes`.
@@ -101,12 +141,36 @@ impl Follower {
     /// Fetches (remotes only) and looks at the tracked reference. `None` when it still
     /// names the commit last looked at.
     pub fn check(&mut self) -> Result<Option<Update>, SourceError> {
-        self.source.fetch()?;
-        let revision = self.source.tracked()?;
+        let started = SystemTime::now();
+        let clock = Instant::now();
+        let tracked = self.source.fetch().and_then(|()| self.source.tracked());
+        if let Some(metrics) = &self.metrics {
+            metrics.fetch(clock.elapsed(), tracked.is_err());
+        }
+        let revision = tracked?;
         if self.seen.as_deref() == Some(revision.id.as_str()) {
             return Ok(None);
         }
+        let fetched = SystemTime::now();
         self.seen = Some(revision.id.clone());
+        let update = self.judge(revision);
+        self.timings = Timings {
+            started,
+            fetched,
+            checked: SystemTime::now(),
+        };
+        if let (Some(metrics), Ok(Some(update))) = (&self.metrics, &update) {
+            metrics.revision(match update {
+                Update::Accepted(_) => RevisionOutcome::Accepted,
+                Update::Rejected { .. } => RevisionOutcome::Rejected,
+                Update::Refused { .. } => RevisionOutcome::Refused,
+            });
+        }
+        update
+    }
+
+    /// A new revision checked: accepted, rejected or refused.
+    fn judge(&mut self, revision: Revision) -> Result<Option<Update>, SourceError> {
         let desired = self.source.desired_at_cached(&revision, &mut self.cache)?;
         if desired.checked.is_valid() {
             // The first revision is judged by its own rules; every later one by those

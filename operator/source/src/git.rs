@@ -89,6 +89,8 @@ pub struct Revision {
     pub id: String,
     /// The first line of the commit message.
     pub summary: String,
+    /// When it was committed (committer time, Unix seconds).
+    pub committed_s: i64,
 }
 
 impl Revision {
@@ -634,6 +636,7 @@ impl GitSource {
         Ok(Revision {
             id: commit.id().to_string(),
             summary: summary_of(&commit),
+            committed_s: commit.time().seconds(),
         })
     }
 

@@ -65,6 +65,8 @@ pub(super) struct Seen {
     pub status: Status,
     pub live: Live,
     pub releasing: BTreeSet<String>,
+    /// What the engine's proxies counted.
+    pub traffic: Vec<drover_telemetry::snapshot::ProxyNow>,
 }
 
 impl<E: Engine> Controller<E> {

@@ -1,5 +1,5 @@
 //! The recorder: a transition (a release healthy, failed or rolled back, a promotion
-//! moving on) recorded three ways with one stable reason — its event in the store, its
+//! moving on) recorded three ways (and counted in the metrics) with one stable reason — its event in the store, its
 //! notification to the receivers, its log line. The event goes into the same write as
 //! the state it records ([`Recorder::event`] inside a batch); the notification and the
 //! line follow once that write has landed ([`Recorder::tell`]).
@@ -8,6 +8,7 @@ use drover_release::ReleaseResult;
 use drover_store::{Database, Promotion, StoreError};
 
 use crate::notify::Notifier;
+use drover_telemetry::Metrics;
 
 /// One transition, as all three records say it.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct Transition<'a> {
     pub promotion: Option<i64>,
     /// What people read.
     pub text: String,
+    /// The result a release reached, for a release's transition (its metrics).
+    pub result: Option<ReleaseResult>,
 }
 
 impl<'a> Transition<'a> {
@@ -36,6 +39,7 @@ impl<'a> Transition<'a> {
             revision: Some(revision),
             promotion: None,
             text: text.to_owned(),
+            result: Some(result),
         }
     }
 
@@ -57,6 +61,7 @@ impl<'a> Transition<'a> {
             revision: p.commit.as_deref(),
             promotion: Some(p.id),
             text,
+            result: None,
         }
     }
 }
@@ -65,11 +70,12 @@ impl<'a> Transition<'a> {
 #[derive(Debug, Clone)]
 pub struct Recorder {
     notifier: Notifier,
+    metrics: Metrics,
 }
 
 impl Recorder {
-    pub fn new(notifier: Notifier) -> Recorder {
-        Recorder { notifier }
+    pub fn new(notifier: Notifier, metrics: Metrics) -> Recorder {
+        Recorder { notifier, metrics }
     }
 
     /// The transition's event, written with whatever else `store`'s batch writes.
@@ -77,8 +83,14 @@ impl Recorder {
         store.event(t.environment, &t.object, t.reason, &t.text)
     }
 
-    /// Its notification and its log line, once its event has landed.
+    /// Its notification, its log line and its metrics, once its event has landed.
     pub fn tell(&self, t: &Transition<'_>) {
+        if let Some(result) = t.result.filter(|r| !r.is_open()) {
+            self.metrics.release(t.environment, result.as_str());
+            if result == ReleaseResult::RolledBack {
+                self.metrics.rollback(t.environment, true);
+            }
+        }
         self.notifier
             .send(&t.kind, t.environment, t.revision, t.promotion, &t.text);
         tracing::info!(

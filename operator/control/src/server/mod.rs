@@ -1,5 +1,5 @@
-//! The controller's HTTP API: status, history, events and the audit trail to read
-//! (scope `read`); scale, redeploy, rollback, node availability, promotions, deploys
+//! The controller's HTTP API: status, history, events, the audit trail and the
+//! metrics to read (scope `read`); scale, redeploy, rollback, node availability, promotions, deploys
 //! and tokens to write, each with its scope and audited ([`auth`]). An engine adds
 //! its own routes (the local engine's agents report here) with [`router`]'s `extra`.
 //! Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the audit trail
@@ -21,7 +21,10 @@ use crate::promoter::Promoter;
 use crate::view::{Done, ReleaseView, Status};
 
 pub mod auth;
+mod metrics;
 mod writes;
+
+pub use metrics::measured;
 
 pub use writes::parsed;
 
@@ -35,6 +38,8 @@ pub struct ServerState<E: Engine> {
     admin_hash: [u8; 32],
     /// Writes promotions and deploys to Git (absent: those calls answer 503).
     pub promoter: Option<Arc<Promoter<E>>>,
+    /// `GET /metrics` answers without a token (`--metrics-public`).
+    pub metrics_public: bool,
 }
 
 impl<E: Engine> ServerState<E> {
@@ -47,7 +52,15 @@ impl<E: Engine> ServerState<E> {
             control,
             admin_hash: Sha256::digest(admin_token.as_bytes()).into(),
             promoter,
+            metrics_public: false,
         }
+    }
+
+    /// Serves `GET /metrics` to anyone (Prometheus without a token), or only with a
+    /// `read` token.
+    pub fn with_public_metrics(mut self, public: bool) -> ServerState<E> {
+        self.metrics_public = public;
+        self
     }
 }
 
@@ -57,6 +70,7 @@ pub type Shared<E> = Arc<ServerState<E>>;
 /// The controller's routes, with `extra` (an engine's) merged in.
 pub fn router<E: Engine>(state: Shared<E>, extra: Router<Shared<E>>) -> Router {
     Router::new()
+        .route("/metrics", get(metrics::metrics))
         .route("/api/v1/status", read_status(|s| s))
         .route("/api/v1/environments", read_status(|s| s.environments))
         .route("/api/v1/services", read_status(|s| s.services))

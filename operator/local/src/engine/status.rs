@@ -8,6 +8,7 @@ use drover_control::view::{InstanceView, NodeView, PoolView, ProxyView, ServiceV
 use drover_model::cluster::PoolRole;
 use drover_release::Health;
 use drover_release::explain::{Instances, lifecycle};
+use drover_telemetry::snapshot::{ProxiedService, ProxyNow};
 
 use super::{LocalEngine, LocalError};
 use crate::instances::{Blocked, Live, LocalClusters};
@@ -168,6 +169,13 @@ impl LocalEngine {
                 address: format!("http://{}", l.addr),
             })
             .collect();
+        out.traffic = inner
+            .proxies
+            .iter()
+            .map(|((cluster, listener), l)| {
+                traffic(&format!("{cluster}/{listener}"), &l.link.stats())
+            })
+            .collect();
         Ok(out)
     }
 
@@ -200,5 +208,31 @@ impl LocalEngine {
             instances,
             requests,
         }
+    }
+}
+
+/// A proxy's counts as the metrics show them: its route keys (`ENV/SERVICE:PORT`) as
+/// environment, service and port.
+fn traffic(listener: &str, stats: &drover_proxy::link::Stats) -> ProxyNow {
+    ProxyNow {
+        listener: listener.to_owned(),
+        connections: stats.connections,
+        unrouted: stats.unrouted,
+        services: stats
+            .traffic
+            .iter()
+            .map(|(key, t)| {
+                let (environment, rest) = key.split_once('/').unwrap_or(("", key));
+                let (service, port) = rest.split_once(':').unwrap_or((rest, ""));
+                ProxiedService {
+                    environment: environment.to_owned(),
+                    service: service.to_owned(),
+                    port: port.to_owned(),
+                    responses: t.responses,
+                    latency: t.buckets(),
+                    latency_seconds: t.latency_micros as f64 / 1e6,
+                }
+            })
+            .collect(),
     }
 }

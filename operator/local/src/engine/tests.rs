@@ -31,6 +31,7 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
         Config {
             state,
             notifier: drover_control::notify::Notifier::none(),
+            metrics: Default::default(),
         },
         wake,
     )
@@ -40,6 +41,7 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
             revision: Revision {
                 id: "0123456789abcdef".into(),
                 summary: "example".into(),
+                committed_s: 0,
             },
             state: drover_diff::normalize(&loaded.repo),
         })

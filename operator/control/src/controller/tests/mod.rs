@@ -142,6 +142,7 @@ fn revision(id: &str) -> DesiredRevision {
         revision: Revision {
             id: id.repeat(8),
             summary: format!("commit {id}"),
+            committed_s: 0,
         },
         state: example(),
     }
@@ -163,6 +164,7 @@ fn controller<E: Engine>(dir: &Path, engine: Arc<E>) -> Arc<Controller<E>> {
         Config {
             state: StateDir::new(dir),
             notifier: crate::notify::Notifier::none(),
+            metrics: Default::default(),
         },
         Arc::new(Notify::new()),
     )
