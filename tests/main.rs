@@ -8,6 +8,7 @@ mod changes;
 mod chaos;
 mod cli;
 mod crds;
+mod dashboard;
 mod diff;
 mod example_app;
 mod hostile;

@@ -620,3 +620,53 @@ impl<E: Engine> Promoter<E> {
         })
     }
 }
+
+/// What a revision changed, as `GET /api/v1/revisions/{rev}/diff` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct RevisionDiff {
+    pub revision: String,
+    pub summary: String,
+    /// Its first parent (none for the first commit).
+    pub parent: Option<String>,
+    pub changes: drover_diff::ChangeSet,
+}
+
+impl<E: Engine> Promoter<E> {
+    /// What `revision` changed against its first parent, normalized as the engines see
+    /// it (secret values as fingerprints).
+    pub async fn diff(&self, revision: &str) -> Result<RevisionDiff, ControlError> {
+        let follower = self.follower.clone();
+        let revision = revision.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let follower = follower.lock().unwrap_or_else(|e| e.into_inner());
+            let source = follower.source();
+            let found = source
+                .resolve(&revision)
+                .map_err(|e| ControlError::NotFound(e.to_string()))?;
+            let mut cache = drover_load::DocumentCache::default();
+            let unreadable = |e: drover_source::SourceError| ControlError::Invalid(e.to_string());
+            let new = source
+                .desired_at_cached(&found, &mut cache)
+                .map_err(unreadable)?;
+            let parent = source.resolve(&format!("{}~1", found.id)).ok();
+            let old = match &parent {
+                Some(p) => {
+                    source
+                        .desired_at_cached(p, &mut cache)
+                        .map_err(unreadable)?
+                        .checked
+                        .repo
+                }
+                None => drover_load::Repo::default(),
+            };
+            Ok(RevisionDiff {
+                changes: diff_repos(&old, &new.checked.repo, Options::default()),
+                revision: found.id,
+                summary: found.summary,
+                parent: parent.map(|p| p.id),
+            })
+        })
+        .await
+        .map_err(|e| ControlError::Invalid(format!("the diff stopped: {e}")))?
+    }
+}

@@ -151,6 +151,11 @@ impl<E: Engine> ServerState<E> {
 }
 
 impl Caller {
+    /// The token's name and scopes, when it is known.
+    pub fn identity(&self) -> Option<(String, Vec<String>)> {
+        self.known.clone()
+    }
+
     /// The caller, when they hold `scope`; otherwise the refusal (401 or 403), which
     /// is audited when `write` names the action and its target.
     #[allow(clippy::result_large_err)] // the error is the response, built once per refusal

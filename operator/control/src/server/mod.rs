@@ -1,5 +1,5 @@
-//! The controller's HTTP API: status, history, events, the audit trail and the
-//! metrics to read (scope `read`); scale, redeploy, rollback, node availability, promotions, deploys
+//! The controller's HTTP API and its web dashboard ([`dashboard`]): status, history,
+//! events, the audit trail, diffs and the metrics to read (scope `read`); scale, redeploy, rollback, node availability, promotions, deploys
 //! and tokens to write, each with its scope and audited ([`auth`]). An engine adds
 //! its own routes (the local engine's agents report here) with [`router`]'s `extra`.
 //! Serve it with `into_make_service_with_connect_info::<SocketAddr>()`: the audit trail
@@ -21,6 +21,7 @@ use crate::promoter::Promoter;
 use crate::view::{Done, ReleaseView, Status};
 
 pub mod auth;
+mod dashboard;
 mod metrics;
 mod writes;
 
@@ -70,6 +71,12 @@ pub type Shared<E> = Arc<ServerState<E>>;
 /// The controller's routes, with `extra` (an engine's) merged in.
 pub fn router<E: Engine>(state: Shared<E>, extra: Router<Shared<E>>) -> Router {
     Router::new()
+        .route("/", get(dashboard::index))
+        .route("/ui/app.js", get(dashboard::script))
+        .route("/ui/style.css", get(dashboard::style))
+        .route("/api/v1/whoami", get(dashboard::whoami))
+        .route("/api/v1/stream", get(dashboard::stream))
+        .route("/api/v1/revisions/{rev}/diff", get(dashboard::diff))
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/status", read_status(|s| s))
         .route("/api/v1/environments", read_status(|s| s.environments))
