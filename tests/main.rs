@@ -19,6 +19,7 @@ mod policies;
 mod promote;
 mod releases;
 mod secrets;
+mod traces;
 mod up;
 mod validate;
 mod watch;

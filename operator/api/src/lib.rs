@@ -9,12 +9,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use drover_source::Redacted;
 use drover_source::webhook::{self, WebhookError};
+use drover_telemetry::trace::{Detection, Detections, RequestTrace, parent_of};
 use drover_telemetry::{Metrics, WebhookOutcome};
 use tokio::sync::Notify;
 
@@ -27,6 +28,9 @@ pub struct ApiState {
     pub on_push: Arc<Notify>,
     /// Deliveries are counted by outcome.
     pub metrics: Metrics,
+    /// A signed push is recorded as what set the next check off, with the trace
+    /// context it came with (its `traceparent`).
+    pub detections: Arc<Detections>,
 }
 
 /// The API's routes.
@@ -48,6 +52,7 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
 
 async fn git_webhook(
     State(state): State<Arc<ApiState>>,
+    request_trace: Option<Extension<RequestTrace>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -67,6 +72,9 @@ async fn git_webhook(
     match webhook::verify(secret.0.as_bytes(), header, &body) {
         Ok(provider) => {
             state.metrics.webhook(WebhookOutcome::Accepted);
+            // Under this request's span when it is traced, else under its caller's.
+            let parent = request_trace.map_or_else(|| parent_of(&headers), |t| t.0.0);
+            state.detections.saw(Detection::Webhook, parent);
             state.on_push.notify_one();
             json(
                 StatusCode::ACCEPTED,

@@ -104,6 +104,8 @@ pub struct Config {
 pub struct DesiredRevision {
     pub revision: Revision,
     pub state: State,
+    /// Its trace: applying and judging it are added to it.
+    pub trace: drover_telemetry::trace::RevisionTrace,
 }
 
 /// A rolled-back release whose revision should be reverted in Git.
@@ -212,6 +214,9 @@ pub struct Controller<E: Engine> {
     wake: Arc<Notify>,
     /// Counts finished passes (good or failed), for whoever reports on them.
     passes: tokio::sync::watch::Sender<u64>,
+    /// The trace of the desired revision (by its id): a release's verdict is added to
+    /// it.
+    traced: Mutex<Option<(String, drover_telemetry::trace::RevisionTrace)>>,
 }
 
 /// The revision a controller follows, as its status reports it.
@@ -283,6 +288,7 @@ impl<E: Engine> Controller<E> {
             git_writes_rx: Mutex::new(Some(git_writes_rx)),
             wake,
             passes: tokio::sync::watch::Sender::new(0),
+            traced: Mutex::new(None),
         }))
     }
 
@@ -328,6 +334,8 @@ impl<E: Engine> Controller<E> {
         let mut inner = self.inner.lock().await;
         inner.rejected = None;
         inner.attempted = Some(desired.revision.id.clone());
+        *self.traced.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((desired.revision.id.clone(), desired.trace.clone()));
         inner.desired = Some(Arc::new(desired));
         drop(inner);
         self.wake();
@@ -818,6 +826,16 @@ impl<E: Engine> Controller<E> {
     /// What is counted as it happens.
     pub fn metrics(&self) -> &drover_telemetry::Metrics {
         &self.config.metrics
+    }
+
+    /// The trace of `revision`, when it is the desired one.
+    fn trace_of(&self, revision: &str) -> Option<drover_telemetry::trace::RevisionTrace> {
+        self.traced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(id, _)| id == revision)
+            .map(|(_, trace)| trace.clone())
     }
 
     /// A queued write was carried out (`Ok(commit)`) or could not be (`Err(why)`):

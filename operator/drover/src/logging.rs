@@ -82,7 +82,20 @@ pub fn init(format: LogFormat, to_stderr: bool) {
     // result, which it reports once, in its own words, in the log and the status.
     let filter = tracing_subscriber::filter::Targets::new()
         .with_default(tracing::Level::INFO)
-        .with_target("kube_client", tracing_subscriber::filter::LevelFilter::OFF);
+        .with_target("kube_client", tracing_subscriber::filter::LevelFilter::OFF)
+        // OpenTelemetry's own lines: only trouble (a collector that cannot be reached).
+        .with_target(
+            "opentelemetry",
+            tracing_subscriber::filter::LevelFilter::WARN,
+        )
+        .with_target(
+            "opentelemetry_sdk",
+            tracing_subscriber::filter::LevelFilter::WARN,
+        )
+        .with_target(
+            "opentelemetry_otlp",
+            tracing_subscriber::filter::LevelFilter::WARN,
+        );
     let writer = move || Quiet(to_stderr);
     let layer = tracing_subscriber::fmt::layer()
         .with_ansi(false)

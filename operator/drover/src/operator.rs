@@ -215,6 +215,7 @@ async fn operate(args: Args) -> anyhow::Result<std::process::ExitCode> {
         webhook_secret: webhook_secret(&client, &args).await?,
         vault,
         metrics,
+        detections: Default::default(),
     };
     let serve = Serve {
         listen: args.listen,

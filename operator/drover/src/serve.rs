@@ -16,7 +16,9 @@ use drover_control::{Config, Controller, DesiredRevision};
 use drover_diagnostics::{RenderOptions, render_human, summary};
 use drover_local::files::StateDir;
 use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
+use drover_telemetry::trace::{CheckTimes, Detection, Detections, RevisionTrace};
 use tokio::sync::Notify;
+use tracing::Instrument;
 
 /// Where the API listens and how often a remote repo is fetched.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +87,8 @@ pub struct Setup {
     pub vault: Arc<drover_secrets::Vault>,
     /// What is counted as it happens; the follower and the webhooks count into it too.
     pub metrics: drover_telemetry::Metrics,
+    /// What set the next check off (a watch, a poll, a webhook with its trace).
+    pub detections: Arc<Detections>,
 }
 
 /// The age identities the control plane opens secrets with, where SOPS looks for them
@@ -115,6 +119,8 @@ pub struct Started<E: drover_control::engine::Engine> {
     pub checker: tokio::task::JoinHandle<()>,
     pub quit: Arc<AtomicBool>,
     pub api: String,
+    /// The trace exporter, when `OTEL_EXPORTER_OTLP_ENDPOINT` names one.
+    pub tracing: Option<drover_telemetry::trace::Tracing>,
 }
 
 /// Starts the controller over `engine`, its API (with `extra` routes), the promoter,
@@ -128,6 +134,10 @@ pub async fn start<E: drover_control::engine::Engine>(
 ) -> anyhow::Result<Started<E>> {
     let state = &setup.state;
     let trigger = setup.trigger.clone();
+    let tracing = drover_telemetry::trace::Tracing::from_env()?;
+    if tracing.is_some() {
+        tracing::info!("traces: exported over OTLP/gRPC (OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
     let control = Controller::open(
         engine,
         Config {
@@ -148,6 +158,7 @@ pub async fn start<E: drover_control::engine::Engine>(
         webhook_secret: setup.webhook_secret.clone(),
         on_push: trigger.clone(),
         metrics: setup.metrics.clone(),
+        detections: setup.detections.clone(),
     }));
     let promoter = Arc::new(Promoter::new(
         control.clone(),
@@ -191,18 +202,22 @@ pub async fn start<E: drover_control::engine::Engine>(
     let quit = Arc::new(AtomicBool::new(false));
     if setup.remote {
         let (trigger, period) = (trigger.clone(), serve.poll);
+        let detections = setup.detections.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(period).await;
+                detections.saw(Detection::Poll, Default::default());
                 trigger.notify_one();
             }
         });
     } else {
         let watch = watch_refs(&setup.git_dir)?;
         let (trigger, quit) = (trigger.clone(), quit.clone());
+        let detections = setup.detections.clone();
         tokio::task::spawn_blocking(move || {
             while !quit.load(Ordering::Relaxed) {
                 if watch.wait(Duration::from_millis(250)) {
+                    detections.saw(Detection::Watch, Default::default());
                     trigger.notify_one();
                 }
             }
@@ -215,6 +230,7 @@ pub async fn start<E: drover_control::engine::Engine>(
         control.clone(),
         trigger,
         setup.vault.clone(),
+        setup.detections.clone(),
     ));
     Ok(Started {
         control,
@@ -223,6 +239,7 @@ pub async fn start<E: drover_control::engine::Engine>(
         checker,
         quit,
         api,
+        tracing,
     })
 }
 
@@ -250,6 +267,10 @@ impl<E: drover_control::engine::Engine> Started<E> {
     pub async fn stop(self, state: &StateDir) {
         let _ = self.stop.send(true);
         let _ = self.reconciler.await;
+        if let Some(tracing) = self.tracing {
+            // The export runs on this runtime: flush from a thread of its own.
+            let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+        }
         let _ = std::fs::remove_file(state.api_file());
         tracing::info!("stopped");
     }
@@ -346,87 +367,139 @@ async fn recover_values<E: drover_control::engine::Engine>(
 
 /// Checks the tracked reference at start and each time `trigger` fires, off the main
 /// loop, and hands each new revision to the controller: accepted, or rejected with
-/// every diagnostic.
+/// every diagnostic. Each new revision gets its trace (what set the check off, the
+/// fetch, the validation); its log lines carry the trace's id.
 pub async fn follow<E: drover_control::engine::Engine>(
     follower: Arc<Mutex<Follower>>,
     control: Arc<Controller<E>>,
     trigger: Arc<Notify>,
     vault: Arc<drover_secrets::Vault>,
+    detections: Arc<Detections>,
 ) {
+    let mut first = true;
     loop {
         let checking = follower.clone();
-        let update =
-            tokio::task::spawn_blocking(move || checking.lock().expect("follower lock").check())
-                .await;
+        let update = tokio::task::spawn_blocking(move || {
+            let mut follower = checking.lock().expect("follower lock");
+            follower.check().map(|u| u.map(|u| (u, follower.timings())))
+        })
+        .await;
+        let (how, parent) = detections.take();
+        // Nothing said what set this check off: the start, or a commit Drover wrote.
+        let how = match how {
+            Detection::Start if !first => Detection::Write,
+            how => how,
+        };
+        first = false;
         match update {
-            Ok(Ok(Some(Update::Accepted(desired)))) => {
-                tracing::info!(
-                    "revision {} accepted: {} ({})",
-                    desired.revision.short(),
-                    desired.revision.summary,
-                    summary(&desired.checked.diagnostics)
+            Ok(Ok(Some((update, times)))) => {
+                let (revision, outcome) = match &update {
+                    Update::Accepted(d) => (&d.revision, "accepted"),
+                    Update::Rejected { revision, .. } => (revision, "rejected"),
+                    Update::Refused { revision, .. } => (revision, "refused"),
+                };
+                let trace = RevisionTrace::checked(
+                    &revision.id,
+                    &revision.summary,
+                    how,
+                    &parent,
+                    CheckTimes {
+                        started: times.started,
+                        fetched: times.fetched,
+                        checked: times.checked,
+                    },
+                    outcome,
                 );
-                // The values first: the engines deliver them once the objects apply.
-                vault.add(&desired.secrets);
-                control
-                    .set_desired(DesiredRevision {
-                        state: drover_diff::normalize(&desired.checked.repo),
-                        revision: desired.revision.clone(),
-                    })
+                let span = tracing::info_span!(
+                    "revision",
+                    trace_id = trace.trace_id().unwrap_or_default()
+                );
+                handle(update, trace, &follower, &control, &vault)
+                    .instrument(span)
                     .await;
-            }
-            Ok(Ok(Some(Update::Rejected {
-                revision,
-                diagnostics,
-                in_force,
-            }))) => {
-                if in_force.is_none() {
-                    // Restarted on a rejected revision: the engines still need the
-                    // values of the one in force before, which only Git holds.
-                    recover_values(&follower, &control, &vault).await;
-                }
-                let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
-                    format!("{} stays in force", r.short())
-                });
-                let text = format!("{}; {kept}", summary(&diagnostics));
-                tracing::info!("revision {} rejected: {text}", revision.short());
-                // The first findings; `drover validate` shows them all.
-                const SHOWN: usize = 50;
-                let shown = &diagnostics[..diagnostics.len().min(SHOWN)];
-                for l in render_human(shown, RenderOptions::default()).lines() {
-                    tracing::info!("  {l}");
-                }
-                if diagnostics.len() > SHOWN {
-                    tracing::info!(
-                        "  … and {} more (drover validate lists them all)",
-                        diagnostics.len() - SHOWN
-                    );
-                }
-                // What `drover status` and an Environment's status say in one line:
-                // the count, and the first error itself.
-                let first = diagnostics
-                    .iter()
-                    .find(|d| d.severity == drover_diagnostics::Severity::Error)
-                    .map(|d| format!("; first: {}: {} {}", d.location, d.code.id(), d.message))
-                    .unwrap_or_default();
-                control.reject(&revision, &format!("{text}{first}")).await;
-            }
-            Ok(Ok(Some(Update::Refused {
-                revision,
-                refusals,
-                in_force,
-            }))) => {
-                let text = refused_text(&refusals, in_force.as_ref());
-                tracing::info!("revision {} refused: {text}", revision.short());
-                for refusal in &refusals {
-                    tracing::info!("  {refusal}");
-                }
-                control.reject(&revision, &text).await;
             }
             Ok(Ok(None)) => {}
             Ok(Err(error)) => tracing::error!("error: {error}"),
             Err(error) => tracing::error!("error: the revision check stopped: {error}"),
         }
         trigger.notified().await;
+    }
+}
+
+/// A new revision: accepted (handed to the controller), rejected or refused (reported,
+/// the one in force stays).
+async fn handle<E: drover_control::engine::Engine>(
+    update: Update,
+    trace: RevisionTrace,
+    follower: &Arc<Mutex<Follower>>,
+    control: &Arc<Controller<E>>,
+    vault: &Arc<drover_secrets::Vault>,
+) {
+    match update {
+        Update::Accepted(desired) => {
+            tracing::info!(
+                "revision {} accepted: {} ({})",
+                desired.revision.short(),
+                desired.revision.summary,
+                summary(&desired.checked.diagnostics)
+            );
+            // The values first: the engines deliver them once the objects apply.
+            vault.add(&desired.secrets);
+            control
+                .set_desired(DesiredRevision {
+                    state: drover_diff::normalize(&desired.checked.repo),
+                    revision: desired.revision.clone(),
+                    trace,
+                })
+                .await;
+        }
+        Update::Rejected {
+            revision,
+            diagnostics,
+            in_force,
+        } => {
+            if in_force.is_none() {
+                // Restarted on a rejected revision: the engines still need the
+                // values of the one in force before, which only Git holds.
+                recover_values(follower, control, vault).await;
+            }
+            let kept = in_force.map_or("nothing is in force yet".to_owned(), |r| {
+                format!("{} stays in force", r.short())
+            });
+            let text = format!("{}; {kept}", summary(&diagnostics));
+            tracing::info!("revision {} rejected: {text}", revision.short());
+            // The first findings; `drover validate` shows them all.
+            const SHOWN: usize = 50;
+            let shown = &diagnostics[..diagnostics.len().min(SHOWN)];
+            for l in render_human(shown, RenderOptions::default()).lines() {
+                tracing::info!("  {l}");
+            }
+            if diagnostics.len() > SHOWN {
+                tracing::info!(
+                    "  … and {} more (drover validate lists them all)",
+                    diagnostics.len() - SHOWN
+                );
+            }
+            // What `drover status` and an Environment's status say in one line:
+            // the count, and the first error itself.
+            let first = diagnostics
+                .iter()
+                .find(|d| d.severity == drover_diagnostics::Severity::Error)
+                .map(|d| format!("; first: {}: {} {}", d.location, d.code.id(), d.message))
+                .unwrap_or_default();
+            control.reject(&revision, &format!("{text}{first}")).await;
+        }
+        Update::Refused {
+            revision,
+            refusals,
+            in_force,
+        } => {
+            let text = refused_text(&refusals, in_force.as_ref());
+            tracing::info!("revision {} refused: {text}", revision.short());
+            for refusal in &refusals {
+                tracing::info!("  {refusal}");
+            }
+            control.reject(&revision, &text).await;
+        }
     }
 }

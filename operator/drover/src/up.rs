@@ -263,6 +263,7 @@ async fn up(args: Args, log_format: LogFormat) -> anyhow::Result<()> {
             .map(drover_source::Redacted),
         vault: drover_secrets::Vault::new(),
         metrics,
+        detections: Default::default(),
     };
     up_engines(args, setup, log_format).await
 }

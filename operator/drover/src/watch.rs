@@ -120,6 +120,7 @@ async fn watch(args: Args) -> anyhow::Result<()> {
         on_push: trigger.clone(),
         // `drover watch` serves no metrics; the webhook counts into nothing read.
         metrics: drover_telemetry::Metrics::new(),
+        detections: Default::default(),
     });
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

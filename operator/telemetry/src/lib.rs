@@ -4,6 +4,7 @@
 
 pub mod metrics;
 pub mod snapshot;
+pub mod trace;
 
 pub use metrics::{Metrics, RevisionOutcome, WebhookOutcome};
 pub use snapshot::Snapshot;

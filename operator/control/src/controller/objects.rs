@@ -465,7 +465,9 @@ impl<E: Engine> Controller<E> {
         wanted: State,
     ) -> Result<bool, ControlError> {
         let revision = &pass.desired.revision;
+        let planning = std::time::SystemTime::now();
         let plan = plan_environment(env, &wanted, pass.observed);
+        let planned = std::time::SystemTime::now();
         let before = pass.statuses.get(env);
         let new_revision = before.and_then(|s| s.revision.as_deref()) != Some(&revision.id);
         let policy = sync_policy(
@@ -506,7 +508,24 @@ impl<E: Engine> Controller<E> {
             if new_revision && !env.is_empty() && !services.is_empty() {
                 self.open_release(inner, pass, env, services, &wanted)?;
             }
-            self.apply_all(pass.kind, &plan.actions, false).await?;
+            let applied_all = self.apply_all(pass.kind, &plan.actions, false).await;
+            if new_revision && !env.is_empty() {
+                let trace = &pass.desired.trace;
+                let actions = plan.actions.len().to_string();
+                let pairs = [("drover.environment", env), ("drover.actions", &actions)];
+                trace.step("plan", planning, planned, &pairs);
+                match &applied_all {
+                    Ok(()) => trace.step("apply", planned, std::time::SystemTime::now(), &pairs),
+                    Err(e) => trace.failed_step(
+                        "apply",
+                        planned,
+                        std::time::SystemTime::now(),
+                        &pairs,
+                        &e.to_string(),
+                    ),
+                }
+            }
+            applied_all?;
             applied = true;
             let (reason, text) = if new_revision {
                 (

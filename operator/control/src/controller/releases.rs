@@ -87,7 +87,29 @@ impl<E: Engine> Controller<E> {
             self.recorder.event(store, &said)
         })?;
         self.recorder.tell(&said);
+        self.trace_verdict(env, release, result, reason);
         Ok(())
+    }
+
+    /// The release's span in its revision's trace: from when it was opened to its
+    /// verdict.
+    fn trace_verdict(&self, env: &str, release: &OpenRelease, result: ReleaseResult, reason: &str) {
+        let Some(trace) = self.trace_of(&release.revision) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        let started = now - release.started.elapsed();
+        let services = release.services.join(",");
+        let pairs = [
+            ("drover.environment", env),
+            ("drover.release.result", result.as_str()),
+            ("drover.services", services.as_str()),
+        ];
+        if result == ReleaseResult::Healthy {
+            trace.step("release", started, now, &pairs);
+        } else {
+            trace.failed_step("release", started, now, &pairs, reason);
+        }
     }
 
     /// A release left open by a controller that stopped is judged again, from now.
@@ -182,6 +204,7 @@ impl<E: Engine> Controller<E> {
         })?;
         let (rollback_id, revert) = rollback_id;
         self.recorder.tell(&said);
+        self.trace_verdict(env, &release, ReleaseResult::RolledBack, reason);
         if let Some(revert) = revert {
             self.send_git_write(revert);
         }

@@ -1,5 +1,7 @@
 //! `GET /metrics` (OpenMetrics text: what is counted, and a snapshot of what is), and
-//! the layer that counts every API request by route, method and status (RED).
+//! the layer that counts every API request by route, method and status (RED) and
+//! traces it (a server span under the caller's `traceparent`, its id on the request's
+//! log lines).
 
 use std::time::Instant;
 
@@ -8,7 +10,8 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
-use drover_telemetry::Metrics;
+use drover_telemetry::{Metrics, trace};
+use tracing::Instrument;
 
 use super::{Answer, Caller, Shared, failed};
 use crate::engine::Engine;
@@ -27,12 +30,12 @@ pub(super) async fn metrics<E: Engine>(State(s): State<Shared<E>>, caller: Calle
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], text).into_response())
 }
 
-/// `app` with every request counted in `metrics`: by the route's pattern as the router
+/// `app` with every request counted in `metrics` and traced: by the route's pattern as the router
 /// writes it (`/api/v1/services/{env}/{service}/scale`, `-` when none matched, so a
 /// scan of random paths adds no series) and by method (`other` for any but the usual).
 pub fn measured(app: Router, metrics: Metrics) -> Router {
     app.layer(axum::middleware::from_fn(
-        move |request: Request, next: Next| {
+        move |mut request: Request, next: Next| {
             let metrics = metrics.clone();
             async move {
                 let route = request
@@ -45,14 +48,20 @@ pub fn measured(app: Router, metrics: Metrics) -> Router {
                     _ => "other",
                 }
                 .to_owned();
-                let started = Instant::now();
-                let response = next.run(request).await;
-                metrics.request(
-                    &route,
-                    &method,
-                    response.status().as_u16(),
-                    started.elapsed(),
+                let parent = trace::parent_of(request.headers());
+                let cx = trace::request(&method, &route, &parent);
+                request
+                    .extensions_mut()
+                    .insert(trace::RequestTrace(cx.clone()));
+                let span = tracing::info_span!(
+                    "request",
+                    trace_id = trace::trace_id(&cx).unwrap_or_default()
                 );
+                let started = Instant::now();
+                let response = next.run(request).instrument(span).await;
+                let status = response.status().as_u16();
+                metrics.request(&route, &method, status, started.elapsed());
+                trace::end_request(&cx, status);
                 response
             }
         },

@@ -43,6 +43,7 @@ async fn example_plane(dir: &Path) -> Arc<Control> {
                 summary: "example".into(),
                 committed_s: 0,
             },
+            trace: Default::default(),
             state: drover_diff::normalize(&loaded.repo),
         })
         .await;

@@ -144,6 +144,7 @@ fn revision(id: &str) -> DesiredRevision {
             summary: format!("commit {id}"),
             committed_s: 0,
         },
+        trace: Default::default(),
         state: example(),
     }
 }
