@@ -4,6 +4,8 @@
 # instance is ready. Agents and the proxy processes are reported separately.
 #
 #   bash benches/idle.sh [INSTANCES] [SECONDS]
+#   WATCHED=1 bash benches/idle.sh   # … with the dashboard open and a Prometheus
+#                                    # scrape every 15 s, as a watched platform runs
 #
 # Target (issue: local engine): control plane idle CPU < 2% of a core, RSS < 60 MB.
 set -euo pipefail
@@ -14,7 +16,9 @@ cargo build --release --locked -q -p drover
 drover=$PWD/target/release/drover
 work=$(mktemp -d)
 up=""
+watchers=""
 cleanup() {
+  for w in $watchers; do kill "$w" 2>/dev/null || true; done
   if [ -n "$up" ]; then kill -INT "$up" 2>/dev/null || true; wait "$up" 2>/dev/null || true; fi
   rm -rf "$work"
 }
@@ -71,6 +75,16 @@ ready() {
 }
 for _ in $(seq 600); do [ "$(ready)" -ge "$instances" ] && break; sleep 0.5; done
 echo "$(ready) of $instances instances ready; settling 5 s, then measuring ${seconds} s"
+if [ "${WATCHED:-0}" = 1 ]; then
+  api=$(cat "$work/state/api"); token=$(cat "$work/state/api-token")
+  # An open dashboard tab holds one status stream (a status after every pass) …
+  curl -sN -H "Authorization: Bearer $token" "$api/api/v1/stream" > "$work/stream" &
+  watchers="$!"
+  # … and Prometheus scrapes /metrics every 15 s.
+  ( while true; do curl -s -H "Authorization: Bearer $token" "$api/metrics" > "$work/metrics"; sleep 15; done ) &
+  watchers="$watchers $!"
+  echo "watched: a dashboard stream and a scrape every 15 s"
+fi
 sleep 5
 ticks=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -97,4 +111,7 @@ print(f"{int(n)} agents together: CPU {100 * (aa - ab) / t / s:.2f}% of a core, 
 print(f"{int(pn)} proxy process(es): CPU {100 * (pa - pb) / t / s:.2f}% of a core, RSS {prss / 1024:.1f} MiB")
 PY
 echo "instances that turned unready during the run: $(grep -c 'is not ready' "$work/up.log" || true)"
+if [ "${WATCHED:-0}" = 1 ]; then
+  echo "statuses streamed: $(grep -c '^event: status' "$work/stream"); metrics lines in the last scrape: $(wc -l < "$work/metrics")"
+fi
 grep 'is not ready' "$work/up.log" | head -3 || true

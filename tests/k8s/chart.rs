@@ -91,6 +91,7 @@ pub(crate) fn the_helm_chart_renders_what_install_prints_and_the_cluster_takes_i
         "gitSecret": "git-credentials",
         "webhookSecret": "webhook",
         "ageKeySecret": "sops-age",
+        "metricsPublic": true,
     });
     let (chart, lint) = helm_render(&values);
     let problems: Vec<&Value> = lint["messages"]
@@ -114,6 +115,7 @@ pub(crate) fn the_helm_chart_renders_what_install_prints_and_the_cluster_takes_i
             "webhook",
             "--age-key-secret",
             "sops-age",
+            "--metrics-public",
         ])
         .output()
         .unwrap();

@@ -33,6 +33,10 @@ pub struct Args {
     /// --from-file=age.agekey=KEYFILE`), mounted read-only as `SOPS_AGE_KEY_FILE`.
     #[arg(long)]
     age_key_secret: Option<String>,
+    /// Serve `GET /metrics` without a token and annotate the pods for Prometheus
+    /// (`prometheus.io/scrape`); otherwise a scrape needs a `read` token.
+    #[arg(long)]
+    metrics_public: bool,
     /// The operator's namespace.
     #[arg(long, default_value = "drover-system")]
     namespace: String,
@@ -57,6 +61,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         git_secret: args.git_secret,
         webhook_secret: args.webhook_secret,
         age_key_secret: args.age_key_secret,
+        metrics_public: args.metrics_public,
         ..defaults
     };
     let objects = objects(&settings);

@@ -28,6 +28,9 @@ pub struct Settings {
     /// A Secret in `namespace` whose `age.agekey` holds the age identity Drover opens
     /// encrypted secrets with (Flux's `sops-age` convention), mounted read-only.
     pub age_key_secret: Option<String>,
+    /// `GET /metrics` without a token, and the pods annotated for Prometheus'
+    /// annotation-based discovery (`prometheus.io/scrape`).
+    pub metrics_public: bool,
     pub cpu_request: String,
     pub memory_request: String,
     pub memory_limit: String,
@@ -45,6 +48,7 @@ impl Default for Settings {
             git_secret: None,
             webhook_secret: None,
             age_key_secret: None,
+            metrics_public: false,
             cpu_request: "100m".into(),
             memory_request: "128Mi".into(),
             memory_limit: "512Mi".into(),
@@ -188,6 +192,9 @@ fn deployment(s: &Settings) -> Value {
     );
     flag("listen", &format!("0.0.0.0:{API_PORT}"));
     flag("state-dir", "/var/lib/drover");
+    if s.metrics_public {
+        args.push("--metrics-public".into());
+    }
     let mut deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": metadata(NAME, Some(&s.namespace)),
@@ -238,6 +245,13 @@ fn deployment(s: &Settings) -> Value {
             },
         },
     });
+    if s.metrics_public {
+        deployment["spec"]["template"]["metadata"]["annotations"] = json!({
+            "prometheus.io/scrape": "true",
+            "prometheus.io/port": API_PORT.to_string(),
+            "prometheus.io/path": "/metrics",
+        });
+    }
     if let Some(secret) = &s.age_key_secret {
         let pod = &mut deployment["spec"]["template"]["spec"];
         let container = &mut pod["containers"][0];
