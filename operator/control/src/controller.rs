@@ -38,6 +38,7 @@ mod recorder;
 mod releases;
 mod rules;
 mod status;
+mod telemetry;
 
 pub use objects::Placements;
 pub use promote::Verified;
@@ -821,21 +822,6 @@ impl<E: Engine> Controller<E> {
         self.config.metrics.rollback(env, false);
         self.send_git_write(queued);
         Ok(text)
-    }
-
-    /// What is counted as it happens.
-    pub fn metrics(&self) -> &drover_telemetry::Metrics {
-        &self.config.metrics
-    }
-
-    /// The trace of `revision`, when it is the desired one.
-    fn trace_of(&self, revision: &str) -> Option<drover_telemetry::trace::RevisionTrace> {
-        self.traced
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .filter(|(id, _)| id == revision)
-            .map(|(_, trace)| trace.clone())
     }
 
     /// A queued write was carried out (`Ok(commit)`) or could not be (`Err(why)`):
