@@ -108,7 +108,8 @@ fn waits_for_production_at(platform: &Platform, commit: &str) {
     });
 }
 
-fn touch_production(platform: &Platform, note: &str) {
+/// Puts `# NOTE` at the top of production's environment file (not committed).
+pub(crate) fn touch_production(platform: &Platform, note: &str) {
     let path = platform
         .repo
         .dir

@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
 use crate::platform::{Platform, fixture};
-use crate::support::{blessing, repo_root};
+use crate::support::{blessing, free_port, repo_root};
 
 /// chromedriver with a headless Chromium session; both stop when dropped.
 struct Browser {
@@ -26,11 +27,7 @@ struct Browser {
 
 impl Browser {
     fn start() -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -107,29 +104,22 @@ impl Browser {
         .to_owned()
     }
 
+    /// The element `css` selects, once there is one.
+    fn element(&self, css: &str) -> Element {
+        self.runtime
+            .block_on(self.client().wait().for_element(Locator::Css(css)))
+            .unwrap_or_else(|e| panic!("no {css}: {e}"))
+    }
+
     fn click(&self, css: &str) {
         self.runtime
-            .block_on(async {
-                self.client()
-                    .wait()
-                    .for_element(Locator::Css(css))
-                    .await?
-                    .click()
-                    .await
-            })
+            .block_on(self.element(css).click())
             .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
     }
 
     fn type_into(&self, css: &str, text: &str) {
         self.runtime
-            .block_on(async {
-                self.client()
-                    .wait()
-                    .for_element(Locator::Css(css))
-                    .await?
-                    .send_keys(text)
-                    .await
-            })
+            .block_on(self.element(css).send_keys(text))
             .unwrap();
     }
 
@@ -226,19 +216,11 @@ fn the_dashboard_follows_a_release_shows_its_diff_and_rolls_back() {
 
     // A commit: the open page sees the release go from Updating to Running by itself.
     browser.js("window.loadedOnce = true;");
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 1\n",
-            "  replicas: 1\n  env: {EXAMPLE_READY_AFTER: \"3\"}\n  update: {monitor: 1s}\n",
-        );
-    platform.commit("web v2, ready after 3 seconds");
+    platform.commit_web_v2(
+        1,
+        "  env: {EXAMPLE_READY_AFTER: \"3\"}\n  update: {monitor: 1s}\n",
+        "web v2, ready after 3 seconds",
+    );
     browser.wait_text("#environments", "staging updating", |t| {
         t.contains("Updating")
     });

@@ -57,11 +57,7 @@ fn switches_fail_readiness_and_liveness() {
 
 #[test]
 fn it_listens_on_the_port_the_engine_assigns() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = crate::support::free_port();
     let (_app, addr) = start(&[], &[("PORT", &port.to_string())]);
     assert_eq!(addr, format!("127.0.0.1:{port}"));
 }

@@ -11,19 +11,10 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::platform::{Platform, fixture};
-use crate::support::{http, repo_root};
+use crate::support::{free_port, http, repo_root};
 
 fn observability() -> PathBuf {
     repo_root().join("examples/observability")
-}
-
-/// A free port on 127.0.0.1 (Prometheus cannot report the port it was given by 0).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A Prometheus server of its own, scraping one target every second; killed when
@@ -197,19 +188,7 @@ fn prometheus_scrapes_releases_proxy_traffic_and_the_dashboards_queries() {
     });
 
     // A commit that changes web is a second release, counted when it is judged.
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 1\n",
-            "  replicas: 1\n  update: {monitor: 1s}\n",
-        );
-    platform.commit("web v2");
+    platform.commit_web_v2(1, "  update: {monitor: 1s}\n", "web v2");
     prometheus.wait_until(
         "the second release is counted",
         Duration::from_secs(90),

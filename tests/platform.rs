@@ -201,6 +201,24 @@ impl Platform {
         self.up = Some(up);
     }
 
+    /// Commits staging's web at version v2 with `lines` (YAML, indented two spaces)
+    /// added after its `replicas: N` line; returns the commit id.
+    pub fn commit_web_v2(&self, replicas: u32, lines: &str, message: &str) -> String {
+        let line = format!("  replicas: {replicas}\n");
+        self.repo
+            .edit(
+                "environments/staging/web.yaml",
+                "version: v1",
+                "version: v2",
+            )
+            .edit(
+                "environments/staging/web.yaml",
+                &line,
+                &format!("{line}{lines}"),
+            );
+        self.commit(message)
+    }
+
     /// Commits in the working copy and, with a remote, pushes; returns the commit id.
     pub fn commit(&self, message: &str) -> String {
         let id = self.repo.commit(message);

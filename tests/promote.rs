@@ -307,12 +307,7 @@ fn a_verified_release_travels_from_staging_to_production() {
         &platform.repo.dir,
         &["pull", "-q", "--ff-only", bare.to_str().unwrap(), "main"],
     );
-    let path = platform
-        .repo
-        .dir
-        .join("environments/production/environment.yaml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("# owned by the shop team\n{text}")).unwrap();
+    crate::changes::touch_production(&platform, "owned by the shop team");
     platform.commit("production: a comment");
 
     // `drover status` shows the gate open once staging has soaked.

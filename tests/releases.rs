@@ -158,20 +158,11 @@ pub(crate) fn release_v2(
     value: &str,
     message: &str,
 ) -> String {
-    let line = format!("  replicas: {replicas}\n");
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            &line,
-            &format!("{line}  env: {{{switch}: \"{value}\"}}\n"),
-        );
-    platform.commit(message)
+    platform.commit_web_v2(
+        replicas,
+        &format!("  env: {{{switch}: \"{value}\"}}\n"),
+        message,
+    )
 }
 
 /// Three web instances updated start-first, with a fast rollback; waits until the

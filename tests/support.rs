@@ -253,6 +253,16 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     http("GET", addr, path, &[], b"")
 }
 
+/// A port on 127.0.0.1 free a moment ago, for a program that cannot report the port
+/// it was given by 0.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// A named test against a shared `T`.
 #[allow(dead_code, reason = "used by the binaries with their own harness")]
 pub type SharedTest<'a, T> = (&'a str, fn(&T));

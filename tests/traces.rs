@@ -140,19 +140,7 @@ fn a_webhooks_revision_is_one_trace_from_detection_to_verdict() {
     platform.wait_for(Duration::from_secs(60), "web ready", |s| {
         Platform::ready(s, "web", 1)
     });
-    platform
-        .repo
-        .edit(
-            "environments/staging/web.yaml",
-            "version: v1",
-            "version: v2",
-        )
-        .edit(
-            "environments/staging/web.yaml",
-            "  replicas: 1\n",
-            "  replicas: 1\n  update: {monitor: 1s}\n",
-        );
-    let commit = platform.commit("web v2");
+    let commit = platform.commit_web_v2(1, "  update: {monitor: 1s}\n", "web v2");
     let body = br#"{"ref":"refs/heads/main"}"#;
     let signature = format!("sha256={}", sign(b"hook-secret", body));
     let traceparent = format!("00-{TRACE}-{CALLER}-01");

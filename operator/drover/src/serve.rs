@@ -16,7 +16,7 @@ use drover_control::{Config, Controller, DesiredRevision};
 use drover_diagnostics::{RenderOptions, render_human, summary};
 use drover_local::files::StateDir;
 use drover_source::{Follower, GitSource, Redacted, Update, watch_refs};
-use drover_telemetry::trace::{CheckTimes, Detection, Detections, RevisionTrace};
+use drover_telemetry::trace::{Detection, Detections, RevisionTrace};
 use tokio::sync::Notify;
 use tracing::Instrument;
 
@@ -403,11 +403,7 @@ pub async fn follow<E: drover_control::engine::Engine>(
                     &revision.summary,
                     how,
                     &parent,
-                    CheckTimes {
-                        started: times.started,
-                        fetched: times.fetched,
-                        checked: times.checked,
-                    },
+                    times,
                     outcome,
                 );
                 let span = tracing::info_span!(

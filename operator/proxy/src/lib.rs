@@ -163,9 +163,8 @@ pub struct Proxy {
     next: Mutex<HashMap<String, Arc<AtomicUsize>>>,
     /// Requests in flight per instance address (least-connections, draining).
     in_flight: Mutex<HashMap<SocketAddr, Arc<AtomicUsize>>>,
-    /// Requests forwarded per service since start (the autoscaler's request rate).
-    served: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    /// Responses and latencies per service since start (metrics).
+    /// Requests forwarded, responses and latencies per service since start (the
+    /// autoscaler's request rate, the metrics).
     traffic: Mutex<HashMap<String, Arc<RouteTraffic>>>,
     /// Requests no route matched.
     unrouted: AtomicU64,
@@ -200,7 +199,6 @@ struct Target {
 struct CompiledRoute {
     ready: Vec<Target>,
     next: Arc<AtomicUsize>,
-    served: Arc<AtomicUsize>,
     traffic: Arc<RouteTraffic>,
 }
 
@@ -426,7 +424,6 @@ impl Proxy {
             version: AtomicU64::new(0),
             next: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
-            served: Mutex::new(HashMap::new()),
             traffic: Mutex::new(HashMap::new()),
             unrouted: AtomicU64::new(0),
             connections: AtomicU64::new(0),
@@ -451,7 +448,6 @@ impl Proxy {
             .iter()
             .map(|route| CompiledRoute {
                 next: Self::counter(&self.next, &route.service),
-                served: Self::counter(&self.served, &route.service),
                 traffic: Self::counter(&self.traffic, &route.service),
                 ready: table
                     .backends
@@ -504,11 +500,11 @@ impl Proxy {
 
     /// Requests forwarded to each service (`Route::service`) since the proxy started.
     pub fn served(&self) -> Vec<(String, usize)> {
-        self.served
+        self.traffic
             .lock()
             .expect("counter lock")
             .iter()
-            .map(|(k, v)| (k.clone(), v.load(Ordering::Relaxed)))
+            .map(|(k, v)| (k.clone(), v.forwarded()))
             .collect()
     }
 
@@ -627,7 +623,7 @@ impl Proxy {
             HeaderValue::from_static("http"),
         );
 
-        target_route.served.fetch_add(1, Ordering::Relaxed);
+        target_route.traffic.forward();
         target.in_flight.fetch_add(1, Ordering::Relaxed);
         let in_flight = InFlight(target.in_flight.clone());
         let sent = std::time::Instant::now();

@@ -1,9 +1,10 @@
-//! What the proxy counts of the traffic it carries, for the control plane's metrics:
-//! responses by status class and upstream latency per route's service, requests no
-//! route matched, and open client connections. Counting is a few relaxed atomic adds
+//! What the proxy counts of the traffic it carries, for the autoscaler and the control
+//! plane's metrics: requests forwarded, responses by status class and upstream latency
+//! per route's service (here), requests no route matched and open client connections
+//! (on the proxy). Counting is a few relaxed atomic adds
 //! per request, so it costs the proxy nothing it would notice.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -17,6 +18,8 @@ pub const LATENCY_BUCKETS: [f64; 11] = [
 /// A service's counters, shared by every table version that routes to it.
 #[derive(Debug, Default)]
 pub struct RouteTraffic {
+    /// Requests forwarded to an instance (the autoscaler's request rate).
+    forwarded: AtomicUsize,
     /// Responses by status class: 1xx … 5xx.
     classes: [AtomicU64; 5],
     /// Responses an instance gave, by latency bucket (not cumulative; the last is +Inf).
@@ -25,6 +28,16 @@ pub struct RouteTraffic {
 }
 
 impl RouteTraffic {
+    /// Counts a request forwarded to an instance.
+    pub fn forward(&self) {
+        self.forwarded.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests forwarded so far.
+    pub fn forwarded(&self) -> usize {
+        self.forwarded.load(Ordering::Relaxed)
+    }
+
     /// Counts a response of `status`; `upstream` is how long the instance took to
     /// answer (none when the proxy answered itself: no ready instance, or it failed).
     pub fn record(&self, status: u16, upstream: Option<Duration>) {

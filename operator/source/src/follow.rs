@@ -7,6 +7,7 @@ use std::time::{Instant, SystemTime};
 
 use drover_load::{Diagnostic, DocumentCache};
 use drover_telemetry::RevisionOutcome;
+use drover_telemetry::trace::CheckTimes;
 
 use crate::changes::{DroverWrites, Refusal, Rules};
 use crate::{Desired, GitSource, Revision, SourceError};
@@ -50,27 +51,9 @@ pub struct Follower {
     writes: Option<Writes>,
     /// Fetches and outcomes are counted here.
     metrics: Option<drover_telemetry::Metrics>,
-    /// When the last check started, fetched and finished checking a new revision.
-    timings: Timings,
-}
-
-/// When the steps of the last check that found a new revision happened (wall clock,
-/// for its trace).
-#[derive(Debug, Clone, Copy)]
-pub struct Timings {
-    pub started: SystemTime,
-    pub fetched: SystemTime,
-    pub checked: SystemTime,
-}
-
-impl Default for Timings {
-    fn default() -> Self {
-        Timings {
-            started: SystemTime::UNIX_EPOCH,
-            fetched: SystemTime::UNIX_EPOCH,
-            checked: SystemTime::UNIX_EPOCH,
-        }
-    }
+    /// When the last check that found a new revision started, fetched and finished
+    /// (wall clock, for its trace).
+    timings: CheckTimes,
 }
 
 /// [`DroverWrites`], shown as whether there is one.
@@ -94,7 +77,11 @@ impl Follower {
             rules: Rules::default(),
             writes: None,
             metrics: None,
-            timings: Timings::default(),
+            timings: CheckTimes {
+                started: SystemTime::UNIX_EPOCH,
+                fetched: SystemTime::UNIX_EPOCH,
+                checked: SystemTime::UNIX_EPOCH,
+            },
         }
     }
 
@@ -106,7 +93,7 @@ impl Follower {
     }
 
     /// When the steps of the last check that found a new revision happened.
-    pub fn timings(&self) -> Timings {
+    pub fn timings(&self) -> CheckTimes {
         self.timings
     }
 
@@ -154,7 +141,7 @@ impl Follower {
         let fetched = SystemTime::now();
         self.seen = Some(revision.id.clone());
         let update = self.judge(revision);
-        self.timings = Timings {
+        self.timings = CheckTimes {
             started,
             fetched,
             checked: SystemTime::now(),

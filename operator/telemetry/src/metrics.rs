@@ -240,11 +240,11 @@ impl Metrics {
 
     /// The OpenMetrics text of these metrics and of `now` (what is, read at this
     /// scrape), ending with `# EOF`.
-    pub fn encode(&self, now: &crate::snapshot::Snapshot) -> String {
+    pub fn encode(&self, now: crate::snapshot::Snapshot) -> String {
         use prometheus_client::encoding::text::{encode_eof, encode_registry};
         let mut text = String::new();
         let mut fresh = Registry::with_prefix("drover");
-        fresh.register_collector(Box::new(now.clone()));
+        fresh.register_collector(Box::new(now));
         // Writing to a String cannot fail.
         let _ = encode_registry(&mut text, &self.registry);
         let _ = encode_registry(&mut text, &fresh);
@@ -265,7 +265,7 @@ mod tests {
         metrics.rollback("staging", true);
         metrics.webhook(WebhookOutcome::BadSignature);
         metrics.request("/api/v1/status", "GET", 200, Duration::from_millis(2));
-        let text = metrics.encode(&Default::default());
+        let text = metrics.encode(Default::default());
         for line in [
             "drover_reconcile_passes_total{result=\"ok\"} 1",
             "drover_reconcile_duration_seconds_count 1",

@@ -321,7 +321,7 @@ mod tests {
                 }],
             }],
         };
-        let text = Metrics::new().encode(&now);
+        let text = Metrics::new().encode(now);
         for line in [
             "drover_build_info{version=\"0.1.0\"} 1",
             "drover_environment_sync_status{environment=\"staging\",status=\"Synced\"} 0",

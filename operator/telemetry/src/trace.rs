@@ -191,19 +191,21 @@ impl RevisionTrace {
         }
         let cx = parent.with_span(root);
         let trace = RevisionTrace { cx };
-        trace.step("fetch", times.started, times.fetched, &[]);
-        trace.step("validate", times.fetched, times.checked, &[]);
+        trace.step("fetch", times.started, times.fetched, &[], None);
+        trace.step("validate", times.fetched, times.checked, &[], None);
         trace.cx.span().end_with_timestamp(times.checked);
         trace
     }
 
-    /// A step of the revision, over once it is recorded.
+    /// A step of the revision, over once it is recorded; a failed one (`error`)
+    /// carries its error.
     pub fn step(
         &self,
         name: &'static str,
         start: SystemTime,
         end: SystemTime,
         pairs: &[(&'static str, &str)],
+        error: Option<&str>,
     ) {
         let tracer = tracer();
         let mut span = tracer
@@ -211,25 +213,9 @@ impl RevisionTrace {
             .with_start_time(start)
             .with_attributes(attributes(pairs))
             .start_with_context(&tracer, &self.cx);
-        span.end_with_timestamp(end);
-    }
-
-    /// A failed step: its span carries the error.
-    pub fn failed_step(
-        &self,
-        name: &'static str,
-        start: SystemTime,
-        end: SystemTime,
-        pairs: &[(&'static str, &str)],
-        error: &str,
-    ) {
-        let tracer = tracer();
-        let mut span = tracer
-            .span_builder(name)
-            .with_start_time(start)
-            .with_attributes(attributes(pairs))
-            .start_with_context(&tracer, &self.cx);
-        span.set_status(Status::error(error.to_owned()));
+        if let Some(error) = error {
+            span.set_status(Status::error(error.to_owned()));
+        }
         span.end_with_timestamp(end);
     }
 

@@ -513,17 +513,10 @@ impl<E: Engine> Controller<E> {
                 let trace = &pass.desired.trace;
                 let actions = plan.actions.len().to_string();
                 let pairs = [("drover.environment", env), ("drover.actions", &actions)];
-                trace.step("plan", planning, planned, &pairs);
-                match &applied_all {
-                    Ok(()) => trace.step("apply", planned, std::time::SystemTime::now(), &pairs),
-                    Err(e) => trace.failed_step(
-                        "apply",
-                        planned,
-                        std::time::SystemTime::now(),
-                        &pairs,
-                        &e.to_string(),
-                    ),
-                }
+                trace.step("plan", planning, planned, &pairs, None);
+                let error = applied_all.as_ref().err().map(ToString::to_string);
+                let now = std::time::SystemTime::now();
+                trace.step("apply", planned, now, &pairs, error.as_deref());
             }
             applied_all?;
             applied = true;

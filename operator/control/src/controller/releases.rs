@@ -105,11 +105,8 @@ impl<E: Engine> Controller<E> {
             ("drover.release.result", result.as_str()),
             ("drover.services", services.as_str()),
         ];
-        if result == ReleaseResult::Healthy {
-            trace.step("release", started, now, &pairs);
-        } else {
-            trace.failed_step("release", started, now, &pairs, reason);
-        }
+        let error = (result != ReleaseResult::Healthy).then_some(reason);
+        trace.step("release", started, now, &pairs, error);
     }
 
     /// A release left open by a controller that stopped is judged again, from now.

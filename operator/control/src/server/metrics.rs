@@ -26,7 +26,7 @@ pub(super) async fn metrics<E: Engine>(State(s): State<Shared<E>>, caller: Calle
         caller.require(&s, "read", None)?;
     }
     let now = s.control.snapshot().await.map_err(failed)?;
-    let text = s.control.metrics().encode(&now);
+    let text = s.control.metrics().encode(now);
     Ok((StatusCode::OK, [(header::CONTENT_TYPE, OPENMETRICS)], text).into_response())
 }
 
